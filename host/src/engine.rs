@@ -1,0 +1,214 @@
+//! The one [`Engine`] of the process, the [`Linker`] every component is checked against, and
+//! the state each request's [`Store`] carries.
+//!
+//! Guests are linked with all of WASI 0.2 (Rust std guests import `wasi:cli/*` beyond the proxy
+//! world) plus wasi:http, but granted nothing: no inherited environment, no preopened
+//! directories, no sockets, no outbound HTTP unless `--allow-outbound` says so.
+
+use crate::config::Config;
+use crate::guest_io::GuestLog;
+use crate::outbound::{OutboundHooks, OutboundPolicy};
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// How often the epoch ticks; a spinning guest yields to other requests at this interval and is
+/// stopped at most this late after its deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Instances reserved beyond `--max-concurrency` for validating new components.
+const VALIDATION_SLOTS: u32 = 4;
+/// Largest number of resources (streams, fields, bodies…) one request may hold.
+const MAX_RESOURCES: usize = 10_000;
+/// Largest single `wasi:random` request, in bytes.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+/// Largest header field (name plus value) a guest may build, in bytes.
+const MAX_FIELD_SIZE: usize = 64 << 10;
+/// Largest table a guest may have, in elements.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Largest number of instances, tables and memories one store may create.
+const MAX_STORE_OBJECTS: usize = 100;
+
+/// The process-wide runtime pieces shared by every generation and request.
+pub struct Runtime {
+    /// The one engine: compiles components, owns the instance pool.
+    pub engine: Engine,
+    /// The host functions every component is linked against.
+    pub linker: Linker<HostState>,
+    /// Settings that shape each request's store.
+    pub store_settings: StoreSettings,
+}
+
+/// Per-store settings taken from the configuration once.
+#[derive(Clone)]
+pub struct StoreSettings {
+    /// Bytes each linear memory may grow to.
+    pub max_memory: u64,
+    /// The guest environment.
+    pub guest_env: Arc<Vec<(String, String)>>,
+    /// Outbound HTTP allow-list.
+    pub outbound: OutboundPolicy,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator sized from the concurrency cap, epoch interruption on)
+    /// and the linker.
+    pub fn new(config: &Config) -> Result<Runtime> {
+        let limits = &config.limits;
+        let slots = u32::try_from(limits.max_concurrency)
+            .context("`--max-concurrency` is too large")?
+            .saturating_add(VALIDATION_SLOTS);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(8))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
+            .max_memory_size(usize::try_from(limits.max_memory).context("`--max-memory` is too large")?)
+            .table_elements(MAX_TABLE_ELEMENTS);
+
+        let mut wasm = wasmtime::Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(pool);
+        let engine = Engine::new(&wasm).map_err(anyhow::Error::from).context("failed to create the wasm engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("failed to link WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link wasi:http")?;
+
+        Ok(Runtime {
+            engine,
+            linker,
+            store_settings: StoreSettings {
+                max_memory: limits.max_memory,
+                guest_env: Arc::new(config.guest_env.clone()),
+                outbound: config.outbound.clone(),
+            },
+        })
+    }
+
+    /// Starts the thread that advances the engine's epoch every [`EPOCH_TICK`].
+    pub fn start_epoch_ticker(&self) -> Result<()> {
+        let engine = self.engine.weak();
+        std::thread::Builder::new()
+            .name("hotswap-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = engine.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("failed to start the epoch thread")?;
+        Ok(())
+    }
+
+    /// A fresh store for one request (or one validation) served by `generation`, which must
+    /// stop executing guest code at `deadline`.
+    pub fn new_store(&self, generation: u64, request_id: u64, deadline: Instant) -> Store<HostState> {
+        let settings = &self.store_settings;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&settings.guest_env)
+            .stdout(GuestLog::stdout(generation, request_id))
+            .stderr(GuestLog::stderr(generation, request_id))
+            .max_random_size(MAX_RANDOM_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELD_SIZE);
+
+        let state = HostState {
+            wasi: wasi.build(),
+            http,
+            table,
+            hooks: OutboundHooks::new(settings.outbound.clone(), generation),
+            limiter: GuestLimiter::new(settings.max_memory),
+            deadline,
+            timed_out: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                ctx.data_mut().timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}
+
+/// Everything one request's store holds.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    /// Memory and table limits; remembers whether the guest hit one.
+    pub limiter: GuestLimiter,
+    /// When guest code must stop running.
+    pub deadline: Instant,
+    /// Set when the epoch callback interrupted the guest at its deadline.
+    pub timed_out: bool,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
+    }
+}
+
+/// A [`wasmtime::ResourceLimiter`] that denies growth past the configured limits and records
+/// that it did, so the failure can be named "memory limit" in the log.
+pub struct GuestLimiter {
+    max_memory: u64,
+    /// The guest asked for more linear memory than allowed.
+    pub hit_memory_limit: bool,
+}
+
+impl GuestLimiter {
+    fn new(max_memory: u64) -> Self {
+        GuestLimiter { max_memory, hit_memory_limit: false }
+    }
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired as u64 > self.max_memory {
+            self.hit_memory_limit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_STORE_OBJECTS
+    }
+
+    fn tables(&self) -> usize {
+        MAX_STORE_OBJECTS
+    }
+
+    fn memories(&self) -> usize {
+        MAX_STORE_OBJECTS
+    }
+}

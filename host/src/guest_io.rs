@@ -1,0 +1,145 @@
+//! Guest stdout and stderr, turned into host log lines tagged with the generation and request.
+
+use bytes::Bytes;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// A line longer than this is logged in pieces.
+const MAX_LINE: usize = 16 << 10;
+
+/// Which guest stream a line came from.
+#[derive(Clone, Copy, Debug)]
+enum Which {
+    Stdout,
+    Stderr,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Stdout => "stdout",
+            Which::Stderr => "stderr",
+        }
+    }
+}
+
+/// A guest output stream that becomes log lines.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestLog {
+    which: Which,
+    generation: u64,
+    request_id: u64,
+}
+
+impl GuestLog {
+    /// The guest's stdout for one request of `generation`.
+    pub fn stdout(generation: u64, request_id: u64) -> Self {
+        GuestLog { which: Which::Stdout, generation, request_id }
+    }
+
+    /// The guest's stderr for one request of `generation`.
+    pub fn stderr(generation: u64, request_id: u64) -> Self {
+        GuestLog { which: Which::Stderr, generation, request_id }
+    }
+
+    fn writer(&self) -> LineWriter {
+        LineWriter { log: *self, buf: Vec::new() }
+    }
+}
+
+impl IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestLog {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.writer())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.writer())
+    }
+}
+
+/// Buffers bytes until a newline, then logs the line.
+struct LineWriter {
+    log: GuestLog,
+    buf: Vec<u8>,
+}
+
+impl LineWriter {
+    fn push(&mut self, mut bytes: &[u8]) {
+        while let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
+            self.buf.extend_from_slice(&bytes[..pos]);
+            self.emit();
+            bytes = &bytes[pos + 1..];
+        }
+        self.buf.extend_from_slice(bytes);
+        while self.buf.len() >= MAX_LINE {
+            let rest = self.buf.split_off(MAX_LINE);
+            self.emit();
+            self.buf = rest;
+        }
+    }
+
+    fn emit(&mut self) {
+        let line = String::from_utf8_lossy(&self.buf);
+        let line = line.strip_suffix('\r').unwrap_or(&line);
+        tracing::info!(
+            target: "hotswap::guest",
+            generation = self.log.generation,
+            request_id = self.log.request_id,
+            stream = self.log.which.name(),
+            "{line}"
+        );
+        self.buf.clear();
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_LINE)
+    }
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

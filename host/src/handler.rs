@@ -1,0 +1,234 @@
+//! Where a request goes: limits, a fresh instance of the current generation, and the mapping of
+//! every way a guest can fail to a status code.
+//!
+//! Each request waits (briefly) for a concurrency permit, takes an owned `Arc<Generation>` from
+//! the slot, and runs the guest on its own task with a fresh `Store`. The response head comes
+//! back over a oneshot as soon as the guest sets it; the body streams while the guest keeps
+//! running. The permit and the generation are released when the guest task ends.
+
+use crate::body::{GuardedBody, LimitedBody, ResponseBody, full};
+use crate::config::Limits;
+use crate::engine::{HostState, Runtime};
+use crate::slot::{Generation, InFlight, Slot};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::{Semaphore, oneshot};
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Name of the response header that says which generation served a request.
+pub const GENERATION_HEADER: &str = "x-hotswap-generation";
+
+/// Dispatches requests to the current generation under the configured limits.
+pub struct Dispatcher {
+    runtime: Arc<Runtime>,
+    slot: Arc<Slot>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    next_id: AtomicU64,
+}
+
+/// How a guest run ended, when it did not end well.
+#[derive(Debug)]
+enum GuestFailure {
+    /// The request deadline passed.
+    TimedOut,
+    /// The guest tried to grow a memory past `--max-memory`.
+    MemoryLimit(String),
+    /// No instance slot was free in the pool.
+    PoolExhausted,
+    /// A trap or host error.
+    Trap(String),
+}
+
+type ResponseResult = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
+
+impl Dispatcher {
+    /// A dispatcher serving from `slot`.
+    pub fn new(runtime: Arc<Runtime>, slot: Arc<Slot>, limits: Limits) -> Self {
+        let permits = Arc::new(Semaphore::new(limits.max_concurrency));
+        Dispatcher { runtime, slot, limits, permits, next_id: AtomicU64::new(1) }
+    }
+
+    /// Requests currently holding a concurrency slot (running or streaming their body).
+    pub fn in_flight(&self) -> usize {
+        self.limits.max_concurrency - self.permits.available_permits()
+    }
+
+    /// Serves one request. Never fails: every problem becomes a response.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let response = self.dispatch(id, started, req).await;
+        tracing::debug!(
+            request_id = id,
+            status = response.status().as_u16(),
+            generation = response.headers().get(GENERATION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request served"
+        );
+        response
+    }
+
+    async fn dispatch(&self, id: u64, started: Instant, req: Request<Incoming>) -> Response<ResponseBody> {
+        if req.uri().authority().is_none() && !req.headers().contains_key(HOST) {
+            return plain(StatusCode::BAD_REQUEST, "the request has no Host header\n");
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.limits.max_body_size) {
+            return too_large(self.limits.max_body_size);
+        }
+
+        let permit = match tokio::time::timeout(
+            self.limits.queue_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                tracing::warn!(request_id = id, limit = self.limits.max_concurrency, "concurrency limit reached; answering 503");
+                let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "the server is at its concurrency limit; retry shortly\n");
+                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
+        };
+        let Some(generation) = self.slot.current() else {
+            let reason = self.slot.unavailable_reason();
+            return plain(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
+        };
+        let number = generation.number;
+        let in_flight = generation.enter();
+        drop(generation);
+
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let req = req.map(|body| LimitedBody::new(body, self.limits.max_body_size, exceeded.clone()));
+        let deadline = started + self.limits.request_timeout;
+        let (response_tx, response_rx) = oneshot::channel::<ResponseResult>();
+        let (done_tx, done_rx) = oneshot::channel::<bool>();
+        let runtime = self.runtime.clone();
+        let task = tokio::spawn(async move {
+            let result = run_guest(&runtime, &in_flight, id, deadline, req, response_tx).await;
+            if let Err(failure) = &result {
+                log_failure(id, in_flight.generation(), failure);
+            }
+            let _ = done_tx.send(result.is_ok());
+            drop(in_flight);
+            drop(permit);
+            result
+        });
+
+        let mut response = match response_rx.await {
+            Ok(Ok(resp)) => resp.map(|body| GuardedBody::new(body, done_rx).boxed_unsync()),
+            Ok(Err(code)) if exceeded.load(Ordering::Relaxed) => {
+                tracing::debug!(request_id = id, ?code, "guest gave up on an oversize body");
+                too_large(self.limits.max_body_size)
+            }
+            Ok(Err(code)) => {
+                tracing::warn!(request_id = id, generation = number, ?code, "guest answered with an error code");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, format!("the component failed to handle the request: {code:?}\n"))
+            }
+            Err(_) => {
+                // The guest run ended without setting a response.
+                let outcome = task.await.unwrap_or_else(|join| Err(GuestFailure::Trap(format!("guest task failed: {join}"))));
+                if exceeded.load(Ordering::Relaxed) {
+                    too_large(self.limits.max_body_size)
+                } else {
+                    failure_response(outcome.err())
+                }
+            }
+        };
+        response
+            .headers_mut()
+            .insert(GENERATION_HEADER, HeaderValue::from(number));
+        response
+    }
+}
+
+/// Instantiates the generation in a fresh store and calls its handler, within the deadline.
+async fn run_guest(
+    runtime: &Runtime,
+    in_flight: &InFlight,
+    id: u64,
+    deadline: Instant,
+    req: Request<LimitedBody<Incoming>>,
+    response_tx: oneshot::Sender<ResponseResult>,
+) -> Result<(), GuestFailure> {
+    let generation = in_flight.generation();
+    let mut store = runtime.new_store(generation.number, id, deadline);
+    let call = call_guest(&mut store, generation, req, response_tx);
+    let result = tokio::time::timeout_at(deadline.into(), call).await;
+    let state = store.data();
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Err(_elapsed) => Err(GuestFailure::TimedOut),
+        Ok(Err(_)) if state.timed_out => Err(GuestFailure::TimedOut),
+        Ok(Err(err)) if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+            Err(GuestFailure::PoolExhausted)
+        }
+        Ok(Err(err)) if state.limiter.hit_memory_limit => Err(GuestFailure::MemoryLimit(format!("{err:?}"))),
+        Ok(Err(err)) => Err(GuestFailure::Trap(format!("{err:?}"))),
+    }
+}
+
+async fn call_guest(
+    store: &mut Store<HostState>,
+    generation: &Generation,
+    req: Request<LimitedBody<Incoming>>,
+    response_tx: oneshot::Sender<ResponseResult>,
+) -> wasmtime::Result<()> {
+    let proxy = generation.pre.instantiate_async(&mut *store).await?;
+    let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+    let out = store.data_mut().http().new_response_outparam(response_tx)?;
+    proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out).await
+}
+
+fn log_failure(id: u64, generation: &Generation, failure: &GuestFailure) {
+    let number = generation.number;
+    match failure {
+        GuestFailure::TimedOut => tracing::warn!(request_id = id, generation = number, "request deadline exceeded; guest stopped"),
+        GuestFailure::MemoryLimit(err) => {
+            tracing::warn!(request_id = id, generation = number, error = %err, "guest hit the memory limit")
+        }
+        GuestFailure::PoolExhausted => tracing::warn!(request_id = id, generation = number, "instance pool exhausted"),
+        GuestFailure::Trap(err) => tracing::warn!(request_id = id, generation = number, error = %err, "guest trapped"),
+    }
+}
+
+fn failure_response(failure: Option<GuestFailure>) -> Response<ResponseBody> {
+    match failure {
+        Some(GuestFailure::TimedOut) => plain(StatusCode::GATEWAY_TIMEOUT, "the component did not answer within the request deadline\n"),
+        Some(GuestFailure::MemoryLimit(_)) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the component exceeded its memory limit\n"),
+        Some(GuestFailure::PoolExhausted) => {
+            let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "no instance slot is free; retry shortly\n");
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+        Some(GuestFailure::Trap(_)) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the component failed while handling the request\n"),
+        None => plain(StatusCode::INTERNAL_SERVER_ERROR, "the component returned without sending a response\n"),
+    }
+}
+
+fn too_large(limit: u64) -> Response<ResponseBody> {
+    plain(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than the {limit} byte limit\n"))
+}
+
+/// A plain-text response generated by the host.
+pub fn plain(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}

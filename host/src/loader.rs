@@ -1,0 +1,121 @@
+//! Bytes → a validated, pre-instantiated component, or an error that says what is wrong.
+//!
+//! A component is accepted only if it compiles, its imports are all satisfied by the host's
+//! linker, it exports `wasi:http/incoming-handler`, and one instance of it can be created
+//! within the configured limits. Anything else is a [`LoadError`]; the caller keeps serving
+//! the previous generation.
+
+use crate::engine::{HostState, Runtime};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// How long a trial instantiation may take before the component is rejected.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a component was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file has no bytes (often: caught in the middle of being written).
+    #[error("the file is empty")]
+    Empty,
+    /// The bytes do not start with the wasm magic number.
+    #[error("not a WebAssembly file (no `\\0asm` header)")]
+    NotWasm,
+    /// A core module where a component was expected.
+    #[error(
+        "this is a core WebAssembly module, not a component; build for `wasm32-wasip2` or \
+         with `cargo component build`"
+    )]
+    CoreModule,
+    /// Compilation failed (truncated or malformed component, unsupported feature…).
+    #[error("failed to compile the component: {0:#}")]
+    Compile(wasmtime::Error),
+    /// The component imports something the host does not provide.
+    #[error("the component's imports cannot be satisfied by this host: {0:#}")]
+    Link(wasmtime::Error),
+    /// The component does not export `wasi:http/incoming-handler`.
+    #[error("the component does not export `wasi:http/incoming-handler` (is it a `wasi:http/proxy` component?): {0:#}")]
+    NotProxy(wasmtime::Error),
+    /// A trial instance could not be created (limits too small, start function trapped…).
+    #[error("the component could not be instantiated: {0:#}")]
+    Instantiate(wasmtime::Error),
+}
+
+/// A component that passed every check, ready to be served.
+pub struct Compiled {
+    /// Pre-instantiated component: each request instantiates from it.
+    pub pre: ProxyPre<HostState>,
+    /// How long compilation took.
+    pub compile_time: Duration,
+}
+
+/// The sha256 of a component's bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Rejects byte strings that cannot be a component before handing them to the compiler, so
+/// the common mistakes get a precise message.
+pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.is_empty() {
+        return Err(LoadError::Empty);
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Core modules are version 1, layer 0; components carry layer 1 in bytes 6..8.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Compiles and links `bytes`. Blocking and CPU-heavy: call it off the async runtime.
+pub fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Compiled, LoadError> {
+    check_header(bytes)?;
+    let start = Instant::now();
+    let component = Component::new(&runtime.engine, bytes).map_err(LoadError::Compile)?;
+    let compile_time = start.elapsed();
+    let instance_pre = runtime.linker.instantiate_pre(&component).map_err(LoadError::Link)?;
+    let pre = ProxyPre::new(instance_pre).map_err(LoadError::NotProxy)?;
+    Ok(Compiled { pre, compile_time })
+}
+
+/// Creates one throwaway instance, proving the component fits the pool and its start-up code
+/// runs, before it may replace a working generation.
+pub async fn trial_instantiate(runtime: &Arc<Runtime>, compiled: &Compiled) -> Result<(), LoadError> {
+    let mut store = runtime.new_store(0, 0, Instant::now() + VALIDATION_TIMEOUT);
+    match tokio::time::timeout(VALIDATION_TIMEOUT, compiled.pre.instantiate_async(&mut store)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(LoadError::Instantiate(err)),
+        Err(_) => Err(LoadError::Instantiate(wasmtime::format_err!(
+            "instantiation took longer than {VALIDATION_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// Compiles `bytes` on a blocking thread, then instantiates it once.
+pub async fn load(runtime: &Arc<Runtime>, bytes: Arc<Vec<u8>>) -> Result<Compiled, LoadError> {
+    let rt = runtime.clone();
+    let compiled = tokio::task::spawn_blocking(move || compile(&rt, &bytes))
+        .await
+        .map_err(|join| LoadError::Compile(wasmtime::format_err!("compiler task failed: {join}")))??;
+    trial_instantiate(runtime, &compiled).await?;
+    Ok(compiled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_the_common_mistakes() {
+        assert!(matches!(check_header(b""), Err(LoadError::Empty)));
+        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

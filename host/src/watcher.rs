@@ -1,0 +1,95 @@
+//! "The component file may have changed" events, from notify with debouncing.
+//!
+//! The watch is on the file's parent directory, not the file: deploying by atomic rename
+//! replaces the inode, and a watch on the old inode would never fire again. Events are filtered
+//! to the component's file name, and reads (including our own) are ignored.
+
+use crate::reload::{Trigger, TriggerSender};
+use anyhow::{Context, Result};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A running watch; dropping it stops watching.
+pub struct FileWatcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+/// Why the watch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The OS limit on inotify watches or instances is reached.
+    #[error(
+        "the operating system's limit on file watches is reached; raise \
+         `fs.inotify.max_user_watches` / `fs.inotify.max_user_instances`, or run with \
+         `--no-watch` and reload with SIGHUP"
+    )]
+    TooManyWatches,
+    /// Any other watcher failure.
+    #[error("cannot watch `{path}`: {source}")]
+    Other {
+        /// The directory that could not be watched.
+        path: PathBuf,
+        /// What notify said.
+        source: notify::Error,
+    },
+}
+
+/// Starts watching `component` and sends [`Trigger::FileChanged`] after each debounced burst of
+/// changes to it.
+pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Result<FileWatcher> {
+    let dir = component
+        .parent()
+        .context("the component path has no parent directory")?
+        .to_path_buf();
+    let name: OsString = component
+        .file_name()
+        .context("the component path has no file name")?
+        .to_owned();
+
+    let mut debouncer = new_debouncer(delay, None, move |result: DebounceEventResult| match result {
+        Ok(events) => {
+            let relevant = events.iter().any(|event| {
+                is_change(&event.kind)
+                    && event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))
+            });
+            if relevant {
+                triggers.send(Trigger::FileChanged);
+            }
+        }
+        Err(errors) => {
+            for error in errors {
+                tracing::warn!(error = %error, "file watcher error; still serving the current generation");
+            }
+        }
+    })
+    .map_err(|source| classify(&dir, source))?;
+    debouncer
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| classify(&dir, source))?;
+    tracing::debug!(dir = %dir.display(), "watching for component changes");
+    Ok(FileWatcher { _debouncer: debouncer })
+}
+
+/// Events that can mean new content: creation, modification, rename, removal, and the end of a
+/// write. Opening or reading the file (which the host itself does on reload) is not a change.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+fn classify(dir: &Path, source: notify::Error) -> WatchError {
+    match &source.kind {
+        notify::ErrorKind::MaxFilesWatch => WatchError::TooManyWatches,
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) || io.raw_os_error() == Some(28) => {
+            WatchError::TooManyWatches
+        }
+        _ => WatchError::Other { path: dir.to_path_buf(), source },
+    }
+}

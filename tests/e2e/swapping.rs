@@ -1,0 +1,152 @@
+//! Hot swap: every way a new build can land, requests in flight across a swap, and swaps under
+//! a steady stream of requests.
+
+use hotswap_tests::guests::{self, GUEST_TARGET_DIR};
+use hotswap_tests::{Client, Reply, Server, deploy_atomic, deploy_in_place, eventually, get};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a swap may take to show up (debounce + compile on a busy 2-core machine).
+pub const SWAP_WAIT: Duration = Duration::from_secs(30);
+
+/// A server watching `dir/app.wasm`, which starts as guest-example `v1`.
+pub fn start_v1(dir: &Path) -> (Server, PathBuf) {
+    let path = dir.join("app.wasm");
+    std::fs::write(&path, guests::example_version("v1")).unwrap();
+    let server = Server::start(&path, &["--debounce", "50ms"]);
+    (server, path)
+}
+
+/// Waits until `GET /` is served by generation `n`, and returns that reply.
+pub async fn wait_for_generation(server: &Server, n: u64) -> Reply {
+    eventually(SWAP_WAIT, || async {
+        get(server.addr, "/").await.ok().filter(|r| r.generation() == Some(n))
+    })
+    .await
+    .unwrap_or_else(|| panic!("generation {n} never served; log:\n{}", server.log()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swap_by_atomic_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path) = start_v1(dir.path());
+    assert!(get(server.addr, "/").await.unwrap().text().contains("version v1"));
+    deploy_atomic(&guests::example_version("v2"), &path);
+    let reply = wait_for_generation(&server, 2).await;
+    assert!(reply.text().contains("version v2"), "{}", reply.text());
+    deploy_atomic(&guests::example_version("v1"), &path);
+    let reply = wait_for_generation(&server, 3).await;
+    assert!(reply.text().contains("version v1"), "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swap_by_rewriting_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path) = start_v1(dir.path());
+    deploy_in_place(&guests::example_version("v2"), &path);
+    let reply = wait_for_generation(&server, 2).await;
+    assert!(reply.text().contains("version v2"), "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swap_by_rebuilding_guest_example_into_the_watched_path() {
+    // A target directory of this test's own, kept between runs so only the first build is slow.
+    let target = Path::new(GUEST_TARGET_DIR).join("rebuild-test");
+    let path = guests::build_example_into("rebuild-1", &target).unwrap();
+    let server = Server::start(&path, &["--debounce", "100ms"]);
+    let first = get(server.addr, "/").await.unwrap();
+    assert!(first.text().contains("version rebuild-1"), "{}", first.text());
+    assert_eq!(first.generation(), Some(1));
+    guests::build_example_into("rebuild-2", &target).unwrap();
+    let reply = wait_for_generation(&server, 2).await;
+    assert!(reply.text().contains("version rebuild-2"), "{}", reply.text());
+    // Leave the shared output as it was built first, for the next run.
+    guests::build_example_into("rebuild-1", &target).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_in_flight_finishes_on_the_old_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path) = start_v1(dir.path());
+    let addr = server.addr;
+    let slow = tokio::spawn(async move { get(addr, "/sleep?ms=3000").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deploy_atomic(&guests::example_version("v2"), &path);
+    let fresh = wait_for_generation(&server, 2).await;
+    assert!(fresh.text().contains("version v2"));
+    assert!(!slow.is_finished(), "the slow request should still be running after the swap");
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.status, 200, "{}", slow.text());
+    assert_eq!(slow.generation(), Some(1), "the in-flight request keeps its generation");
+    assert!(slow.text().contains("slept 3000 ms"), "{}", slow.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_bytes_do_not_make_a_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path) = start_v1(dir.path());
+    let v1 = std::fs::read(&path).unwrap();
+    deploy_in_place(&v1, &path);
+    deploy_atomic(&v1, &path);
+    // Long enough for the debounce and a reload attempt to have happened.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(get(server.addr, "/").await.unwrap().generation(), Some(1));
+    assert!(!server.log().contains("loaded generation 2"), "{}", server.log());
+    // The watcher was alive all along: a real change still lands as generation 2.
+    deploy_atomic(&guests::example_version("v2"), &path);
+    wait_for_generation(&server, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_swaps_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path) = start_v1(dir.path());
+    let versions = [guests::example_version("v1"), guests::example_version("v2")];
+    let addr = server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await.unwrap();
+            let mut seen = Vec::new();
+            let mut failures = Vec::new();
+            // Bounded: at most 200 000 requests or until the test says stop.
+            for _ in 0..200_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                match client.get("/").await {
+                    Ok(r) if r.status == 200 => seen.push((r.generation().unwrap_or(0), r.text())),
+                    Ok(r) => failures.push(format!("status {} {}", r.status, r.text())),
+                    Err(e) => {
+                        failures.push(e);
+                        client = Client::connect(addr).await.unwrap();
+                    }
+                }
+            }
+            (seen, failures)
+        }));
+    }
+    for swap in 0..10u64 {
+        // Generation g serves v1 when g is odd and v2 when g is even.
+        deploy_atomic(&versions[((swap + 1) % 2) as usize], &path);
+        wait_for_generation(&server, swap + 2).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        let (seen, failures) = client.await.unwrap();
+        assert!(failures.is_empty(), "failed requests during swaps: {failures:?}");
+        for (generation, body) in &seen {
+            let want = if generation % 2 == 1 { "version v1" } else { "version v2" };
+            assert!(
+                (1..=11).contains(generation) && body.contains(want),
+                "generation {generation} answered {body:?}"
+            );
+        }
+        total += seen.len();
+    }
+    assert!(total > 0);
+    assert_eq!(get(addr, "/").await.unwrap().generation(), Some(11));
+}

@@ -1,0 +1,210 @@
+//! misbehave: a `wasi:http/proxy` test guest that misbehaves on request, so the
+//! host's tests can check that one bad request cannot hurt the host.
+//!
+//! Routes (all `GET`; anything else → 404 `not found`, a bad query → 400):
+//!
+//! | route             | behaviour |
+//! |-------------------|-----------|
+//! | `/ok`             | 200 `ok` |
+//! | `/loop`           | spins forever on the CPU, never calling the host |
+//! | `/sleep-forever`  | blocks forever on a monotonic-clock pollable |
+//! | `/alloc`          | allocates and fills 1 MiB blocks without bound; when growth fails Rust aborts: a trap |
+//! | `/trap-before`    | panics (a trap) before setting any response |
+//! | `/trap-after`     | sets 200 with headers, writes and flushes `partial`, then panics (a trap) |
+//! | `/headers?n=N`    | 200 `ok` with N header fields `x-h-0: 0` .. `x-h-{N-1}: {N-1}`, or 500 `header error at <i>: <Debug>` if the host refuses one |
+//! | `/random?n=N`     | 200 with the number of bytes `get-random-bytes(N)` returned |
+//! | `/outbound?url=U` | outbound GET to U (percent-decoded) via `wasi:http/outgoing-handler`: 200 `status <code>` if a response came, else 502 `error <ErrorCode variant>` (e.g. `error HttpRequestDenied`; payload variants keep their Debug payload); 400 if U has no `scheme://` |
+//! | `/env?key=K`      | 200 with the value of env var K, or 404 `unset` |
+//! | `/stdio`          | prints `hello stdout` to stdout and `hello stderr` to stderr, then 200 `ok` |
+
+mod http;
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../../wit",
+        world: "hotswap:host/guest",
+        // Generate bindings for the vendored WASI interfaces the world uses.
+        generate_all,
+    });
+}
+
+use std::hint::black_box;
+
+use bindings::exports::wasi::http::incoming_handler::Guest;
+use bindings::wasi::clocks::monotonic_clock;
+use bindings::wasi::http::outgoing_handler;
+use bindings::wasi::http::types::{
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
+};
+use bindings::wasi::random::random;
+use http::{query_param, respond};
+
+struct Component;
+
+impl Guest for Component {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let target = request.path_with_query().unwrap_or_else(|| "/".to_string());
+        let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+        if !matches!(request.method(), Method::Get) {
+            return respond(out, 404, "not found");
+        }
+        match path {
+            "/ok" => respond(out, 200, "ok"),
+            "/loop" => spin_forever(),
+            "/sleep-forever" => sleep_forever(),
+            "/alloc" => hoard_memory(),
+            "/trap-before" => panic!("misbehave: trap before any response"),
+            "/trap-after" => trap_after_partial_body(out),
+            "/headers" => match number(query, "n") {
+                Some(n) => many_headers(out, n),
+                None => respond(out, 400, "expected ?n=<count>"),
+            },
+            "/random" => match number(query, "n") {
+                Some(n) => respond(out, 200, &random::get_random_bytes(n).len().to_string()),
+                None => respond(out, 400, "expected ?n=<count>"),
+            },
+            "/outbound" => match query_param(query, "url") {
+                Some(url) => outbound(out, &url),
+                None => respond(out, 400, "expected ?url=<url>"),
+            },
+            "/env" => match query_param(query, "key") {
+                Some(key) => match std::env::var(&key) {
+                    Ok(value) => respond(out, 200, &value),
+                    Err(_) => respond(out, 404, "unset"),
+                },
+                None => respond(out, 400, "expected ?key=<name>"),
+            },
+            "/stdio" => {
+                println!("hello stdout");
+                eprintln!("hello stderr");
+                respond(out, 200, "ok");
+            }
+            _ => respond(out, 404, "not found"),
+        }
+    }
+}
+
+/// Parses query parameter `key` as a non-negative integer.
+fn number(query: &str, key: &str) -> Option<u64> {
+    query_param(query, key)?.parse().ok()
+}
+
+/// Burns CPU forever without calling the host: only epoch/fuel interruption
+/// can stop it. `black_box` keeps the loop from being optimised away.
+fn spin_forever() -> ! {
+    let mut counter: u64 = 0;
+    loop {
+        counter = black_box(counter).wrapping_add(1);
+    }
+}
+
+/// Blocks forever inside the host, waiting on a clock that never fires in time.
+fn sleep_forever() -> ! {
+    const HOUR_NS: u64 = 3_600 * 1_000_000_000;
+    loop {
+        monotonic_clock::subscribe_duration(HOUR_NS).block();
+    }
+}
+
+/// Grows memory 1 MiB at a time, writing every byte so nothing can be elided.
+/// When `memory.grow` fails the allocator reports failure and Rust aborts,
+/// which in wasm is a trap.
+fn hoard_memory() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    let mut fill: u8 = 1;
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        block.fill(fill);
+        fill = fill.wrapping_add(1);
+        hoard.push(black_box(block));
+        black_box(&hoard);
+    }
+}
+
+/// Commits to a 200 response, sends part of the body, then traps.
+fn trap_after_partial_body(out: ResponseOutparam) -> ! {
+    let headers = Fields::from_list(&[
+        ("content-type".to_string(), b"text/plain".to_vec()),
+        ("x-misbehave".to_string(), b"trap-after".to_vec()),
+    ])
+    .expect("static header names and values are valid");
+    let response = OutgoingResponse::new(headers);
+    response.set_status_code(200).expect("valid status code");
+    let body = response.body().expect("body is taken only once");
+    ResponseOutparam::set(out, Ok(response));
+
+    let stream = body.write().expect("stream is taken only once");
+    let _ = http::write_all(&stream, b"partial");
+    panic!("misbehave: trap after a partial body");
+}
+
+/// Responds with `n` header fields `x-h-<i>: <i>`.
+fn many_headers(out: ResponseOutparam, n: u64) {
+    let headers = Fields::new();
+    for i in 0..n {
+        if let Err(e) = headers.append(&format!("x-h-{i}"), i.to_string().as_bytes()) {
+            return respond(out, 500, &format!("header error at {i}: {e:?}"));
+        }
+    }
+    http::respond_with(out, 200, headers, "ok");
+}
+
+/// Makes an outbound `GET url` and reports the status code or the error.
+fn outbound(out: ResponseOutparam, url: &str) {
+    match outbound_get(url) {
+        Ok(Ok(status)) => respond(out, 200, &format!("status {status}")),
+        Ok(Err(code)) => {
+            // The bindings' Debug reads `ErrorCode::HttpRequestDenied`: keep the variant.
+            let debug = format!("{code:?}");
+            let variant = debug.strip_prefix("ErrorCode::").unwrap_or(&debug);
+            respond(out, 502, &format!("error {variant}"));
+        }
+        Err(bad_url) => respond(out, 400, bad_url),
+    }
+}
+
+/// `Err` if `url` cannot be parsed; `Ok(Err)` if the host or the network
+/// refused the request.
+fn outbound_get(url: &str) -> Result<Result<u16, ErrorCode>, &'static str> {
+    let (scheme, rest) = url.split_once("://").ok_or("url needs a scheme://")?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_string()),
+    };
+
+    let request = OutgoingRequest::new(Fields::new());
+    let invalid = "url rejected by outgoing-request";
+    request.set_method(&Method::Get).map_err(|()| invalid)?;
+    request.set_scheme(Some(&scheme)).map_err(|()| invalid)?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| invalid)?;
+    request
+        .set_path_with_query(Some(&path))
+        .map_err(|()| invalid)?;
+    // A GET has an empty body: take it and finish it straight away.
+    let body = request.body().map_err(|()| invalid)?;
+
+    let future = match outgoing_handler::handle(request, None) {
+        Ok(future) => future,
+        Err(code) => return Ok(Err(code)),
+    };
+    let _ = OutgoingBody::finish(body, None);
+    loop {
+        match future.get() {
+            None => future.subscribe().block(),
+            Some(Ok(Ok(response))) => return Ok(Ok(response.status())),
+            Some(Ok(Err(code))) => return Ok(Err(code)),
+            Some(Err(())) => unreachable!("the response is taken only once"),
+        }
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,123 @@
+//! A minimal HTTP client on hyper's connection API: one connection per [`Client`], reused for
+//! keep-alive, HTTP/1.1 or HTTP/2 (prior knowledge).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Upper bound on any single request made by a test.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `x-hotswap-generation` header as a number.
+    pub fn generation(&self) -> Option<u64> {
+        self.headers.get("x-hotswap-generation")?.to_str().ok()?.parse().ok()
+    }
+}
+
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// One client connection.
+pub struct Client {
+    addr: SocketAddr,
+    sender: Sender,
+}
+
+impl Client {
+    /// Opens an HTTP/1.1 connection.
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(Client { addr, sender: Sender::H1(sender) })
+    }
+
+    /// Opens an HTTP/2 cleartext connection (prior knowledge).
+    pub async fn connect_h2(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(Client { addr, sender: Sender::H2(sender) })
+    }
+
+    /// Sends a request and reads the whole response. An error means the connection failed or
+    /// the body was cut.
+    pub async fn send(&mut self, method: &str, path: &str, body: impl Into<Bytes>) -> Result<Reply, String> {
+        let uri = match self.sender {
+            Sender::H1(_) => path.to_string(),
+            Sender::H2(_) => format!("http://{}{}", self.addr, path),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", self.addr.to_string())
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
+        let fut = async {
+            let resp = match &mut self.sender {
+                Sender::H1(s) => {
+                    s.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
+                    s.send_request(req).await
+                }
+                Sender::H2(s) => {
+                    s.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
+                    s.send_request(req).await
+                }
+            }
+            .map_err(|e| format!("request failed: {e}"))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("response body cut (status {}): {e}", parts.status))?
+                .to_bytes();
+            Ok(Reply { status: parts.status, headers: parts.headers, body })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, fut)
+            .await
+            .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
+    }
+
+    /// `GET path`.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, String> {
+        self.send("GET", path, Bytes::new()).await
+    }
+}
+
+/// `GET path` on a fresh connection.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<Reply, String> {
+    Client::connect(addr).await.map_err(|e| e.to_string())?.get(path).await
+}
+
+/// `POST path` with `body` on a fresh connection.
+pub async fn post(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> Result<Reply, String> {
+    Client::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?
+        .send("POST", path, body)
+        .await
+}

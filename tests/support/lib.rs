@@ -1,0 +1,78 @@
+//! Helpers for the end-to-end tests: a handle on a running `hotswap` process, a tiny HTTP
+//! client, and guest components built from source.
+
+#![allow(missing_docs)]
+
+pub mod client;
+pub mod guests;
+pub mod server;
+
+pub use client::{Client, Reply, get, post};
+pub use server::Server;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `bytes` to `dest` the way a careful deploy does: to a temp file in the same
+/// directory, then an atomic rename over the destination.
+pub fn deploy_atomic(bytes: &[u8], dest: &Path) {
+    let tmp = dest.with_extension("wasm.tmp");
+    std::fs::write(&tmp, bytes).expect("write temp component");
+    std::fs::rename(&tmp, dest).expect("rename component into place");
+}
+
+/// Overwrites `dest` in place (same inode), as `cp` does.
+pub fn deploy_in_place(bytes: &[u8], dest: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .create(true)
+        .open(dest)
+        .expect("open component for rewrite");
+    f.write_all(bytes).expect("rewrite component");
+    f.sync_all().ok();
+}
+
+/// A component that differs from `bytes` only by a trailing custom section named `name`: it
+/// behaves the same but hashes differently, so the host sees new content.
+pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}

@@ -1,0 +1,195 @@
+//! A running `hotswap serve` process owned by a test.
+//!
+//! The server is started with `--addr 127.0.0.1:0`; the real port is read from its startup
+//! line. Its stderr (the log) is collected so tests can assert on it, and on drop the process
+//! is killed and its log printed, so a failing test shows what the server said.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its startup line (it compiles the component first).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The `hotswap` binary of this build: next to the test binary's `deps/` directory.
+pub fn hotswap_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("HOTSWAP_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join("hotswap");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+/// Output of a `hotswap` run that was expected to exit.
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Server {
+    /// Starts `hotswap serve COMPONENT --addr 127.0.0.1:0 ARGS…` and waits for its startup line.
+    pub fn start(component: &Path, args: &[&str]) -> Server {
+        Self::start_with_env(component, args, &[])
+    }
+
+    /// Like [`Server::start`] with extra environment variables.
+    pub fn start_with_env(component: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(hotswap_bin());
+        cmd.arg("serve")
+            .arg(component)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("HOTSWAP_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hotswap");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log_writer.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
+                    let addr = rest.trim_end_matches('/').parse::<SocketAddr>().ok();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Some(addr)) => addr,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "hotswap did not print its startup line ({other:?}); log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server { child: Some(child), addr, log }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; returns whether it did within `timeout`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        crate::eventually(timeout, || async { self.log().contains(needle).then_some(()) })
+            .await
+            .is_some()
+    }
+
+    /// How many times `needle` appears in the log.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we own; no memory is involved.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Give the log thread a moment to drain the pipe, then show the log (the test harness
+        // prints it only for failing tests).
+        std::thread::sleep(Duration::from_millis(50));
+        eprintln!("----- hotswap log -----\n{}-----------------------", self.log());
+    }
+}
+
+/// Runs `hotswap ARGS…` to completion (for commands that must fail or exit).
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exited {
+    let mut child = Command::new(hotswap_bin())
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hotswap");
+    let start = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().expect("try_wait") {
+            break;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("hotswap {args:?} did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    Exited {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
