@@ -35,7 +35,12 @@ pub struct LimitedBody<B> {
 impl<B> LimitedBody<B> {
     /// Wraps `inner`; `exceeded` is set when the limit is crossed.
     pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
-        LimitedBody { inner, remaining: limit, limit, exceeded }
+        LimitedBody {
+            inner,
+            remaining: limit,
+            limit,
+            exceeded,
+        }
     }
 }
 
@@ -47,7 +52,10 @@ where
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
@@ -55,7 +63,9 @@ where
                     let len = data.len() as u64;
                     if len > this.remaining {
                         this.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(this.limit)))));
+                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
+                            this.limit,
+                        )))));
                     }
                     this.remaining -= len;
                 }
@@ -89,7 +99,10 @@ pub struct GuardedBody {
 impl GuardedBody {
     /// Wraps `inner`; `guest_ok` receives whether the guest finished without error.
     pub fn new(inner: ResponseBody, guest_ok: oneshot::Receiver<bool>) -> Self {
-        GuardedBody { inner, guest_ok: Some(guest_ok) }
+        GuardedBody {
+            inner,
+            guest_ok: Some(guest_ok),
+        }
     }
 }
 
@@ -97,7 +110,10 @@ impl Body for GuardedBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(frame) => Poll::Ready(Some(frame)),

@@ -8,29 +8,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Default address the HTTP listener binds to.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
-/// Default quiet period after the last file event before a reload is attempted.
-pub const DEFAULT_DEBOUNCE: &str = "150ms";
-/// Default wall-clock deadline for one request, guest execution and body streaming included.
-pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
-/// Default limit on one guest linear memory.
-pub const DEFAULT_MAX_MEMORY: &str = "128MiB";
-/// Default number of requests served at the same time.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
-/// Default time a request waits for a free slot before it is answered 503.
-pub const DEFAULT_QUEUE_TIMEOUT: &str = "1s";
-/// Default limit on a request body.
-pub const DEFAULT_MAX_BODY_SIZE: &str = "10MiB";
-/// Default limit on the number of request header fields.
-pub const DEFAULT_MAX_HEADERS: usize = 100;
-/// Default limit on the total size of the request header section.
-pub const DEFAULT_MAX_HEADER_BYTES: &str = "64KiB";
-/// Default time a client has to send its request headers.
-pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
-/// Default time in-flight requests get to finish after SIGTERM or SIGINT.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "30s";
-
 /// hotswap: serve a `wasi:http/proxy` WebAssembly component over HTTP and swap in new builds
 /// of it without a restart and without dropping a request.
 #[derive(Debug, Parser)]
@@ -45,94 +22,178 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a component over HTTP, reloading it whenever its file changes.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Write a commented starter `hotswap.toml`.
+    Init(InitArgs),
 }
 
-/// Arguments of `hotswap serve`. Every flag has an environment-variable twin.
+/// Arguments of `hotswap init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the file.
+    #[arg(long, value_name = "PATH", default_value = "hotswap.toml")]
+    pub path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `hotswap serve`. Every setting can also come from `hotswap.toml` and from an
+/// environment variable; a flag beats the environment, which beats the file. Defaults apply
+/// when none of the three sets a value.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The component to serve (a `wasi:http/proxy` component, e.g. built with
     /// `cargo build --target wasm32-wasip2`). It need not exist yet: until a valid component
-    /// lands at this path, requests are answered 503.
+    /// lands at this path, requests are answered 503. File: `component.path`.
     #[arg(value_name = "COMPONENT.wasm", env = "HOTSWAP_COMPONENT")]
-    pub component: PathBuf,
+    pub component: Option<PathBuf>,
+
+    /// Configuration file. Default: `hotswap.toml` in the working directory, if present.
+    #[arg(long, value_name = "PATH", env = "HOTSWAP_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// `dev`: builds and source watching allowed, trap details in 500 bodies, pretty logs.
+    /// `prod`: no build command, trap details only in logs, JSON logs, `--require-component`.
+    /// [default: dev]. File: `server.mode`.
+    #[arg(long, value_name = "MODE", env = "HOTSWAP_MODE")]
+    pub mode: Option<Mode>,
 
     /// Socket address to listen on. Port 0 picks a free port; the startup line
-    /// `Serving HTTP on http://ADDR/` shows the real one.
-    #[arg(long, value_name = "ADDR", env = "HOTSWAP_ADDR", default_value = DEFAULT_ADDR)]
-    pub addr: SocketAddr,
+    /// `Serving HTTP on http://ADDR/` shows the real one. [default: 127.0.0.1:8080].
+    /// File: `server.addr`.
+    #[arg(long, value_name = "ADDR", env = "HOTSWAP_ADDR")]
+    pub addr: Option<SocketAddr>,
 
     /// Exit with an error at startup if the component is missing or invalid, instead of
-    /// serving 503 until a valid one lands.
+    /// serving 503 until a valid one lands. File: `component.require`.
     #[arg(long, env = "HOTSWAP_REQUIRE_COMPONENT")]
     pub require_component: bool,
 
-    /// Do not watch the component file; reload only on SIGHUP.
+    /// Do not watch the component file; reload only on SIGHUP or the admin API.
+    /// File: `watch.enabled = false`.
     #[arg(long, env = "HOTSWAP_NO_WATCH")]
     pub no_watch: bool,
 
     /// Quiet period after the last change to the component file before it is reloaded
-    /// (e.g. `150ms`, `1s`).
-    #[arg(long, value_name = "DURATION", env = "HOTSWAP_DEBOUNCE", default_value = DEFAULT_DEBOUNCE, value_parser = parse_duration)]
-    pub debounce: Duration,
+    /// (e.g. `150ms`, `1s`). [default: 150ms]. File: `watch.debounce`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_DEBOUNCE", value_parser = parse_duration)]
+    pub debounce: Option<Duration>,
 
     /// Deadline for one request, from arrival to the end of the response body. A guest still
     /// running then is stopped: 504 if no response was sent yet, otherwise the body is cut.
-    #[arg(long, value_name = "DURATION", env = "HOTSWAP_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_duration)]
-    pub request_timeout: Duration,
+    /// [default: 30s]. File: `limits.request_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_REQUEST_TIMEOUT", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
 
     /// Limit on each linear memory of a guest instance (e.g. `128MiB`). A guest that grows past
-    /// it fails its request with 500.
-    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_MEMORY", default_value = DEFAULT_MAX_MEMORY, value_parser = parse_size)]
-    pub max_memory: u64,
+    /// it fails its request with 500. [default: 128MiB]. File: `limits.max_memory`.
+    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_MEMORY", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
 
     /// Number of requests served at the same time; the instance pool is sized from it.
-    #[arg(long, value_name = "N", env = "HOTSWAP_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
-    pub max_concurrency: usize,
+    /// [default: 100]. File: `limits.max_concurrency`.
+    #[arg(long, value_name = "N", env = "HOTSWAP_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<usize>,
 
     /// How long a request beyond `--max-concurrency` waits for a free slot before it is
-    /// answered 503 with `Retry-After`.
-    #[arg(long, value_name = "DURATION", env = "HOTSWAP_QUEUE_TIMEOUT", default_value = DEFAULT_QUEUE_TIMEOUT, value_parser = parse_duration)]
-    pub queue_timeout: Duration,
+    /// answered 503 with `Retry-After`. [default: 1s]. File: `limits.queue_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_QUEUE_TIMEOUT", value_parser = parse_duration)]
+    pub queue_timeout: Option<Duration>,
 
-    /// Limit on a request body (e.g. `10MiB`); larger requests get 413.
-    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_BODY_SIZE", default_value = DEFAULT_MAX_BODY_SIZE, value_parser = parse_size)]
-    pub max_body_size: u64,
+    /// Limit on a request body (e.g. `10MiB`); larger requests get 413. [default: 10MiB].
+    /// File: `limits.max_body_size`.
+    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_BODY_SIZE", value_parser = parse_size)]
+    pub max_body_size: Option<u64>,
 
-    /// Limit on the number of request header fields.
-    #[arg(long, value_name = "N", env = "HOTSWAP_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS)]
-    pub max_headers: usize,
+    /// Limit on the number of request header fields. [default: 100].
+    /// File: `limits.max_headers`.
+    #[arg(long, value_name = "N", env = "HOTSWAP_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
 
-    /// Limit on the size of the request header section (e.g. `64KiB`).
-    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_HEADER_BYTES", default_value = DEFAULT_MAX_HEADER_BYTES, value_parser = parse_size)]
-    pub max_header_bytes: u64,
+    /// Limit on the size of the request header section (e.g. `64KiB`). [default: 64KiB].
+    /// File: `limits.max_header_bytes`.
+    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_HEADER_BYTES", value_parser = parse_size)]
+    pub max_header_bytes: Option<u64>,
 
     /// Time a client has to send the request headers before the connection is closed.
-    #[arg(long, value_name = "DURATION", env = "HOTSWAP_HEADER_READ_TIMEOUT", default_value = DEFAULT_HEADER_READ_TIMEOUT, value_parser = parse_duration)]
-    pub header_read_timeout: Duration,
+    /// [default: 10s]. File: `limits.header_read_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+    pub header_read_timeout: Option<Duration>,
 
     /// Allow guests outbound HTTP to this host (`HOST`, `HOST:PORT`, or `*.example.com` for
     /// subdomains). Repeatable; outbound HTTP is denied unless allowed here. Comma-separated
-    /// in the environment variable.
-    #[arg(long, value_name = "HOST[:PORT]", env = "HOTSWAP_ALLOW_OUTBOUND", value_delimiter = ',')]
+    /// in the environment variable. File: `limits.allow_outbound` (a list).
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "HOTSWAP_ALLOW_OUTBOUND",
+        value_delimiter = ','
+    )]
     pub allow_outbound: Vec<String>,
 
     /// An environment variable for the guest (`KEY=VALUE`). Repeatable; guests see no other
-    /// environment.
+    /// environment. File: `component.env` (a table).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub guest_env: Vec<String>,
 
     /// Time in-flight requests get to finish after SIGTERM or SIGINT before they are cut.
-    #[arg(long, value_name = "DURATION", env = "HOTSWAP_SHUTDOWN_TIMEOUT", default_value = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
+    /// [default: 30s]. File: `server.shutdown_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
 
-    /// Log format: `pretty` for people, `json` for log pipelines.
-    #[arg(long, value_name = "FORMAT", env = "HOTSWAP_LOG_FORMAT", default_value = "pretty")]
-    pub log_format: LogFormat,
+    /// Directory for compiled components. [default: `$XDG_CACHE_HOME/hotswap` or
+    /// `~/.cache/hotswap`]. File: `cache.dir`.
+    #[arg(long, value_name = "DIR", env = "HOTSWAP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Do not cache compiled components on disk. File: `cache.enabled = false`.
+    #[arg(long, env = "HOTSWAP_NO_CACHE")]
+    pub no_cache: bool,
+
+    /// Good generations kept compiled for rollback. [default: 3]. File: `cache.keep_generations`.
+    #[arg(long, value_name = "N", env = "HOTSWAP_KEEP_GENERATIONS")]
+    pub keep_generations: Option<usize>,
+
+    /// Address of the admin listener (health, status, reload, rollback, upload, metrics).
+    /// Off unless set. File: `admin.addr`.
+    #[arg(long, value_name = "ADDR", env = "HOTSWAP_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
+    /// Bearer token required by mutating admin calls; without one they are refused.
+    /// Prefer the environment variable to the flag (flags show in `ps`). File: `admin.token`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HOTSWAP_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Shell command that builds the component (dev mode), run on start and when sources
+    /// change. File: `build.cmd`.
+    #[arg(long, value_name = "CMD", env = "HOTSWAP_BUILD_CMD")]
+    pub build_cmd: Option<String>,
+
+    /// Log format: `pretty` for people, `json` for log pipelines. [default: pretty in dev,
+    /// json in prod]. File: `log.format`. Levels come from `HOTSWAP_LOG` (EnvFilter syntax).
+    #[arg(long, value_name = "FORMAT", env = "HOTSWAP_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Development or production behaviour; see `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Builds allowed, trap details in responses, pretty logs.
+    Dev,
+    /// No builds, trap details only in logs, JSON logs, component required.
+    Prod,
 }
 
 /// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     Pretty,

@@ -67,17 +67,23 @@ impl Runtime {
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)
-            .max_memory_size(usize::try_from(limits.max_memory).context("`--max-memory` is too large")?)
+            .max_memory_size(
+                usize::try_from(limits.max_memory).context("`--max-memory` is too large")?,
+            )
             .table_elements(MAX_TABLE_ELEMENTS);
 
         let mut wasm = wasmtime::Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(pool);
-        let engine = Engine::new(&wasm).map_err(anyhow::Error::from).context("failed to create the wasm engine")?;
+        let engine = Engine::new(&wasm)
+            .map_err(anyhow::Error::from)
+            .context("failed to create the wasm engine")?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("failed to link WASI")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link WASI")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("failed to link wasi:http")?;
@@ -111,7 +117,12 @@ impl Runtime {
 
     /// A fresh store for one request (or one validation) served by `generation`, which must
     /// stop executing guest code at `deadline`.
-    pub fn new_store(&self, generation: u64, request_id: u64, deadline: Instant) -> Store<HostState> {
+    pub fn new_store(
+        &self,
+        generation: u64,
+        request_id: u64,
+        deadline: Instant,
+    ) -> Store<HostState> {
         let settings = &self.store_settings;
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&settings.guest_env)
@@ -163,13 +174,20 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
     }
 }
 
@@ -183,12 +201,20 @@ pub struct GuestLimiter {
 
 impl GuestLimiter {
     fn new(max_memory: u64) -> Self {
-        GuestLimiter { max_memory, hit_memory_limit: false }
+        GuestLimiter {
+            max_memory,
+            hit_memory_limit: false,
+        }
     }
 }
 
 impl wasmtime::ResourceLimiter for GuestLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.max_memory {
             self.hit_memory_limit = true;
             return Ok(false);
@@ -196,7 +222,12 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 

@@ -37,16 +37,27 @@ pub struct GuestLog {
 impl GuestLog {
     /// The guest's stdout for one request of `generation`.
     pub fn stdout(generation: u64, request_id: u64) -> Self {
-        GuestLog { which: Which::Stdout, generation, request_id }
+        GuestLog {
+            which: Which::Stdout,
+            generation,
+            request_id,
+        }
     }
 
     /// The guest's stderr for one request of `generation`.
     pub fn stderr(generation: u64, request_id: u64) -> Self {
-        GuestLog { which: Which::Stderr, generation, request_id }
+        GuestLog {
+            which: Which::Stderr,
+            generation,
+            request_id,
+        }
     }
 
     fn writer(&self) -> LineWriter {
-        LineWriter { log: *self, buf: Vec::new() }
+        LineWriter {
+            log: *self,
+            buf: Vec::new(),
+        }
     }
 }
 
@@ -130,7 +141,11 @@ impl OutputStream for LineWriter {
 }
 
 impl tokio::io::AsyncWrite for LineWriter {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.get_mut().push(buf);
         Poll::Ready(Ok(buf.len()))
     }

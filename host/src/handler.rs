@@ -9,6 +9,7 @@
 use crate::body::{GuardedBody, LimitedBody, ResponseBody, full};
 use crate::config::Limits;
 use crate::engine::{HostState, Runtime};
+use crate::metrics::Metrics;
 use crate::slot::{Generation, InFlight, Slot};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
@@ -18,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::sync::{Semaphore, oneshot};
+use tracing::Instrument;
+use tracing::field::Empty;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -33,6 +36,8 @@ pub struct Dispatcher {
     limits: Limits,
     permits: Arc<Semaphore>,
     next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+    expose_errors: bool,
 }
 
 /// How a guest run ended, when it did not end well.
@@ -52,9 +57,25 @@ type ResponseResult = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
 
 impl Dispatcher {
     /// A dispatcher serving from `slot`.
-    pub fn new(runtime: Arc<Runtime>, slot: Arc<Slot>, limits: Limits) -> Self {
+    /// A dispatcher serving from `slot`. With `expose_errors` (dev mode) a failed request's 500
+    /// body carries the guest's error; otherwise only the log does.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        slot: Arc<Slot>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        expose_errors: bool,
+    ) -> Self {
         let permits = Arc::new(Semaphore::new(limits.max_concurrency));
-        Dispatcher { runtime, slot, limits, permits, next_id: AtomicU64::new(1) }
+        Dispatcher {
+            runtime,
+            slot,
+            limits,
+            permits,
+            next_id: AtomicU64::new(1),
+            metrics,
+            expose_errors,
+        }
     }
 
     /// Requests currently holding a concurrency slot (running or streaming their body).
@@ -66,18 +87,41 @@ impl Dispatcher {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let response = self.dispatch(id, started, req).await;
-        tracing::debug!(
-            request_id = id,
-            status = response.status().as_u16(),
-            generation = response.headers().get(GENERATION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "request served"
+        let span = tracing::info_span!(
+            "request",
+            id,
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = Empty,
+            generation = Empty,
+            duration_ms = Empty,
         );
+        let response = self
+            .dispatch(id, started, req)
+            .instrument(span.clone())
+            .await;
+        let status = response.status().as_u16();
+        let generation = response
+            .headers()
+            .get(GENERATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let elapsed = started.elapsed();
+        self.metrics.request(status, generation, elapsed);
+        span.record("status", status);
+        span.record("generation", generation);
+        span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+        span.in_scope(|| tracing::debug!("response head sent"));
         response
     }
 
-    async fn dispatch(&self, id: u64, started: Instant, req: Request<Incoming>) -> Response<ResponseBody> {
+    async fn dispatch(
+        &self,
+        id: u64,
+        started: Instant,
+        req: Request<Incoming>,
+    ) -> Response<ResponseBody> {
         if req.uri().authority().is_none() && !req.headers().contains_key(HOST) {
             return plain(StatusCode::BAD_REQUEST, "the request has no Host header\n");
         }
@@ -98,9 +142,17 @@ impl Dispatcher {
         {
             Ok(Ok(permit)) => permit,
             _ => {
-                tracing::warn!(request_id = id, limit = self.limits.max_concurrency, "concurrency limit reached; answering 503");
-                let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "the server is at its concurrency limit; retry shortly\n");
-                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                tracing::warn!(
+                    request_id = id,
+                    limit = self.limits.max_concurrency,
+                    "concurrency limit reached; answering 503"
+                );
+                let mut resp = plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is at its concurrency limit; retry shortly\n",
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 return resp;
             }
         };
@@ -113,21 +165,28 @@ impl Dispatcher {
         drop(generation);
 
         let exceeded = Arc::new(AtomicBool::new(false));
-        let req = req.map(|body| LimitedBody::new(body, self.limits.max_body_size, exceeded.clone()));
+        let req =
+            req.map(|body| LimitedBody::new(body, self.limits.max_body_size, exceeded.clone()));
         let deadline = started + self.limits.request_timeout;
         let (response_tx, response_rx) = oneshot::channel::<ResponseResult>();
         let (done_tx, done_rx) = oneshot::channel::<bool>();
         let runtime = self.runtime.clone();
-        let task = tokio::spawn(async move {
-            let result = run_guest(&runtime, &in_flight, id, deadline, req, response_tx).await;
-            if let Err(failure) = &result {
-                log_failure(id, in_flight.generation(), failure);
+        let metrics = self.metrics.clone();
+        metrics.in_flight.inc();
+        let task = tokio::spawn(
+            async move {
+                let result = run_guest(&runtime, &in_flight, id, deadline, req, response_tx).await;
+                if let Err(failure) = &result {
+                    log_failure(&metrics, in_flight.generation(), failure);
+                }
+                let _ = done_tx.send(result.is_ok());
+                drop(in_flight);
+                drop(permit);
+                metrics.in_flight.dec();
+                result
             }
-            let _ = done_tx.send(result.is_ok());
-            drop(in_flight);
-            drop(permit);
-            result
-        });
+            .in_current_span(),
+        );
 
         let mut response = match response_rx.await {
             Ok(Ok(resp)) => resp.map(|body| GuardedBody::new(body, done_rx).boxed_unsync()),
@@ -136,16 +195,26 @@ impl Dispatcher {
                 too_large(self.limits.max_body_size)
             }
             Ok(Err(code)) => {
-                tracing::warn!(request_id = id, generation = number, ?code, "guest answered with an error code");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, format!("the component failed to handle the request: {code:?}\n"))
+                tracing::warn!(
+                    request_id = id,
+                    generation = number,
+                    ?code,
+                    "guest answered with an error code"
+                );
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the component failed to handle the request: {code:?}\n"),
+                )
             }
             Err(_) => {
                 // The guest run ended without setting a response.
-                let outcome = task.await.unwrap_or_else(|join| Err(GuestFailure::Trap(format!("guest task failed: {join}"))));
+                let outcome = task.await.unwrap_or_else(|join| {
+                    Err(GuestFailure::Trap(format!("guest task failed: {join}")))
+                });
                 if exceeded.load(Ordering::Relaxed) {
                     too_large(self.limits.max_body_size)
                 } else {
-                    failure_response(outcome.err())
+                    failure_response(outcome.err(), self.expose_errors)
                 }
             }
         };
@@ -174,10 +243,16 @@ async fn run_guest(
         Ok(Ok(())) => Ok(()),
         Err(_elapsed) => Err(GuestFailure::TimedOut),
         Ok(Err(_)) if state.timed_out => Err(GuestFailure::TimedOut),
-        Ok(Err(err)) if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+        Ok(Err(err))
+            if err
+                .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some() =>
+        {
             Err(GuestFailure::PoolExhausted)
         }
-        Ok(Err(err)) if state.limiter.hit_memory_limit => Err(GuestFailure::MemoryLimit(format!("{err:?}"))),
+        Ok(Err(err)) if state.limiter.hit_memory_limit => {
+            Err(GuestFailure::MemoryLimit(format!("{err:?}")))
+        }
         Ok(Err(err)) => Err(GuestFailure::Trap(format!("{err:?}"))),
     }
 }
@@ -189,46 +264,93 @@ async fn call_guest(
     response_tx: oneshot::Sender<ResponseResult>,
 ) -> wasmtime::Result<()> {
     let proxy = generation.pre.instantiate_async(&mut *store).await?;
-    let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+    let req = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, req)?;
     let out = store.data_mut().http().new_response_outparam(response_tx)?;
-    proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out).await
+    proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, req, out)
+        .await
 }
 
-fn log_failure(id: u64, generation: &Generation, failure: &GuestFailure) {
+fn log_failure(metrics: &Metrics, generation: &Generation, failure: &GuestFailure) {
     let number = generation.number;
     match failure {
-        GuestFailure::TimedOut => tracing::warn!(request_id = id, generation = number, "request deadline exceeded; guest stopped"),
-        GuestFailure::MemoryLimit(err) => {
-            tracing::warn!(request_id = id, generation = number, error = %err, "guest hit the memory limit")
+        GuestFailure::TimedOut => {
+            metrics.trap("timeout");
+            tracing::warn!(
+                generation = number,
+                "request deadline exceeded; guest stopped"
+            )
         }
-        GuestFailure::PoolExhausted => tracing::warn!(request_id = id, generation = number, "instance pool exhausted"),
-        GuestFailure::Trap(err) => tracing::warn!(request_id = id, generation = number, error = %err, "guest trapped"),
+        GuestFailure::MemoryLimit(err) => {
+            metrics.trap("memory");
+            tracing::warn!(generation = number, error = %err, "guest hit the memory limit")
+        }
+        GuestFailure::PoolExhausted => {
+            metrics.trap("pool");
+            tracing::warn!(generation = number, "instance pool exhausted")
+        }
+        GuestFailure::Trap(err) => {
+            metrics.trap("trap");
+            tracing::warn!(generation = number, error = %err, "guest trapped")
+        }
     }
 }
 
-fn failure_response(failure: Option<GuestFailure>) -> Response<ResponseBody> {
+fn failure_response(failure: Option<GuestFailure>, expose_errors: bool) -> Response<ResponseBody> {
+    let detail = |text: &str, err: &str| {
+        if expose_errors {
+            format!("{text}:\n{err}\n")
+        } else {
+            format!("{text}\n")
+        }
+    };
     match failure {
-        Some(GuestFailure::TimedOut) => plain(StatusCode::GATEWAY_TIMEOUT, "the component did not answer within the request deadline\n"),
-        Some(GuestFailure::MemoryLimit(_)) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the component exceeded its memory limit\n"),
+        Some(GuestFailure::TimedOut) => plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the component did not answer within the request deadline\n",
+        ),
+        Some(GuestFailure::MemoryLimit(err)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            detail("the component exceeded its memory limit", &err),
+        ),
         Some(GuestFailure::PoolExhausted) => {
-            let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "no instance slot is free; retry shortly\n");
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut resp = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no instance slot is free; retry shortly\n",
+            );
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             resp
         }
-        Some(GuestFailure::Trap(_)) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the component failed while handling the request\n"),
-        None => plain(StatusCode::INTERNAL_SERVER_ERROR, "the component returned without sending a response\n"),
+        Some(GuestFailure::Trap(err)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            detail("the component failed while handling the request", &err),
+        ),
+        None => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the component returned without sending a response\n",
+        ),
     }
 }
 
 fn too_large(limit: u64) -> Response<ResponseBody> {
-    plain(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than the {limit} byte limit\n"))
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than the {limit} byte limit\n"),
+    )
 }
 
 /// A plain-text response generated by the host.
 pub fn plain(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ResponseBody> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }

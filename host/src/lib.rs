@@ -11,13 +11,18 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod body;
+pub mod builder;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod engine;
 pub mod guest_io;
 pub mod handler;
 pub mod loader;
+pub mod metrics;
 pub mod outbound;
 pub mod reload;
 pub mod server;
@@ -27,7 +32,7 @@ pub mod telemetry;
 pub mod watcher;
 
 use anyhow::{Context, Result, bail};
-use cli::{Cli, Command};
+use cli::{Cli, Command, Mode};
 use config::Config;
 use std::io::Write;
 use std::sync::Arc;
@@ -36,13 +41,25 @@ use std::sync::Arc;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let config = Config::from_args(args)?;
+            let config = Config::from_args(*args)?;
             telemetry::init(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("failed to start the async runtime")?;
             runtime.block_on(serve(config))
+        }
+        Command::Init(args) => {
+            if args.path.exists() && !args.force {
+                bail!(
+                    "`{}` already exists; pass `--force` to overwrite it",
+                    args.path.display()
+                );
+            }
+            std::fs::write(&args.path, config_file::STARTER)
+                .with_context(|| format!("failed to write `{}`", args.path.display()))?;
+            println!("wrote {}", args.path.display());
+            Ok(())
         }
     }
 }
@@ -51,34 +68,96 @@ pub fn run(cli: Cli) -> Result<()> {
 pub async fn serve(config: Config) -> Result<()> {
     let runtime = Arc::new(engine::Runtime::new(&config)?);
     runtime.start_epoch_ticker()?;
-    let slot = Arc::new(slot::Slot::default());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let slot = Arc::new(slot::Slot::new(config.keep_generations));
+    let cache = match &config.cache_dir {
+        Some(dir) => match cache::CompileCache::open(dir, &runtime.engine) {
+            Ok(cache) => Some(Arc::new(cache)),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "compile cache disabled");
+                None
+            }
+        },
+        None => None,
+    };
     let (triggers, trigger_rx) = reload::channel();
+
+    // Bind the admin listener early: a bad address must fail startup before anything serves.
+    let admin_listener = match &config.admin {
+        Some(admin) => Some(admin::bind(admin.addr).await?),
+        None => None,
+    };
 
     // Watch before the first read, so a change landing in between is not missed.
     let _watcher = if config.watch {
-        Some(watcher::watch(&config.component, config.debounce, triggers.clone())?)
+        Some(watcher::watch(
+            &config.component,
+            config.debounce,
+            triggers.clone(),
+        )?)
     } else {
         None
     };
 
-    let mut reloader = reload::Reloader::new(runtime.clone(), slot.clone(), config.component.clone());
-    if let reload::Outcome::Failed(reason) = reloader.reload(reload::Trigger::Startup).await
-        && config.require_component
+    // Dev loop: build once now, then on every source change.
+    let _sources = match &config.build {
+        Some(build) => {
+            let builder = builder::Builder::new(build.clone(), metrics.clone());
+            builder.run().await;
+            Some(builder.start(triggers.clone())?)
+        }
+        None => None,
+    };
+
+    let mut reloader = reload::Reloader::new(
+        runtime.clone(),
+        slot.clone(),
+        config.component.clone(),
+        cache,
+        metrics.clone(),
+    );
+    let report = reloader.handle(reload::Trigger::Startup).await;
+    if let (Some(reason), true) = (&report.error, config.require_component)
+        && report.result == "failed"
     {
         bail!("cannot serve `{}`: {reason}", config.component.display());
     }
     tokio::spawn(reloader.run(trigger_rx));
 
-    let stop = signals::install(triggers)?;
+    let stop = signals::install(triggers.clone())?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("failed to bind `{}`", config.addr))?;
-    let addr = listener.local_addr().context("failed to read the bound address")?;
-    tracing::info!(%addr, component = %config.component.display(), "listening");
+    let addr = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    if let Some(listener) = admin_listener {
+        let admin_addr = listener
+            .local_addr()
+            .context("failed to read the admin address")?;
+        tracing::info!(addr = %admin_addr, "admin listener ready");
+        println!("Admin API on http://{admin_addr}/");
+        let admin = Arc::new(admin::Admin {
+            slot: slot.clone(),
+            triggers: triggers.clone(),
+            metrics: metrics.clone(),
+            token: config.admin.as_ref().and_then(|a| a.token.clone()),
+        });
+        tokio::spawn(admin::serve(listener, admin));
+    }
+    tracing::info!(%addr, component = %config.component.display(), mode = ?config.mode, "listening");
     println!("Serving HTTP on http://{addr}/");
-    std::io::stdout().flush().context("failed to write to stdout")?;
+    std::io::stdout()
+        .flush()
+        .context("failed to write to stdout")?;
 
-    let dispatcher = Arc::new(handler::Dispatcher::new(runtime, slot, config.limits.clone()));
+    let dispatcher = Arc::new(handler::Dispatcher::new(
+        runtime,
+        slot,
+        config.limits.clone(),
+        metrics,
+        config.mode == Mode::Dev,
+    ));
     server::serve(
         listener,
         dispatcher,

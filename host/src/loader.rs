@@ -5,6 +5,7 @@
 //! within the configured limits. Anything else is a [`LoadError`]; the caller keeps serving
 //! the previous generation.
 
+use crate::cache::{CompileCache, Lookup};
 use crate::engine::{HostState, Runtime};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -37,19 +38,43 @@ pub enum LoadError {
     #[error("the component's imports cannot be satisfied by this host: {0:#}")]
     Link(wasmtime::Error),
     /// The component does not export `wasi:http/incoming-handler`.
-    #[error("the component does not export `wasi:http/incoming-handler` (is it a `wasi:http/proxy` component?): {0:#}")]
+    #[error(
+        "the component does not export `wasi:http/incoming-handler` (is it a `wasi:http/proxy` component?): {0:#}"
+    )]
     NotProxy(wasmtime::Error),
     /// A trial instance could not be created (limits too small, start function trapped…).
     #[error("the component could not be instantiated: {0:#}")]
     Instantiate(wasmtime::Error),
 }
 
+/// Where a component's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Compiled now.
+    Compiled,
+    /// Loaded from the on-disk compile cache.
+    DiskCache,
+    /// Reused from a generation still held in memory.
+    Memory,
+}
+
+impl Source {
+    /// Whether compilation was skipped.
+    pub fn cache_hit(self) -> bool {
+        self != Source::Compiled
+    }
+}
+
 /// A component that passed every check, ready to be served.
 pub struct Compiled {
     /// Pre-instantiated component: each request instantiates from it.
     pub pre: ProxyPre<HostState>,
-    /// How long compilation took.
+    /// How long compilation (or loading from the cache) took.
     pub compile_time: Duration,
+    /// How long linking and the trial instantiation took.
+    pub validate_time: Duration,
+    /// Where the machine code came from.
+    pub source: Source,
 }
 
 /// The sha256 of a component's bytes.
@@ -73,22 +98,59 @@ pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Compiles and links `bytes`. Blocking and CPU-heavy: call it off the async runtime.
-pub fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Compiled, LoadError> {
+/// Compiles (or loads from `cache`) and links `bytes`. Blocking and CPU-heavy: call it off the
+/// async runtime.
+pub fn compile(
+    runtime: &Runtime,
+    bytes: &[u8],
+    sha256: &[u8; 32],
+    cache: Option<&CompileCache>,
+) -> Result<Compiled, LoadError> {
     check_header(bytes)?;
     let start = Instant::now();
-    let component = Component::new(&runtime.engine, bytes).map_err(LoadError::Compile)?;
+    let cached = match cache.map(|c| c.get(&runtime.engine, sha256)) {
+        Some(Lookup::Hit(component)) => Some(component),
+        Some(Lookup::Corrupt(reason)) => {
+            tracing::warn!(reason = %reason, "compile cache entry unusable; recompiling");
+            None
+        }
+        Some(Lookup::Miss) | None => None,
+    };
+    let (component, source) = match cached {
+        Some(component) => (component, Source::DiskCache),
+        None => {
+            let component = Component::new(&runtime.engine, bytes).map_err(LoadError::Compile)?;
+            if let Some(cache) = cache
+                && let Err(err) = cache.put(sha256, &component)
+            {
+                tracing::warn!(error = %format!("{err:#}"), dir = %cache.dir().display(), "cannot write the compile cache");
+            }
+            (component, Source::Compiled)
+        }
+    };
     let compile_time = start.elapsed();
-    let instance_pre = runtime.linker.instantiate_pre(&component).map_err(LoadError::Link)?;
+    let start = Instant::now();
+    let instance_pre = runtime
+        .linker
+        .instantiate_pre(&component)
+        .map_err(LoadError::Link)?;
     let pre = ProxyPre::new(instance_pre).map_err(LoadError::NotProxy)?;
-    Ok(Compiled { pre, compile_time })
+    Ok(Compiled {
+        pre,
+        compile_time,
+        validate_time: start.elapsed(),
+        source,
+    })
 }
 
 /// Creates one throwaway instance, proving the component fits the pool and its start-up code
 /// runs, before it may replace a working generation.
-pub async fn trial_instantiate(runtime: &Arc<Runtime>, compiled: &Compiled) -> Result<(), LoadError> {
+pub async fn trial_instantiate(
+    runtime: &Arc<Runtime>,
+    pre: &ProxyPre<HostState>,
+) -> Result<(), LoadError> {
     let mut store = runtime.new_store(0, 0, Instant::now() + VALIDATION_TIMEOUT);
-    match tokio::time::timeout(VALIDATION_TIMEOUT, compiled.pre.instantiate_async(&mut store)).await {
+    match tokio::time::timeout(VALIDATION_TIMEOUT, pre.instantiate_async(&mut store)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(err)) => Err(LoadError::Instantiate(err)),
         Err(_) => Err(LoadError::Instantiate(wasmtime::format_err!(
@@ -97,13 +159,24 @@ pub async fn trial_instantiate(runtime: &Arc<Runtime>, compiled: &Compiled) -> R
     }
 }
 
-/// Compiles `bytes` on a blocking thread, then instantiates it once.
-pub async fn load(runtime: &Arc<Runtime>, bytes: Arc<Vec<u8>>) -> Result<Compiled, LoadError> {
+/// Compiles `bytes` on a blocking thread (or loads them from the cache), then instantiates
+/// them once.
+pub async fn load(
+    runtime: &Arc<Runtime>,
+    bytes: Arc<Vec<u8>>,
+    sha256: [u8; 32],
+    cache: Option<Arc<CompileCache>>,
+) -> Result<Compiled, LoadError> {
     let rt = runtime.clone();
-    let compiled = tokio::task::spawn_blocking(move || compile(&rt, &bytes))
-        .await
-        .map_err(|join| LoadError::Compile(wasmtime::format_err!("compiler task failed: {join}")))??;
-    trial_instantiate(runtime, &compiled).await?;
+    let mut compiled =
+        tokio::task::spawn_blocking(move || compile(&rt, &bytes, &sha256, cache.as_deref()))
+            .await
+            .map_err(|join| {
+                LoadError::Compile(wasmtime::format_err!("compiler task failed: {join}"))
+            })??;
+    let start = Instant::now();
+    trial_instantiate(runtime, &compiled.pre).await?;
+    compiled.validate_time += start.elapsed();
     Ok(compiled)
 }
 
@@ -114,8 +187,14 @@ mod tests {
     #[test]
     fn header_check_names_the_common_mistakes() {
         assert!(matches!(check_header(b""), Err(LoadError::Empty)));
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

@@ -33,15 +33,21 @@ impl OutboundPolicy {
             .iter()
             .map(|s| parse_rule(s))
             .collect::<Result<Vec<_>>>()?;
-        Ok(OutboundPolicy { rules: Arc::new(rules) })
+        Ok(OutboundPolicy {
+            rules: Arc::new(rules),
+        })
     }
 
     /// Whether a request to `host` on `port` is allowed.
     pub fn allows(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         self.rules.iter().any(|rule| {
             let host_ok = if rule.wildcard {
-                host.strip_suffix(&rule.host).is_some_and(|rest| rest.ends_with('.') && rest.len() > 1)
+                host.strip_suffix(&rule.host)
+                    .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1)
             } else {
                 host == rule.host
             };
@@ -51,11 +57,15 @@ impl OutboundPolicy {
 }
 
 fn parse_rule(spec: &str) -> Result<Rule> {
-    let bad = || format!("invalid `--allow-outbound {spec}`: expected HOST, HOST:PORT or *.DOMAIN[:PORT]");
+    let bad = || {
+        format!("invalid `--allow-outbound {spec}`: expected HOST, HOST:PORT or *.DOMAIN[:PORT]")
+    };
     let spec_trim = spec.trim();
     ensure!(!spec_trim.is_empty(), bad());
     let (host, port) = if let Some(rest) = spec_trim.strip_prefix('[') {
-        let Some((ip, after)) = rest.split_once(']') else { bail!(bad()) };
+        let Some((ip, after)) = rest.split_once(']') else {
+            bail!(bad())
+        };
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p.parse::<u16>().map_err(|_| anyhow::anyhow!(bad()))?),
             None if after.is_empty() => None,
@@ -64,7 +74,10 @@ fn parse_rule(spec: &str) -> Result<Rule> {
         (ip.to_string(), port)
     } else {
         match spec_trim.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p.parse::<u16>().map_err(|_| anyhow::anyhow!(bad()))?)),
+            Some((h, p)) => (
+                h.to_string(),
+                Some(p.parse::<u16>().map_err(|_| anyhow::anyhow!(bad()))?),
+            ),
             None => (spec_trim.to_string(), None),
         }
     };
@@ -76,7 +89,11 @@ fn parse_rule(spec: &str) -> Result<Rule> {
         !host.is_empty() && !host.contains(['*', '/', ' ', '@']),
         bad()
     );
-    Ok(Rule { host: host.to_ascii_lowercase(), wildcard, port })
+    Ok(Rule {
+        host: host.to_ascii_lowercase(),
+        wildcard,
+        port,
+    })
 }
 
 /// Per-request wasi:http hooks: enforces the [`OutboundPolicy`] before any connection is made.
@@ -175,7 +192,9 @@ mod tests {
     #[test]
     fn malformed_rules_are_rejected_with_the_value() {
         for bad in ["", "host:notaport", "*", "a/b", "[::1"] {
-            let err = OutboundPolicy::parse(&[bad.to_string()]).unwrap_err().to_string();
+            let err = OutboundPolicy::parse(&[bad.to_string()])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("--allow-outbound"), "{bad}: {err}");
         }
     }

@@ -75,7 +75,9 @@ pub async fn serve(
             let dispatcher = dispatcher.clone();
             async move { Ok::<_, Infallible>(dispatcher.handle(req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {
@@ -91,8 +93,14 @@ pub async fn serve(
         connections = graceful.count(),
         "shutting down: no new connections; draining in-flight requests (up to {shutdown_timeout:?})"
     );
-    let drained = tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await.is_ok();
-    let cut = if drained { 0 } else { dispatcher.in_flight().min(in_flight) };
+    let drained = tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+        .await
+        .is_ok();
+    let cut = if drained {
+        0
+    } else {
+        dispatcher.in_flight().min(in_flight)
+    };
     tracing::info!(
         drained = in_flight - cut,
         cut,

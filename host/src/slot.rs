@@ -4,11 +4,12 @@
 //! never disturbs a request in flight, and an old generation (its compiled code included) is
 //! freed when its last request ends.
 
-use crate::loader::Compiled;
+use crate::loader::{Compiled, Source};
 use arc_swap::{ArcSwap, ArcSwapOption};
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -28,8 +29,10 @@ pub struct Generation {
     pub source: PathBuf,
     /// When this generation started serving.
     pub loaded_at: SystemTime,
-    /// How long compilation took.
+    /// How long compilation (or loading from the cache) took.
     pub compile_time: Duration,
+    /// Whether the machine code came from a cache.
+    pub code_source: Source,
     in_flight: AtomicUsize,
 }
 
@@ -48,7 +51,9 @@ impl Generation {
     /// generation alive.
     pub fn enter(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight { generation: self.clone() }
+        InFlight {
+            generation: self.clone(),
+        }
     }
 }
 
@@ -70,24 +75,28 @@ impl Drop for InFlight {
     }
 }
 
-/// The swap slot: the current generation, or why there is none.
+/// The swap slot: the current generation, the last few good ones, or why there is none.
 pub struct Slot {
     current: ArcSwapOption<Generation>,
     next_number: AtomicU64,
     unavailable: ArcSwap<String>,
+    /// Good generations kept compiled, oldest first; includes the current one.
+    history: Mutex<VecDeque<Arc<Generation>>>,
+    keep: usize,
 }
 
-impl Default for Slot {
-    fn default() -> Self {
+impl Slot {
+    /// An empty slot that keeps the last `keep` good generations.
+    pub fn new(keep: usize) -> Self {
         Slot {
             current: ArcSwapOption::empty(),
             next_number: AtomicU64::new(1),
             unavailable: ArcSwap::from_pointee("no component has been loaded yet".to_string()),
+            history: Mutex::new(VecDeque::new()),
+            keep: keep.max(1),
         }
     }
-}
 
-impl Slot {
     /// The generation new requests should use, if any.
     pub fn current(&self) -> Option<Arc<Generation>> {
         self.current.load_full()
@@ -103,9 +112,29 @@ impl Slot {
         self.unavailable.store(Arc::new(reason));
     }
 
+    /// The kept generations, oldest first.
+    pub fn history(&self) -> Vec<Arc<Generation>> {
+        self.lock_history().iter().cloned().collect()
+    }
+
+    /// A kept generation whose bytes hash to `sha256`, if any.
+    pub fn find_by_hash(&self, sha256: &[u8; 32]) -> Option<Arc<Generation>> {
+        self.lock_history()
+            .iter()
+            .rev()
+            .find(|g| &g.sha256 == sha256)
+            .cloned()
+    }
+
     /// Makes `compiled` the current generation, numbered one past the last, and returns it.
     /// Requests already running keep the generation they started with.
-    pub fn install(&self, compiled: Compiled, sha256: [u8; 32], size: usize, source: PathBuf) -> Arc<Generation> {
+    pub fn install(
+        &self,
+        compiled: Compiled,
+        sha256: [u8; 32],
+        size: usize,
+        source: PathBuf,
+    ) -> Arc<Generation> {
         let generation = Arc::new(Generation {
             number: self.next_number.fetch_add(1, Ordering::Relaxed),
             pre: compiled.pre,
@@ -114,9 +143,51 @@ impl Slot {
             source,
             loaded_at: SystemTime::now(),
             compile_time: compiled.compile_time,
+            code_source: compiled.source,
             in_flight: AtomicUsize::new(0),
         });
+        let mut history = self.lock_history();
+        history.push_back(generation.clone());
+        while history.len() > self.keep {
+            history.pop_front();
+        }
         self.current.store(Some(generation.clone()));
         generation
+    }
+
+    /// Serves a kept generation again: number `target`, or the newest one older than the
+    /// current one.
+    pub fn rollback(&self, target: Option<u64>) -> Result<Arc<Generation>, String> {
+        let history = self.lock_history();
+        let current = self.current().map(|g| g.number);
+        let found = match target {
+            Some(n) => history
+                .iter()
+                .find(|g| g.number == n)
+                .cloned()
+                .ok_or_else(|| {
+                    let kept: Vec<u64> = history.iter().map(|g| g.number).collect();
+                    format!("generation {n} is not kept (kept: {kept:?})")
+                })?,
+            None => {
+                let current = current.ok_or("no generation is being served")?;
+                history
+                    .iter()
+                    .rev()
+                    .find(|g| g.number < current)
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!("no kept generation is older than the current one ({current})")
+                    })?
+            }
+        };
+        self.current.store(Some(found.clone()));
+        Ok(found)
+    }
+
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Generation>>> {
+        self.history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -17,7 +17,9 @@ pub fn init(format: LogFormat) {
         .with_target(false);
     // A second init (e.g. in tests) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }

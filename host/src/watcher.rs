@@ -71,7 +71,9 @@ pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Resu
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|source| classify(&dir, source))?;
     tracing::debug!(dir = %dir.display(), "watching for component changes");
-    Ok(FileWatcher { _debouncer: debouncer })
+    Ok(FileWatcher {
+        _debouncer: debouncer,
+    })
 }
 
 /// Events that can mean new content: creation, modification, rename, removal, and the end of a
@@ -87,9 +89,14 @@ fn is_change(kind: &EventKind) -> bool {
 fn classify(dir: &Path, source: notify::Error) -> WatchError {
     match &source.kind {
         notify::ErrorKind::MaxFilesWatch => WatchError::TooManyWatches,
-        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) || io.raw_os_error() == Some(28) => {
+        notify::ErrorKind::Io(io)
+            if io.raw_os_error() == Some(24) || io.raw_os_error() == Some(28) =>
+        {
             WatchError::TooManyWatches
         }
-        _ => WatchError::Other { path: dir.to_path_buf(), source },
+        _ => WatchError::Other {
+            path: dir.to_path_buf(),
+            source,
+        },
     }
 }

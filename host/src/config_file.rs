@@ -1,0 +1,264 @@
+//! `hotswap.toml`: the file form of every setting, in sections.
+//!
+//! Values are kept as written (durations and sizes as strings) and checked when merged in
+//! [`crate::config`], so an error can name both the key and the file. Unknown keys are errors.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The name looked for in the working directory when `--config` is not given.
+pub const DEFAULT_FILE: &str = "hotswap.toml";
+
+/// A parsed configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[component]`
+    #[serde(default)]
+    pub component: ComponentSection,
+    /// `[watch]`
+    #[serde(default)]
+    pub watch: WatchSection,
+    /// `[build]`
+    pub build: Option<BuildSection>,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[cache]`
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// `[log]`
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `addr = "127.0.0.1:8080"`
+    pub addr: Option<String>,
+    /// `mode = "dev" | "prod"`
+    pub mode: Option<crate::cli::Mode>,
+    /// `shutdown_timeout = "30s"`
+    pub shutdown_timeout: Option<String>,
+}
+
+/// `[component]`: what is served.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSection {
+    /// `path = "app.wasm"` (relative to the file)
+    pub path: Option<PathBuf>,
+    /// `require = true`
+    pub require: Option<bool>,
+    /// `env = { KEY = "value" }`
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+/// `[watch]`: the component file watch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSection {
+    /// `enabled = false`
+    pub enabled: Option<bool>,
+    /// `debounce = "150ms"`
+    pub debounce: Option<String>,
+}
+
+/// `[build]`: rebuild on save (dev mode).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// `cmd = "cargo build --release --target wasm32-wasip2"`
+    pub cmd: Option<String>,
+    /// `dir = "guest-example"` (relative to the file)
+    pub dir: Option<PathBuf>,
+    /// `watch = ["src", "Cargo.toml"]` (relative to the file)
+    pub watch: Option<Vec<PathBuf>>,
+    /// `include_ext = ["rs", "toml", "wit"]`
+    pub include_ext: Option<Vec<String>>,
+    /// `exclude_dir = ["node_modules"]` (`target` is always excluded)
+    pub exclude_dir: Option<Vec<String>>,
+    /// `delay = "300ms"`
+    pub delay: Option<String>,
+    /// `timeout = "10m"`
+    pub timeout: Option<String>,
+}
+
+/// `[limits]`: bounds on guests and clients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// `request_timeout = "30s"`
+    pub request_timeout: Option<String>,
+    /// `max_memory = "128MiB"`
+    pub max_memory: Option<String>,
+    /// `max_concurrency = 100`
+    pub max_concurrency: Option<usize>,
+    /// `queue_timeout = "1s"`
+    pub queue_timeout: Option<String>,
+    /// `max_body_size = "10MiB"`
+    pub max_body_size: Option<String>,
+    /// `max_headers = 100`
+    pub max_headers: Option<usize>,
+    /// `max_header_bytes = "64KiB"`
+    pub max_header_bytes: Option<String>,
+    /// `header_read_timeout = "10s"`
+    pub header_read_timeout: Option<String>,
+    /// `allow_outbound = ["api.example.com"]`
+    pub allow_outbound: Option<Vec<String>>,
+}
+
+/// `[cache]`: compiled-component cache and kept generations.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// `enabled = true`
+    pub enabled: Option<bool>,
+    /// `dir = "/var/cache/hotswap"` (relative to the file)
+    pub dir: Option<PathBuf>,
+    /// `keep_generations = 3`
+    pub keep_generations: Option<usize>,
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// `addr = "127.0.0.1:9090"`
+    pub addr: Option<String>,
+    /// `token = "…"` (prefer `HOTSWAP_ADMIN_TOKEN`)
+    pub token: Option<String>,
+}
+
+/// `[log]`: log output.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `format = "pretty" | "json"`
+    pub format: Option<crate::cli::LogFormat>,
+}
+
+/// A configuration file and where it was read from.
+pub struct Loaded {
+    /// The parsed settings.
+    pub file: FileConfig,
+    /// The file's path, for error messages.
+    pub path: PathBuf,
+    /// Its directory: relative paths in the file are relative to it.
+    pub dir: PathBuf,
+}
+
+impl Loaded {
+    /// Resolves a path written in the file against the file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+/// Reads `explicit`, or `hotswap.toml` in the working directory if it exists.
+pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = PathBuf::from(DEFAULT_FILE);
+            if !p.is_file() {
+                return Ok(None);
+            }
+            p
+        }
+    };
+    let path = std::path::absolute(&path)
+        .with_context(|| format!("cannot resolve `{}`", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read the configuration file `{}`", path.display()))?;
+    let file: FileConfig = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid configuration file `{}`: {e}", path.display()))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Some(Loaded { file, path, dir }))
+}
+
+/// The starter file `hotswap init` writes.
+pub const STARTER: &str = r#"# hotswap.toml: settings for `hotswap serve`.
+# Precedence: command-line flag > environment variable (HOTSWAP_*) > this file > default.
+# Relative paths are relative to this file.
+
+[server]
+# addr = "127.0.0.1:8080"
+# mode = "dev"               # dev | prod (prod: no builds, JSON logs, component required)
+# shutdown_timeout = "30s"   # time in-flight requests get after SIGTERM/SIGINT
+
+[component]
+path = "app.wasm"            # the wasi:http/proxy component to serve and watch
+# require = false            # fail at startup if it is missing or invalid
+# env = { GREETING = "hi" }  # the guest's whole environment
+
+[watch]
+# enabled = true
+# debounce = "150ms"
+
+# Rebuild on save (dev mode): source changes run `cmd`; its output lands at component.path.
+# [build]
+# cmd = "cargo build --release --target wasm32-wasip2"
+# dir = "."
+# watch = ["src", "Cargo.toml", "wit"]
+# include_ext = ["rs", "toml", "lock", "wit"]
+# exclude_dir = []           # target/ is always excluded
+# delay = "300ms"
+# timeout = "10m"
+
+[limits]
+# request_timeout = "30s"
+# max_memory = "128MiB"      # per guest linear memory
+# max_concurrency = 100
+# queue_timeout = "1s"
+# max_body_size = "10MiB"
+# max_headers = 100
+# max_header_bytes = "64KiB"
+# header_read_timeout = "10s"
+# allow_outbound = []        # e.g. ["api.example.com", "*.internal:8443"]
+
+[cache]
+# enabled = true
+# dir = "~/.cache/hotswap"   # default: $XDG_CACHE_HOME/hotswap
+# keep_generations = 3
+
+[admin]
+# addr = "127.0.0.1:9090"    # off unless set
+# token = "…"                # better: HOTSWAP_ADMIN_TOKEN
+
+[log]
+# format = "pretty"          # pretty | json
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starter_file_parses() {
+        let file: FileConfig = toml::from_str(STARTER).unwrap();
+        assert_eq!(file.component.path.as_deref(), Some(Path::new("app.wasm")));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<FileConfig>("[limits]\nmax_memroy = \"1MiB\"\n").unwrap_err();
+        assert!(err.to_string().contains("max_memroy"), "{err}");
+        let err = toml::from_str::<FileConfig>("[servr]\n").unwrap_err();
+        assert!(err.to_string().contains("servr"), "{err}");
+    }
+}

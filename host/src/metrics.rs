@@ -1,0 +1,169 @@
+//! Prometheus metrics, served as text by the admin listener's `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Labels of a reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `loaded`, `unchanged`, `failed` (reloads) or `ok`, `failed`, `timeout` (builds).
+    pub result: &'static str,
+}
+
+/// Labels of the reload-phase histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// `read`, `compile`, `cache` or `validate`.
+    pub phase: &'static str,
+}
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `2xx`, `4xx`, `5xx`…
+    pub status_class: &'static str,
+    /// The generation that served it (0: none).
+    pub generation: u64,
+}
+
+/// Labels of the guest-trap counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `timeout`, `memory`, `trap`, `pool`.
+    pub kind: &'static str,
+}
+
+/// Every metric the host exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Reload attempts by result.
+    pub reloads: Family<ResultLabel, Counter>,
+    /// Reload time by phase.
+    pub reload_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
+    /// The generation being served (0: none).
+    pub generation: Gauge,
+    /// Requests by status class and generation.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time from request arrival to response head.
+    pub request_seconds: Histogram,
+    /// Requests holding a concurrency slot.
+    pub in_flight: Gauge,
+    /// Guest failures by kind.
+    pub guest_traps: Family<KindLabel, Counter>,
+    /// Build runs by result.
+    pub builds: Family<ResultLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hotswap");
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Component reload attempts by result",
+            reloads.clone(),
+        );
+        let reload_seconds = Family::<PhaseLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.5, 14))) as fn() -> Histogram,
+        );
+        registry.register(
+            "reload_duration_seconds",
+            "Reload time by phase",
+            reload_seconds.clone(),
+        );
+        let generation = Gauge::default();
+        registry.register(
+            "generation",
+            "Generation currently served (0: none)",
+            generation.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by status class and generation",
+            requests.clone(),
+        );
+        let request_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 16));
+        registry.register(
+            "request_duration_seconds",
+            "Time from request arrival to response head",
+            request_seconds.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests holding a concurrency slot",
+            in_flight.clone(),
+        );
+        let guest_traps = Family::<KindLabel, Counter>::default();
+        registry.register("guest_traps", "Guest failures by kind", guest_traps.clone());
+        let builds = Family::<ResultLabel, Counter>::default();
+        registry.register("builds", "Build runs by result", builds.clone());
+        Metrics {
+            registry,
+            reloads,
+            reload_seconds,
+            generation,
+            requests,
+            request_seconds,
+            in_flight,
+            guest_traps,
+            builds,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one reload attempt.
+    pub fn reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Records the duration of one reload phase.
+    pub fn phase(&self, phase: &'static str, took: Duration) {
+        self.reload_seconds
+            .get_or_create(&PhaseLabel { phase })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one finished request.
+    pub fn request(&self, status: u16, generation: u64, took: Duration) {
+        let status_class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                status_class,
+                generation,
+            })
+            .inc();
+        self.request_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts one guest failure.
+    pub fn trap(&self, kind: &'static str) {
+        self.guest_traps.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts one build run.
+    pub fn build(&self, result: &'static str) {
+        self.builds.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
