@@ -8,10 +8,18 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("tests/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf();
     let target_dir = guest_target_dir(&root);
 
-    for watched in ["guest-example/src", "guest-example/Cargo.toml", "tests/guests", "wit"] {
+    for watched in [
+        "guest-example/src",
+        "guest-example/Cargo.toml",
+        "tests/guests",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -52,22 +60,40 @@ fn guest_target_dir(root: &Path) -> PathBuf {
 fn build(manifest: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(manifest)
+    .arg("--target-dir")
+    .arg(target_dir);
     // Build-script variables describe the host build; they must not leak into the guest build.
     for (key, _) in env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if (key.starts_with("CARGO_") && key != "CARGO_HOME")
             || key.starts_with("RUSTC")
             || key.starts_with("RUSTDOC")
-            || matches!(key, "TARGET" | "HOST" | "OPT_LEVEL" | "PROFILE" | "DEBUG" | "OUT_DIR" | "RUSTFLAGS" | "NUM_JOBS")
+            || matches!(
+                key,
+                "TARGET"
+                    | "HOST"
+                    | "OPT_LEVEL"
+                    | "PROFILE"
+                    | "DEBUG"
+                    | "OUT_DIR"
+                    | "RUSTFLAGS"
+                    | "NUM_JOBS"
+            )
         {
             cmd.env_remove(key);
         }
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", manifest.display()));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", manifest.display()));
     assert!(
         status.success(),
         "building {} for wasm32-wasip2 failed; is the target installed? (`rustup target add wasm32-wasip2`)",

@@ -104,8 +104,8 @@ impl Admin {
             (&Method::POST, "/reload")
             | (&Method::POST, "/rollback")
             | (&Method::PUT, "/component") => {
-                if let Err(resp) = self.authorize(&req) {
-                    return resp;
+                if let Some(refusal) = self.refuse_unauthorized(&req) {
+                    return refusal;
                 }
                 match path.as_str() {
                     "/reload" => self.reload().await,
@@ -122,9 +122,10 @@ impl Admin {
         }
     }
 
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Response<ResponseBody>> {
+    /// The refusal to send when `req` lacks the admin token, or `None` when it may proceed.
+    fn refuse_unauthorized(&self, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
         let Some(token) = &self.token else {
-            return Err(plain(
+            return Some(plain(
                 StatusCode::FORBIDDEN,
                 "mutating admin calls are disabled: no admin token is configured (HOTSWAP_ADMIN_TOKEN)\n",
             ));
@@ -136,7 +137,7 @@ impl Admin {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-            Ok(())
+            None
         } else {
             let mut resp = plain(
                 StatusCode::UNAUTHORIZED,
@@ -144,7 +145,7 @@ impl Admin {
             );
             resp.headers_mut()
                 .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            Err(resp)
+            Some(resp)
         }
     }
 

@@ -215,7 +215,7 @@ fn is_source(config: &BuildConfig, path: &Path) -> bool {
         .extension()
         .map(|e| e.to_string_lossy().into_owned())
         .unwrap_or_default();
-    config.include_ext.iter().any(|e| *e == ext)
+    config.include_ext.contains(&ext)
 }
 
 #[cfg(test)]

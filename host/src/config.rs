@@ -186,7 +186,6 @@ impl Config {
                 config_file::DEFAULT_FILE
             ),
         };
-        check_component_path(&component)?;
 
         let addr = match (args.addr, &f.server.addr) {
             (Some(a), _) => a,
@@ -336,6 +335,8 @@ impl Config {
         let admin = admin_addr.map(|addr| AdminConfig { addr, token });
 
         let build = build_config(&args, f.build.as_ref(), l, mode)?;
+        // A build creates the component's directory; without one it must already exist.
+        check_component_path(&component, build.is_some())?;
 
         Ok(Config {
             mode,
@@ -449,13 +450,21 @@ fn build_config(
     }))
 }
 
-fn check_component_path(component: &Path) -> Result<()> {
+fn check_component_path(component: &Path, built: bool) -> Result<()> {
     let parent = component.parent().with_context(|| {
         format!(
             "component path `{}` has no parent directory",
             component.display()
         )
     })?;
+    if built && !parent.exists() {
+        std::fs::create_dir_all(parent).with_context(|| {
+            format!(
+                "cannot create the component's directory `{}`",
+                parent.display()
+            )
+        })?;
+    }
     ensure!(
         parent.is_dir(),
         "the directory of the component, `{}`, does not exist",

@@ -125,6 +125,23 @@ impl Dispatcher {
         if req.uri().authority().is_none() && !req.headers().contains_key(HOST) {
             return plain(StatusCode::BAD_REQUEST, "the request has no Host header\n");
         }
+        // hyper enforces these limits on HTTP/1 only down to its 8 KiB buffer, and not at all
+        // for the field count on HTTP/2: check both here for every protocol.
+        let fields = req.headers().len();
+        let section: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if fields > self.limits.max_headers || section as u64 > self.limits.max_header_bytes {
+            return plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "the request headers exceed the limits ({} fields, {} bytes)\n",
+                    self.limits.max_headers, self.limits.max_header_bytes
+                ),
+            );
+        }
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -250,10 +267,11 @@ async fn run_guest(
         {
             Err(GuestFailure::PoolExhausted)
         }
+        // `{:#}` keeps the cause chain and the wasm backtrace but not a captured host backtrace.
         Ok(Err(err)) if state.limiter.hit_memory_limit => {
-            Err(GuestFailure::MemoryLimit(format!("{err:?}")))
+            Err(GuestFailure::MemoryLimit(format!("{err:#}")))
         }
-        Ok(Err(err)) => Err(GuestFailure::Trap(format!("{err:?}"))),
+        Ok(Err(err)) => Err(GuestFailure::Trap(format!("{err:#}"))),
     }
 }
 

@@ -37,6 +37,19 @@ use config::Config;
 use std::io::Write;
 use std::sync::Arc;
 
+/// The whole `hotswap` command: parse the arguments, run, print any error chain, exit 1 on
+/// error.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {

@@ -1,15 +1,5 @@
-//! The `hotswap` command: parse, then hand over to the library.
+//! The `hotswap` command.
 
-use clap::Parser;
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    let cli = hotswap::cli::Cli::parse();
-    match hotswap::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    hotswap::main()
 }

@@ -3,7 +3,7 @@
 
 use crate::swapping::{start_v1, wait_for_generation};
 use hotswap_tests::guests::{self, OTHER_WORLD};
-use hotswap_tests::{deploy_atomic, deploy_in_place, get, Server};
+use hotswap_tests::{Server, deploy_atomic, deploy_in_place, get};
 use std::time::Duration;
 
 /// Deploys a bad file with `deploy`, waits for the reload failure naming `reason`, and checks
@@ -15,7 +15,11 @@ async fn refused(server: &Server, reason: &str, serving: u64, deploy: impl FnOnc
         (server.log_count("reload failed") > before && server.log().contains(reason)).then_some(())
     })
     .await;
-    assert!(logged.is_some(), "no reload failure naming {reason:?}; log:\n{}", server.log());
+    assert!(
+        logged.is_some(),
+        "no reload failure naming {reason:?}; log:\n{}",
+        server.log()
+    );
     let reply = get(server.addr, "/").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.generation(), Some(serving));
@@ -28,22 +32,48 @@ async fn every_kind_of_bad_file_keeps_the_last_good_generation() {
     let good = std::fs::read(&path).unwrap();
     let p = path.as_path();
 
-    refused(&server, "failed to compile the component", 1, || deploy_atomic(&good[..good.len() / 2], p)).await;
-    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 13) as u8).collect();
-    refused(&server, "not a WebAssembly file", 1, || deploy_in_place(&random, p)).await;
-    refused(&server, "the file is empty", 1, || deploy_in_place(b"", p)).await;
-    refused(&server, "core WebAssembly module", 1, || deploy_atomic(b"\0asm\x01\0\0\0", p)).await;
-    refused(&server, "does not export `wasi:http/incoming-handler`", 1, || {
-        deploy_atomic(&guests::bytes(OTHER_WORLD), p)
+    refused(&server, "failed to compile the component", 1, || {
+        deploy_atomic(&good[..good.len() / 2], p)
     })
     .await;
-    refused(&server, "does not exist", 1, || std::fs::remove_file(p).unwrap()).await;
-    refused(&server, "not a regular file", 1, || std::fs::create_dir(p).unwrap()).await;
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 13) as u8)
+        .collect();
+    refused(&server, "not a WebAssembly file", 1, || {
+        deploy_in_place(&random, p)
+    })
+    .await;
+    refused(&server, "the file is empty", 1, || deploy_in_place(b"", p)).await;
+    refused(&server, "core WebAssembly module", 1, || {
+        deploy_atomic(b"\0asm\x01\0\0\0", p)
+    })
+    .await;
+    refused(
+        &server,
+        "does not export `wasi:http/incoming-handler`",
+        1,
+        || deploy_atomic(&guests::bytes(OTHER_WORLD), p),
+    )
+    .await;
+    refused(&server, "does not exist", 1, || {
+        std::fs::remove_file(p).unwrap()
+    })
+    .await;
+    refused(&server, "not a regular file", 1, || {
+        std::fs::create_dir(p).unwrap()
+    })
+    .await;
     std::fs::remove_dir(p).unwrap();
     // Unreadable even for root (who ignores file modes): a symbolic link to itself.
-    refused(&server, "cannot read the component file", 1, || std::os::unix::fs::symlink("app.wasm", p).unwrap()).await;
+    refused(&server, "cannot read the component file", 1, || {
+        std::os::unix::fs::symlink("app.wasm", p).unwrap()
+    })
+    .await;
     std::fs::remove_file(p).unwrap();
-    assert!(server.log().contains(&path.display().to_string()), "the log names the path");
+    assert!(
+        server.log().contains(&path.display().to_string()),
+        "the log names the path"
+    );
 
     // After all that, a good file is picked up again.
     deploy_atomic(&guests::example_version("v2"), &path);

@@ -11,15 +11,29 @@ async fn serves_greeting_with_version_and_generation_one() {
     let server = Server::start(Path::new(GUEST_EXAMPLE), &[]);
     let reply = get(server.addr, "/").await.unwrap();
     assert_eq!(reply.status, 200);
-    assert!(reply.text().starts_with("hello from hotswap guest-example version "), "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .starts_with("hello from hotswap guest-example version "),
+        "{}",
+        reply.text()
+    );
     assert_eq!(reply.generation(), Some(1));
-    assert!(server.log().contains("loaded generation 1"), "{}", server.log());
+    assert!(
+        server
+            .wait_for_log("loaded generation 1", std::time::Duration::from_secs(10))
+            .await,
+        "{}",
+        server.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn echo_round_trips_one_mebibyte_byte_exact() {
     let server = Server::start(Path::new(GUEST_EXAMPLE), &[]);
-    let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let body: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let reply = post(server.addr, "/echo", body.clone()).await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.len(), body.len());
@@ -61,34 +75,68 @@ fn require_component_fails_startup_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.wasm");
     let out = run_to_exit(
-        &["serve", missing.to_str().unwrap(), "--addr", "127.0.0.1:0", "--require-component"],
+        &[
+            "serve",
+            missing.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--require-component",
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(out.status.code(), Some(1), "stderr: {}", out.stderr);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
-    assert!(!out.stdout.contains("Serving HTTP"), "must fail before binding: {}", out.stdout);
+    assert!(
+        !out.stdout.contains("Serving HTTP"),
+        "must fail before binding: {}",
+        out.stdout
+    );
 
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"definitely not wasm").unwrap();
     let out = run_to_exit(
-        &["serve", garbage.to_str().unwrap(), "--addr", "127.0.0.1:0", "--require-component"],
+        &[
+            "serve",
+            garbage.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--require-component",
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stderr.contains("not a WebAssembly file"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not a WebAssembly file"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn bad_flags_are_reported_before_binding() {
     let out = run_to_exit(
-        &["serve", GUEST_EXAMPLE, "--addr", "127.0.0.1:0", "--max-concurrency", "0"],
+        &[
+            "serve",
+            GUEST_EXAMPLE,
+            "--addr",
+            "127.0.0.1:0",
+            "--max-concurrency",
+            "0",
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("--max-concurrency"), "{}", out.stderr);
-    let out = run_to_exit(&["serve", GUEST_EXAMPLE, "--debounce", "soon"], Duration::from_secs(30));
+    let out = run_to_exit(
+        &["serve", GUEST_EXAMPLE, "--debounce", "soon"],
+        Duration::from_secs(30),
+    );
     assert_ne!(out.status.code(), Some(0));
-    assert!(out.stderr.contains("invalid duration `soon`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid duration `soon`"),
+        "{}",
+        out.stderr
+    );
     let out = run_to_exit(&["serve", "/no/such/dir/app.wasm"], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);

@@ -1,6 +1,11 @@
 //! End-to-end tests: the real `hotswap` binary on loopback, serving guests built from source.
 //! Every server binds `127.0.0.1:0`; every request loop is bounded in count and time.
 
-mod core_serving;
-mod swapping;
+mod admin_api;
 mod bad_input;
+mod core_serving;
+mod dev_loop;
+mod guardrails;
+mod loader_fuzz;
+mod shutdown;
+mod swapping;

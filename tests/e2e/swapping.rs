@@ -20,7 +20,10 @@ pub fn start_v1(dir: &Path) -> (Server, PathBuf) {
 /// Waits until `GET /` is served by generation `n`, and returns that reply.
 pub async fn wait_for_generation(server: &Server, n: u64) -> Reply {
     eventually(SWAP_WAIT, || async {
-        get(server.addr, "/").await.ok().filter(|r| r.generation() == Some(n))
+        get(server.addr, "/")
+            .await
+            .ok()
+            .filter(|r| r.generation() == Some(n))
     })
     .await
     .unwrap_or_else(|| panic!("generation {n} never served; log:\n{}", server.log()))
@@ -30,7 +33,13 @@ pub async fn wait_for_generation(server: &Server, n: u64) -> Reply {
 async fn swap_by_atomic_rename() {
     let dir = tempfile::tempdir().unwrap();
     let (server, path) = start_v1(dir.path());
-    assert!(get(server.addr, "/").await.unwrap().text().contains("version v1"));
+    assert!(
+        get(server.addr, "/")
+            .await
+            .unwrap()
+            .text()
+            .contains("version v1")
+    );
     deploy_atomic(&guests::example_version("v2"), &path);
     let reply = wait_for_generation(&server, 2).await;
     assert!(reply.text().contains("version v2"), "{}", reply.text());
@@ -55,11 +64,19 @@ async fn swap_by_rebuilding_guest_example_into_the_watched_path() {
     let path = guests::build_example_into("rebuild-1", &target).unwrap();
     let server = Server::start(&path, &["--debounce", "100ms"]);
     let first = get(server.addr, "/").await.unwrap();
-    assert!(first.text().contains("version rebuild-1"), "{}", first.text());
+    assert!(
+        first.text().contains("version rebuild-1"),
+        "{}",
+        first.text()
+    );
     assert_eq!(first.generation(), Some(1));
     guests::build_example_into("rebuild-2", &target).unwrap();
     let reply = wait_for_generation(&server, 2).await;
-    assert!(reply.text().contains("version rebuild-2"), "{}", reply.text());
+    assert!(
+        reply.text().contains("version rebuild-2"),
+        "{}",
+        reply.text()
+    );
     // Leave the shared output as it was built first, for the next run.
     guests::build_example_into("rebuild-1", &target).unwrap();
 }
@@ -74,10 +91,17 @@ async fn request_in_flight_finishes_on_the_old_generation() {
     deploy_atomic(&guests::example_version("v2"), &path);
     let fresh = wait_for_generation(&server, 2).await;
     assert!(fresh.text().contains("version v2"));
-    assert!(!slow.is_finished(), "the slow request should still be running after the swap");
+    assert!(
+        !slow.is_finished(),
+        "the slow request should still be running after the swap"
+    );
     let slow = slow.await.unwrap().unwrap();
     assert_eq!(slow.status, 200, "{}", slow.text());
-    assert_eq!(slow.generation(), Some(1), "the in-flight request keeps its generation");
+    assert_eq!(
+        slow.generation(),
+        Some(1),
+        "the in-flight request keeps its generation"
+    );
     assert!(slow.text().contains("slept 3000 ms"), "{}", slow.text());
 }
 
@@ -91,7 +115,11 @@ async fn identical_bytes_do_not_make_a_new_generation() {
     // Long enough for the debounce and a reload attempt to have happened.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(get(server.addr, "/").await.unwrap().generation(), Some(1));
-    assert!(!server.log().contains("loaded generation 2"), "{}", server.log());
+    assert!(
+        !server.log().contains("loaded generation 2"),
+        "{}",
+        server.log()
+    );
     // The watcher was alive all along: a real change still lands as generation 2.
     deploy_atomic(&guests::example_version("v2"), &path);
     wait_for_generation(&server, 2).await;
@@ -137,9 +165,16 @@ async fn ten_swaps_under_load_fail_no_request() {
     let mut total = 0;
     for client in clients {
         let (seen, failures) = client.await.unwrap();
-        assert!(failures.is_empty(), "failed requests during swaps: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "failed requests during swaps: {failures:?}"
+        );
         for (generation, body) in &seen {
-            let want = if generation % 2 == 1 { "version v1" } else { "version v2" };
+            let want = if generation % 2 == 1 {
+                "version v1"
+            } else {
+                "version v2"
+            };
             assert!(
                 (1..=11).contains(generation) && body.contains(want),
                 "generation {generation} answered {body:?}"

@@ -28,7 +28,12 @@ impl Reply {
 
     /// The `x-hotswap-generation` header as a number.
     pub fn generation(&self) -> Option<u64> {
-        self.headers.get("x-hotswap-generation")?.to_str().ok()?.parse().ok()
+        self.headers
+            .get("x-hotswap-generation")?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
     }
 }
 
@@ -51,7 +56,10 @@ impl Client {
             .await
             .map_err(std::io::Error::other)?;
         tokio::spawn(conn);
-        Ok(Client { addr, sender: Sender::H1(sender) })
+        Ok(Client {
+            addr,
+            sender: Sender::H1(sender),
+        })
     }
 
     /// Opens an HTTP/2 cleartext connection (prior knowledge).
@@ -61,30 +69,69 @@ impl Client {
             .await
             .map_err(std::io::Error::other)?;
         tokio::spawn(conn);
-        Ok(Client { addr, sender: Sender::H2(sender) })
+        Ok(Client {
+            addr,
+            sender: Sender::H2(sender),
+        })
     }
 
     /// Sends a request and reads the whole response. An error means the connection failed or
     /// the body was cut.
-    pub async fn send(&mut self, method: &str, path: &str, body: impl Into<Bytes>) -> Result<Reply, String> {
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, String> {
+        self.send_with(method, path, &[], body).await
+    }
+
+    /// Like [`Client::send`] with extra header fields, appended in order; a `host` field
+    /// replaces the default one.
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, String> {
         let uri = match self.sender {
             Sender::H1(_) => path.to_string(),
             Sender::H2(_) => format!("http://{}{}", self.addr, path),
         };
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("host", self.addr.to_string())
             .body(Full::new(body.into()))
             .map_err(|e| e.to_string())?;
+        let fields = req.headers_mut();
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            fields.insert(
+                hyper::header::HOST,
+                self.addr.to_string().parse().map_err(|e| format!("{e}"))?,
+            );
+        }
+        for (name, value) in headers {
+            let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let value = hyper::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            fields.append(name, value);
+        }
         let fut = async {
             let resp = match &mut self.sender {
                 Sender::H1(s) => {
-                    s.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
+                    s.ready()
+                        .await
+                        .map_err(|e| format!("connection not ready: {e}"))?;
                     s.send_request(req).await
                 }
                 Sender::H2(s) => {
-                    s.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
+                    s.ready()
+                        .await
+                        .map_err(|e| format!("connection not ready: {e}"))?;
                     s.send_request(req).await
                 }
             }
@@ -95,7 +142,11 @@ impl Client {
                 .await
                 .map_err(|e| format!("response body cut (status {}): {e}", parts.status))?
                 .to_bytes();
-            Ok(Reply { status: parts.status, headers: parts.headers, body })
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
         };
         tokio::time::timeout(REQUEST_TIMEOUT, fut)
             .await
@@ -110,7 +161,11 @@ impl Client {
 
 /// `GET path` on a fresh connection.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<Reply, String> {
-    Client::connect(addr).await.map_err(|e| e.to_string())?.get(path).await
+    Client::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?
+        .get(path)
+        .await
 }
 
 /// `POST path` with `body` on a fresh connection.
@@ -120,4 +175,62 @@ pub async fn post(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> Resul
         .map_err(|e| e.to_string())?
         .send("POST", path, body)
         .await
+}
+
+/// A request body handed over in the given pieces, with no length known in advance: HTTP/1.1
+/// sends it with `Transfer-Encoding: chunked`.
+struct Chunked(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunked {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// `POST path` on a fresh HTTP/1.1 connection with a chunked body made of `chunks` (no
+/// `Content-Length`). An error means the connection failed or the response body was cut.
+pub async fn post_chunked(
+    addr: SocketAddr,
+    path: &str,
+    chunks: Vec<Bytes>,
+) -> Result<Reply, String> {
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("host", addr.to_string())
+            .body(Chunked(chunks.into()))
+            .map_err(|e| e.to_string())?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("response body cut (status {}): {e}", parts.status))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
 }

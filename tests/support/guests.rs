@@ -1,9 +1,9 @@
 //! Guest components, built from source by the build script (fixed versions) or on demand
 //! here (guest-example with a chosen version string).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
@@ -21,7 +21,13 @@ pub fn bytes(path: &str) -> Vec<u8> {
 pub fn build_example_into(version: &str, target_dir: &Path) -> Result<PathBuf, String> {
     let cargo = option_env!("CARGO").unwrap_or("cargo");
     let out = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(Path::new(ROOT).join("guest-example/Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir)
@@ -29,7 +35,10 @@ pub fn build_example_into(version: &str, target_dir: &Path) -> Result<PathBuf, S
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("guest build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "guest build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(target_dir.join("wasm32-wasip2/release/guest_example.wasm"))
 }

@@ -5,9 +5,11 @@
 
 pub mod client;
 pub mod guests;
+pub mod raw;
 pub mod server;
+pub mod upstream;
 
-pub use client::{Client, Reply, get, post};
+pub use client::{Client, Reply, get, post, post_chunked};
 pub use server::Server;
 
 use std::path::Path;

@@ -14,17 +14,21 @@ use std::time::{Duration, Instant};
 /// How long a server may take to print its startup line (it compiles the component first).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The `hotswap` binary of this build: next to the test binary's `deps/` directory.
+/// The `hotswap` binary under test: `hotswap-e2e` (the host's own `main`, built by this
+/// package) next to the test binary's `deps/` directory, or `$HOTSWAP_BIN` if set.
 pub fn hotswap_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("HOTSWAP_BIN") {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
-    let bin = dir.join("hotswap");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join("hotswap-e2e");
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        "{} is missing: run the tests with `cargo test`",
         bin.display()
     );
     bin
@@ -35,6 +39,8 @@ pub struct Server {
     child: Option<Child>,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The admin listener's address, if `--admin-addr` was given.
+    pub admin: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -53,11 +59,18 @@ impl Server {
 
     /// Like [`Server::start`] with extra environment variables.
     pub fn start_with_env(component: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut all = vec![component.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        Self::launch(&all, env, None)
+    }
+
+    /// Starts `hotswap serve ARGS… --addr 127.0.0.1:0` in `cwd` (default: the test's own) with
+    /// extra environment variables; the component may come from a configuration file.
+    pub fn launch(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Server {
         let mut cmd = Command::new(hotswap_bin());
         cmd.arg("serve")
-            .arg(component)
-            .args(["--addr", "127.0.0.1:0"])
             .args(args)
+            .args(["--addr", "127.0.0.1:0"])
             .env("HOTSWAP_LOG", "info")
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
@@ -65,6 +78,9 @@ impl Server {
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
         }
         let mut child = cmd.spawn().expect("spawn hotswap");
         let log = Arc::new(Mutex::new(String::new()));
@@ -79,8 +95,14 @@ impl Server {
         });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let admin_addr = Arc::new(Mutex::new(None));
+        let admin_writer = admin_addr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("Admin API on http://") {
+                    *admin_writer.lock().unwrap() =
+                        rest.trim_end_matches('/').parse::<SocketAddr>().ok();
+                }
                 if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
                     let addr = rest.trim_end_matches('/').parse::<SocketAddr>().ok();
                     let _ = tx.send(addr);
@@ -99,7 +121,13 @@ impl Server {
                 );
             }
         };
-        Server { child: Some(child), addr, log }
+        let admin = *admin_addr.lock().unwrap();
+        Server {
+            child: Some(child),
+            addr,
+            admin,
+            log,
+        }
     }
 
     /// Everything the server logged so far.
@@ -109,9 +137,11 @@ impl Server {
 
     /// Waits until the log contains `needle`; returns whether it did within `timeout`.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        crate::eventually(timeout, || async { self.log().contains(needle).then_some(()) })
-            .await
-            .is_some()
+        crate::eventually(timeout, || async {
+            self.log().contains(needle).then_some(())
+        })
+        .await
+        .is_some()
     }
 
     /// How many times `needle` appears in the log.
@@ -122,6 +152,25 @@ impl Server {
     /// The server's process id.
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// The server's resident set size in bytes (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kib * 1024
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the server.
@@ -161,7 +210,10 @@ impl Drop for Server {
         // Give the log thread a moment to drain the pipe, then show the log (the test harness
         // prints it only for failing tests).
         std::thread::sleep(Duration::from_millis(50));
-        eprintln!("----- hotswap log -----\n{}-----------------------", self.log());
+        eprintln!(
+            "----- hotswap log -----\n{}-----------------------",
+            self.log()
+        );
     }
 }
 

@@ -1,0 +1,255 @@
+//! The admin listener: health, status, rollback, upload, the token, and metrics.
+
+use crate::swapping::wait_for_generation;
+use hotswap_tests::guests;
+use hotswap_tests::{Client, Reply, Server, deploy_atomic, get};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const TOKEN: &str = "s3cret-token";
+
+/// A server watching `dir/app.wasm` (guest-example v1) with the admin API on, token `TOKEN`.
+fn start_with_admin(dir: &Path) -> (Server, PathBuf, SocketAddr) {
+    let path = dir.join("app.wasm");
+    std::fs::write(&path, guests::example_version("v1")).unwrap();
+    let server = Server::start_with_env(
+        &path,
+        &[
+            "--debounce",
+            "50ms",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--no-cache",
+        ],
+        &[("HOTSWAP_ADMIN_TOKEN", TOKEN)],
+    );
+    let admin = server.admin.expect("admin address printed at startup");
+    (server, path, admin)
+}
+
+async fn admin_call(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    Client::connect(admin)
+        .await
+        .unwrap()
+        .send_with(method, path, &headers, body)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _path, admin) = start_with_admin(dir.path());
+    assert_eq!(get(admin, "/healthz").await.unwrap().status, 200);
+    assert_eq!(get(admin, "/readyz").await.unwrap().status, 200);
+    let status = get(admin, "/status").await.unwrap();
+    assert_eq!(status.status, 200);
+    let text = status.text();
+    assert!(text.contains("\"generation\": 1"), "{text}");
+    assert!(text.contains("\"in_flight\""), "{text}");
+    assert!(
+        text.contains(&dir.path().join("app.wasm").display().to_string()),
+        "{text}"
+    );
+    drop(server);
+
+    // Not ready without a component.
+    let empty = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &empty.path().join("none.wasm"),
+        &["--admin-addr", "127.0.0.1:0"],
+    );
+    let admin = server.admin.unwrap();
+    assert_eq!(get(admin, "/readyz").await.unwrap().status, 503);
+    assert_eq!(get(admin, "/healthz").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_upload_and_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path, admin) = start_with_admin(dir.path());
+    deploy_atomic(&guests::example_version("v2"), &path);
+    wait_for_generation(&server, 2).await;
+
+    // Mutating calls without the token, or with a wrong one, are refused.
+    for token in [None, Some("wrong")] {
+        for (method, route) in [
+            ("POST", "/rollback"),
+            ("POST", "/reload"),
+            ("PUT", "/component"),
+        ] {
+            let reply = admin_call(admin, method, route, token, b"x".to_vec()).await;
+            assert_eq!(reply.status, 401, "{method} {route} with {token:?}");
+        }
+    }
+    assert_eq!(get(server.addr, "/").await.unwrap().generation(), Some(2));
+
+    // Rollback restores the previous generation's responses.
+    let reply = admin_call(admin, "POST", "/rollback", Some(TOKEN), Vec::new()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let served = get(server.addr, "/").await.unwrap();
+    assert!(served.text().contains("version v1"), "{}", served.text());
+    assert_eq!(served.generation(), Some(1));
+    // …and forward again by number.
+    let reply = admin_call(
+        admin,
+        "POST",
+        "/rollback?generation=2",
+        Some(TOKEN),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        get(server.addr, "/")
+            .await
+            .unwrap()
+            .text()
+            .contains("version v2")
+    );
+    let reply = admin_call(
+        admin,
+        "POST",
+        "/rollback?generation=99",
+        Some(TOKEN),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 409, "{}", reply.text());
+
+    // Upload: validated, swapped in, and written to the component path.
+    let v3 = guests::example_version("v3");
+    let reply = admin_call(admin, "PUT", "/component", Some(TOKEN), v3.clone()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("\"loaded\""), "{}", reply.text());
+    let served = get(server.addr, "/").await.unwrap();
+    assert!(served.text().contains("version v3"), "{}", served.text());
+    assert_eq!(std::fs::read(&path).unwrap(), v3, "the upload is persisted");
+
+    // A bad upload is refused and changes nothing.
+    let reply = admin_call(
+        admin,
+        "PUT",
+        "/component",
+        Some(TOKEN),
+        b"not wasm".to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert!(
+        reply.text().contains("not a WebAssembly file"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        get(server.addr, "/")
+            .await
+            .unwrap()
+            .text()
+            .contains("version v3")
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), v3);
+
+    // Reload with an unchanged file reports it.
+    let reply = admin_call(admin, "POST", "/reload", Some(TOKEN), Vec::new()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("\"unchanged\""), "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutating_calls_are_refused_when_no_token_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    std::fs::write(&path, guests::bytes(guests::GUEST_EXAMPLE)).unwrap();
+    let server = Server::start(&path, &["--admin-addr", "127.0.0.1:0"]);
+    let admin = server.admin.unwrap();
+    let reply = admin_call(admin, "POST", "/reload", Some("anything"), Vec::new()).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+}
+
+/// Parses Prometheus/OpenMetrics text into `series → value`, failing on any malformed line.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    let mut series = HashMap::new();
+    let mut saw_eof = false;
+    for line in text.lines() {
+        if line == "# EOF" {
+            saw_eof = true;
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.starts_with("# UNIT ")
+        {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("malformed metrics line {line:?}"));
+        let metric = name.split('{').next().unwrap();
+        assert!(
+            !metric.is_empty()
+                && metric
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if name.contains('{') {
+            assert!(name.ends_with('}'), "unterminated labels in {line:?}");
+        }
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        series.insert(name.to_string(), value);
+    }
+    assert!(saw_eof, "no `# EOF` terminator");
+    series
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_and_move_with_traffic_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path, admin) = start_with_admin(dir.path());
+    let ok_gen1 = "hotswap_requests_total{status_class=\"2xx\",generation=\"1\"}";
+    let loaded = "hotswap_reloads_total{result=\"loaded\"}";
+
+    let before = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    assert_eq!(before.get(loaded), Some(&1.0), "{before:?}");
+    assert_eq!(before.get("hotswap_generation"), Some(&1.0));
+    let served_before = before.get(ok_gen1).copied().unwrap_or(0.0);
+    for _ in 0..5 {
+        assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+    }
+    let mid = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    assert_eq!(
+        mid.get(ok_gen1).copied().unwrap_or(0.0) - served_before,
+        5.0,
+        "{mid:?}"
+    );
+
+    deploy_atomic(&guests::example_version("v2"), &path);
+    wait_for_generation(&server, 2).await;
+    let after = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    assert_eq!(after.get(loaded), Some(&2.0));
+    assert_eq!(after.get("hotswap_generation"), Some(&2.0));
+    assert_eq!(
+        after.get("hotswap_reload_duration_seconds_count{phase=\"compile\"}"),
+        Some(&2.0),
+        "{after:?}"
+    );
+    assert!(
+        after
+            .keys()
+            .any(|k| k.starts_with("hotswap_request_duration_seconds_count"))
+    );
+}

@@ -1,0 +1,326 @@
+//! The developer loop: configuration file and its precedence, `hotswap init`, rebuild on save,
+//! and the compile cache across restarts.
+
+use crate::swapping::wait_for_generation;
+use hotswap_tests::guests::{self, GUEST_EXAMPLE, GUEST_TARGET_DIR, ROOT};
+use hotswap_tests::server::run_to_exit;
+use hotswap_tests::{Server, eventually, get, post};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a log line may take to reach the test after the event it reports.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+/// How long a rebuild of guest-example may take on a busy 2-core machine.
+const BUILD_WAIT: Duration = Duration::from_secs(240);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_come_from_file_then_env_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(GUEST_EXAMPLE, dir.path().join("app.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("hotswap.toml"),
+        "[component]\npath = \"app.wasm\"\n\n[limits]\nmax_body_size = \"1KiB\"\n",
+    )
+    .unwrap();
+    let body = |n: usize| vec![b'x'; n];
+
+    // The file alone: the component path and a 1 KiB body limit come from hotswap.toml.
+    let server = Server::launch(&[], &[], Some(dir.path()));
+    assert_eq!(
+        post(server.addr, "/echo", body(1500)).await.unwrap().status,
+        413
+    );
+    assert_eq!(
+        post(server.addr, "/echo", body(500)).await.unwrap().status,
+        200
+    );
+    drop(server);
+
+    // The environment beats the file.
+    let server = Server::launch(&[], &[("HOTSWAP_MAX_BODY_SIZE", "2KiB")], Some(dir.path()));
+    assert_eq!(
+        post(server.addr, "/echo", body(1500)).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        post(server.addr, "/echo", body(3000)).await.unwrap().status,
+        413
+    );
+    drop(server);
+
+    // A flag beats the environment.
+    let server = Server::launch(
+        &["--max-body-size", "4KiB"],
+        &[("HOTSWAP_MAX_BODY_SIZE", "2KiB")],
+        Some(dir.path()),
+    );
+    assert_eq!(
+        post(server.addr, "/echo", body(3000)).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        post(server.addr, "/echo", body(5000)).await.unwrap().status,
+        413
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hotswap.toml");
+    std::fs::write(&file, "[limits]\nmax_memroy = \"1MiB\"\n").unwrap();
+    let out = run_to_exit(
+        &["serve", GUEST_EXAMPLE, "--config", file.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("max_memroy"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(file.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::write(&file, "[limits]\nmax_memory = \"lots\"\n").unwrap();
+    let out = run_to_exit(
+        &["serve", GUEST_EXAMPLE, "--config", file.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("limits.max_memory"), "{}", out.stderr);
+    assert!(out.stderr.contains("invalid size `lots`"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_writes_a_starter_file_that_serve_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hotswap.toml");
+    let out = run_to_exit(
+        &["init", "--path", file.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    for section in [
+        "[server]",
+        "[component]",
+        "[watch]",
+        "[limits]",
+        "[cache]",
+        "[admin]",
+        "[log]",
+        "[build]",
+    ] {
+        assert!(text.contains(section), "starter file lacks {section}");
+    }
+    let again = run_to_exit(
+        &["init", "--path", file.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+
+    // The starter names `app.wasm` next to it; serve picks the file up from the directory.
+    std::fs::copy(GUEST_EXAMPLE, dir.path().join("app.wasm")).unwrap();
+    let server = Server::launch(&[], &[], Some(dir.path()));
+    assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+}
+
+/// Copies guest-example and the WIT it builds against into `dir`.
+fn copy_guest_sources(dir: &Path) {
+    let root = Path::new(ROOT);
+    let guest = dir.join("guest-example");
+    std::fs::create_dir_all(guest.join("src")).unwrap();
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(root.join("guest-example").join(file), guest.join(file)).unwrap();
+    }
+    for entry in std::fs::read_dir(root.join("guest-example/src")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), guest.join("src").join(entry.file_name())).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("wit/deps")).unwrap();
+    std::fs::copy(root.join("wit/world.wit"), dir.join("wit/world.wit")).unwrap();
+    for entry in std::fs::read_dir(root.join("wit/deps")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join("wit/deps").join(entry.file_name())).unwrap();
+    }
+}
+
+/// Rewrites the greeting in the copied guest's source.
+fn edit_greeting(dir: &Path, from: &str, to: &str) {
+    let lib = dir.join("guest-example/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    assert!(
+        text.contains(from),
+        "guest source no longer contains {from:?}"
+    );
+    std::fs::write(&lib, text.replacen(from, to, 1)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebuild_on_save_swaps_good_builds_and_survives_broken_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_guest_sources(dir.path());
+    // A target directory kept between runs, so only the first build compiles dependencies.
+    let target = Path::new(GUEST_TARGET_DIR).join("dev-loop");
+    let config = format!(
+        "[component]\npath = \"{out}\"\n\n[build]\ncmd = \"cargo build --release --target wasm32-wasip2 --target-dir {target}\"\n\
+         dir = \"guest-example\"\nwatch = [\"guest-example\", \"wit\"]\ndelay = \"200ms\"\n",
+        out = target
+            .join("wasm32-wasip2/release/guest_example.wasm")
+            .display(),
+        target = target.display(),
+    );
+    std::fs::write(dir.path().join("hotswap.toml"), config).unwrap();
+
+    let server = Server::launch(&["--debounce", "100ms"], &[], Some(dir.path()));
+    let first = get(server.addr, "/").await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(
+        first.text().starts_with("hello from hotswap"),
+        "{}",
+        first.text()
+    );
+    let start_generation = first.generation().unwrap();
+
+    // A good edit is rebuilt and served.
+    edit_greeting(
+        dir.path(),
+        "format!(\"hello from hotswap",
+        "format!(\"howdy from hotswap",
+    );
+    let reply = eventually(BUILD_WAIT, || async {
+        get(server.addr, "/")
+            .await
+            .ok()
+            .filter(|r| r.text().starts_with("howdy"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("edited guest never served; log:\n{}", server.log()));
+    let edited_generation = reply.generation().unwrap();
+    assert!(edited_generation > start_generation);
+
+    // A syntax error: the build fails, the compiler's error is in the log, the old one serves.
+    let failures = server.log_count("build failed");
+    let lib = dir.path().join("guest-example/src/lib.rs");
+    let good = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("{good}\nfn broken( {{\n")).unwrap();
+    let failed = eventually(BUILD_WAIT, || async {
+        (server.log_count("build failed") > failures).then_some(())
+    })
+    .await;
+    assert!(
+        failed.is_some(),
+        "no build failure logged; log:\n{}",
+        server.log()
+    );
+    assert!(
+        server
+            .wait_for_log("build: error", Duration::from_secs(10))
+            .await,
+        "{}",
+        server.log()
+    );
+    let reply = get(server.addr, "/").await.unwrap();
+    assert!(reply.text().starts_with("howdy"), "{}", reply.text());
+    assert_eq!(reply.generation(), Some(edited_generation));
+
+    // Fixing it serves the fix.
+    std::fs::write(
+        &lib,
+        good.replacen(
+            "format!(\"howdy from hotswap",
+            "format!(\"hi again from hotswap",
+            1,
+        ),
+    )
+    .unwrap();
+    let fixed = eventually(BUILD_WAIT, || async {
+        get(server.addr, "/")
+            .await
+            .ok()
+            .filter(|r| r.text().starts_with("hi again"))
+    })
+    .await;
+    assert!(
+        fixed.is_some(),
+        "fixed guest never served; log:\n{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_hits_the_compile_cache_and_survives_a_corrupt_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let app = dir.path().join("app.wasm");
+    std::fs::write(&app, guests::bytes(GUEST_EXAMPLE)).unwrap();
+    let cache_arg = cache.to_str().unwrap();
+
+    let server = Server::start(&app, &["--cache-dir", cache_arg]);
+    assert!(
+        server.wait_for_log("compiled in", LOG_WAIT).await,
+        "{}",
+        server.log()
+    );
+    drop(server);
+
+    let server = Server::start(&app, &["--cache-dir", cache_arg]);
+    assert!(
+        server.wait_for_log("cache hit", LOG_WAIT).await,
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("compiled in"), "{}", server.log());
+    assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+    drop(server);
+
+    // Flip bytes in the middle of every entry: the next start recompiles and still serves.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid..mid + 64] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let server = Server::start(&app, &["--cache-dir", cache_arg]);
+    assert!(
+        server.wait_for_log("compiled in", LOG_WAIT).await,
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("compile cache entry unusable"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+    drop(server);
+
+    // And the rewritten entry is good again.
+    let server = Server::start(&app, &["--cache-dir", cache_arg]);
+    assert!(
+        server.wait_for_log("cache hit", LOG_WAIT).await,
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swapping_back_to_a_kept_version_skips_compilation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path) = crate::swapping::start_v1(dir.path());
+    let v1 = std::fs::read(&path).unwrap();
+    hotswap_tests::deploy_atomic(&guests::example_version("v2"), &path);
+    wait_for_generation(&server, 2).await;
+    hotswap_tests::deploy_atomic(&v1, &path);
+    let reply = wait_for_generation(&server, 3).await;
+    assert!(reply.text().contains("version v1"));
+    assert!(
+        server.wait_for_log("reused from memory", LOG_WAIT).await,
+        "{}",
+        server.log()
+    );
+}

@@ -1,0 +1,680 @@
+//! Guardrails: a guest that spins, sleeps, hoards memory, traps, floods headers or asks for
+//! too much, and a client that sends too much, too slowly or too many at once — each is
+//! answered with the documented status, and the host keeps serving everyone else.
+
+use hotswap_tests::guests::{GUEST_EXAMPLE, MISBEHAVE};
+use hotswap_tests::upstream::Upstream;
+use hotswap_tests::{Client, Reply, Server, get, post, post_chunked, raw};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Slack on top of a configured deadline before a test calls the answer late (a busy 2-core
+/// machine, the 10 ms epoch tick, process scheduling).
+const MARGIN: Duration = Duration::from_secs(3);
+
+fn misbehave(args: &[&str]) -> Server {
+    Server::start(Path::new(MISBEHAVE), args)
+}
+
+fn example(args: &[&str]) -> Server {
+    Server::start(Path::new(GUEST_EXAMPLE), args)
+}
+
+/// Checks that the host is still up and serving misbehave's `/ok`, and never panicked.
+async fn assert_healthy(server: &mut Server) {
+    assert!(
+        server.is_running(),
+        "the host exited; log:\n{}",
+        server.log()
+    );
+    let reply = get(server.addr, "/ok")
+        .await
+        .unwrap_or_else(|e| panic!("/ok failed: {e}; log:\n{}", server.log()));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "ok");
+    assert_no_host_panic(server);
+}
+
+/// The host's own log lines never mention a panic. Guest stdout/stderr lines (tagged with
+/// their `stream`, in pretty or JSON logs) are skipped: a trapping Rust guest prints its own
+/// "panicked at" there.
+fn assert_no_host_panic(server: &Server) {
+    let log = server.log();
+    let panics: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("panicked") && !line.contains("stream=") && !line.contains("\"stream\":")
+        })
+        .collect();
+    assert!(
+        panics.is_empty(),
+        "the host panicked: {panics:#?}\nlog:\n{log}"
+    );
+}
+
+fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+// ----- request deadline --------------------------------------------------------------------
+
+/// Runs misbehave's `route` under a 2 s deadline while `/ok` is served on another connection.
+async fn deadline_stops(route: &'static str) {
+    let deadline = Duration::from_secs(2);
+    let mut server = misbehave(&["--request-timeout", "2s"]);
+    let addr = server.addr;
+    let started = Instant::now();
+    let stuck = tokio::spawn(async move {
+        let reply = get(addr, route).await;
+        (reply, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Meanwhile, other connections are served.
+    for _ in 0..3 {
+        let ok = get(addr, "/ok").await.unwrap();
+        assert_eq!(ok.status, 200, "{}", ok.text());
+    }
+    assert!(!stuck.is_finished(), "{route} answered before its deadline");
+
+    let (reply, elapsed) = stuck.await.unwrap();
+    let reply = reply.unwrap_or_else(|e| panic!("{route}: {e}; log:\n{}", server.log()));
+    assert_eq!(reply.status, 504, "{route}: {}", reply.text());
+    assert!(
+        elapsed >= deadline - Duration::from_millis(100) && elapsed < deadline + MARGIN,
+        "{route} answered after {elapsed:?}, deadline {deadline:?}"
+    );
+    assert!(reply.text().contains("deadline"), "{}", reply.text());
+    assert!(
+        server.log().contains("deadline exceeded"),
+        "{}",
+        server.log()
+    );
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_timeout_stops_a_spinning_guest_with_504() {
+    deadline_stops("/loop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_timeout_stops_a_blocked_guest_with_504() {
+    deadline_stops("/sleep-forever").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_request_body_is_cut_at_the_request_deadline() {
+    // A client that promises 1000 bytes and sends 5 must not hold the only slot forever.
+    let server = example(&[
+        "--request-timeout",
+        "1s",
+        "--max-concurrency",
+        "1",
+        "--queue-timeout",
+        "10s",
+    ]);
+    let outcome = raw::exchange(
+        server.addr,
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nhello",
+        Duration::from_secs(1) + MARGIN + Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert!(
+        outcome.closed,
+        "the stalled upload was still open after {:?}: {:?}",
+        outcome.elapsed,
+        outcome.text()
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(1) + MARGIN,
+        "closed after {:?}",
+        outcome.elapsed
+    );
+    // guest-example echoes as it reads: a 504, or a 200 whose chunked body was cut (no last
+    // chunk), never a response that looks complete.
+    match outcome.status() {
+        Some(504) | None => {}
+        Some(200) => assert!(
+            !outcome.text().ends_with("\r\n0\r\n\r\n"),
+            "a cut upload looks echoed whole: {}",
+            outcome.text()
+        ),
+        Some(other) => panic!("status {other}: {}", outcome.text()),
+    }
+    // The slot is free again.
+    let started = Instant::now();
+    assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?} for the slot",
+        started.elapsed()
+    );
+}
+
+// ----- memory ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_hog_gets_500_and_the_log_names_the_memory_limit() {
+    let mut server = misbehave(&["--max-memory", "16MiB"]);
+    let started = Instant::now();
+    let reply = get(server.addr, "/alloc").await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(reply.text().contains("memory limit"), "{}", reply.text());
+    assert!(
+        server
+            .wait_for_log("memory limit", Duration::from_secs(5))
+            .await,
+        "{}",
+        server.log()
+    );
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_memory_hogs_keep_host_rss_bounded() {
+    // Each /alloc fills 64 MiB of guest memory; if freed instances kept their pages, 20 of
+    // them would hold over 1 GiB.
+    let mut server = misbehave(&["--max-memory", "64MiB"]);
+    let baseline = server.rss_bytes();
+    let mut peak = baseline;
+    let started = Instant::now();
+    for i in 0..20 {
+        let reply = get(server.addr, "/alloc").await.unwrap();
+        assert_eq!(reply.status, 500, "round {i}: {}", reply.text());
+        peak = peak.max(server.rss_bytes());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "20 rounds took too long"
+        );
+    }
+    let mib = |b: u64| b >> 20;
+    eprintln!(
+        "host RSS: {} MiB at start, {} MiB at peak",
+        mib(baseline),
+        mib(peak)
+    );
+    assert!(
+        peak < 400 << 20,
+        "host RSS grew from {} MiB to {} MiB over 20 memory hogs",
+        mib(baseline),
+        mib(peak)
+    );
+    assert_healthy(&mut server).await;
+}
+
+// ----- traps -------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_before_the_response_is_a_short_plain_500() {
+    let mut server = misbehave(&[]);
+    let reply = get(server.addr, "/trap-before").await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    let content_type = header(&reply, "content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain"),
+        "content-type {content_type:?}"
+    );
+    assert!(
+        !reply.body.is_empty() && reply.body.len() < 4096,
+        "body of {} bytes: {}",
+        reply.body.len(),
+        reply.text()
+    );
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_details_in_dev_mode_leave_out_the_host_stack() {
+    // Rust developers often run with RUST_BACKTRACE=1; the host's own stack is no business of
+    // an HTTP client, even in dev mode, where the guest's trap is shown.
+    let mut server = Server::start_with_env(
+        Path::new(MISBEHAVE),
+        &["--mode", "dev"],
+        &[("RUST_BACKTRACE", "1")],
+    );
+    for route in ["/trap-before", "/random?n=100000000"] {
+        let reply = get(server.addr, route).await.unwrap();
+        assert_eq!(reply.status, 500, "{route}: {}", reply.text());
+        let text = reply.text();
+        for host_detail in ["Stack backtrace", "tokio::", "hotswap::", ".cargo/registry"] {
+            assert!(
+                !text.contains(host_detail),
+                "{route}: the 500 body shows {host_detail:?}:\n{text:.2000}"
+            );
+        }
+        assert!(
+            reply.body.len() < 4096,
+            "{route}: a {}-byte 500 body",
+            reply.body.len()
+        );
+    }
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_details_stay_out_of_500_bodies_in_prod_mode() {
+    let mut server = misbehave(&["--mode", "prod"]);
+    for route in ["/trap-before", "/random?n=100000000"] {
+        let reply = get(server.addr, route).await.unwrap();
+        assert_eq!(reply.status, 500, "{route}: {}", reply.text());
+        let text = reply.text();
+        assert!(
+            !text.contains("backtrace") && !text.contains("wasm"),
+            "{route}: {text}"
+        );
+        assert!(reply.body.len() < 256, "{route}: {text}");
+    }
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_after_a_partial_body_cuts_the_connection() {
+    let mut server = misbehave(&[]);
+    for mut client in [
+        Client::connect(server.addr).await.unwrap(),
+        Client::connect_h2(server.addr).await.unwrap(),
+    ] {
+        match client.get("/trap-after").await {
+            Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
+            Ok(reply) => panic!(
+                "a trapped body must not look complete: {} {:?}",
+                reply.status,
+                reply.text()
+            ),
+        }
+    }
+    assert_healthy(&mut server).await;
+}
+
+// ----- concurrency -------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_beyond_max_concurrency_get_503_with_retry_after() {
+    let server = example(&["--max-concurrency", "2", "--queue-timeout", "200ms"]);
+    let addr = server.addr;
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(addr, "/sleep?ms=2000").await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let extra: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(async move {
+                let started = Instant::now();
+                (get(addr, "/sleep?ms=2000").await, started.elapsed())
+            })
+        })
+        .collect();
+    for task in extra {
+        let (reply, elapsed) = task.await.unwrap();
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(
+            header(&reply, "retry-after").is_some(),
+            "no retry-after: {:?}",
+            reply.headers
+        );
+        assert!(
+            elapsed < Duration::from_millis(1500),
+            "503 took {elapsed:?}"
+        );
+    }
+    for task in slow {
+        let reply = task.await.unwrap().unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(reply.text().contains("slept 2000 ms"), "{}", reply.text());
+    }
+    // The slots are free again.
+    let again: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(addr, "/sleep?ms=10").await }))
+        .collect();
+    for task in again {
+        assert_eq!(task.await.unwrap().unwrap().status, 200);
+    }
+    assert_eq!(get(addr, "/").await.unwrap().status, 200);
+}
+
+// ----- request bodies ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_over_max_body_size_gets_413_without_reaching_the_guest() {
+    // One slot, held by a slow request: a 413 that arrives meanwhile cannot have come from
+    // the guest.
+    let server = example(&[
+        "--max-body-size",
+        "1KiB",
+        "--max-concurrency",
+        "1",
+        "--queue-timeout",
+        "10s",
+    ]);
+    let addr = server.addr;
+
+    let small: Vec<u8> = (0..512u32).map(|i| i as u8).collect();
+    let reply = post(addr, "/echo", small.clone()).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.body == small, "small body not echoed");
+
+    let slow = tokio::spawn(async move { get(addr, "/sleep?ms=3000").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let reply = post(addr, "/echo", vec![b'x'; 4096]).await.unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert!(
+        reply.text().contains("1024"),
+        "the body names the limit: {}",
+        reply.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "413 took {:?}",
+        started.elapsed()
+    );
+    assert!(!slow.is_finished(), "the only slot was busy all along");
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_body_over_max_body_size_is_never_echoed_whole() {
+    let server = example(&["--max-body-size", "1KiB"]);
+    let chunks: Vec<bytes::Bytes> = (0..4u8)
+        .map(|i| bytes::Bytes::from(vec![b'a' + i; 1024]))
+        .collect();
+    match post_chunked(server.addr, "/echo", chunks).await {
+        Ok(reply) => assert_eq!(
+            reply.status,
+            413,
+            "{} ({} bytes)",
+            reply.text(),
+            reply.body.len()
+        ),
+        Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
+    }
+    // A small chunked body still echoes.
+    let chunks = vec![
+        bytes::Bytes::from_static(b"hello "),
+        bytes::Bytes::from_static(b"chunked"),
+    ];
+    let reply = post_chunked(server.addr, "/echo", chunks).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "hello chunked");
+}
+
+// ----- request headers ---------------------------------------------------------------------
+
+/// Sends a request with `headers` over HTTP/1.1 or HTTP/2: it must be refused (431 or a
+/// closed connection), never served. Returns what went wrong otherwise.
+async fn refused_headers(
+    server: &Server,
+    h2: bool,
+    headers: &[(&str, &str)],
+) -> Result<(), String> {
+    let mut client = if h2 {
+        Client::connect_h2(server.addr).await.unwrap()
+    } else {
+        Client::connect(server.addr).await.unwrap()
+    };
+    match client
+        .send_with("GET", "/ok", headers, bytes::Bytes::new())
+        .await
+    {
+        Ok(reply) if reply.status != 431 => Err(format!(
+            "{} header bytes in {} fields were answered {} over {} (want 431 or a closed connection): {:?}",
+            headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>(),
+            headers.len(),
+            reply.status,
+            if h2 { "HTTP/2" } else { "HTTP/1.1" },
+            reply.text()
+        )),
+        Ok(_) | Err(_) => Ok(()),
+    }
+}
+
+/// Both protocols refuse `headers`.
+async fn refused_on_both_protocols(server: &Server, headers: &[(&str, &str)]) {
+    let failures: Vec<String> = [
+        refused_headers(server, false, headers).await,
+        refused_headers(server, true, headers).await,
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_header_fields_are_refused() {
+    let mut server = misbehave(&["--max-headers", "20"]);
+    let names: Vec<String> = (0..40).map(|i| format!("x-field-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    refused_on_both_protocols(&server, &many).await;
+    // A request within the limit is served.
+    let reply = Client::connect(server.addr)
+        .await
+        .unwrap()
+        .send_with("GET", "/ok", &many[..5], bytes::Bytes::new())
+        .await;
+    assert_eq!(reply.unwrap().status, 200);
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_section_over_the_default_max_header_bytes_is_refused() {
+    let mut server = misbehave(&[]);
+    let big = "v".repeat(80 << 10);
+    refused_on_both_protocols(&server, &[("x-big", &big)]).await;
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_section_over_a_small_max_header_bytes_is_refused() {
+    // 2 KiB is a valid setting (the minimum is 1 KiB); a 4 KiB header section exceeds it.
+    let mut server = misbehave(&["--max-header-bytes", "2KiB"]);
+    let big = "v".repeat(4 << 10);
+    refused_on_both_protocols(&server, &[("x-big", &big)]).await;
+    let small = "v".repeat(512);
+    let reply = get_with(&server, &[("x-small", &small)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_healthy(&mut server).await;
+}
+
+async fn get_with(server: &Server, headers: &[(&str, &str)]) -> Reply {
+    Client::connect(server.addr)
+        .await
+        .unwrap()
+        .send_with("GET", "/ok", headers, bytes::Bytes::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_stalling_in_its_request_head_is_disconnected() {
+    let mut server = misbehave(&["--header-read-timeout", "500ms"]);
+    let outcome = raw::exchange(
+        server.addr,
+        b"GET /ok HTTP/1.1\r\nHost: loc",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(
+        outcome.closed,
+        "still connected after {:?}; got {:?}",
+        outcome.elapsed,
+        outcome.text()
+    );
+    assert_ne!(outcome.status(), Some(200), "{}", outcome.text());
+    assert_healthy(&mut server).await;
+}
+
+// ----- outbound HTTP -----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_is_denied_unless_allowed() {
+    let upstream = Upstream::start().await;
+    let url = format!("/outbound?url=http://{}/", upstream.addr);
+
+    let server = misbehave(&[]);
+    let reply = get(server.addr, &url).await.unwrap();
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.text(), "error HttpRequestDenied");
+    assert!(
+        server
+            .wait_for_log("outbound request denied", Duration::from_secs(5))
+            .await,
+        "{}",
+        server.log()
+    );
+    let denial = server
+        .log()
+        .lines()
+        .find(|l| l.contains("outbound request denied"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        denial.contains("127.0.0.1"),
+        "the log names the refused host: {denial}"
+    );
+
+    // The incoming Host header cannot steer the verdict.
+    let upstream_host = upstream.addr.to_string();
+    let reply = Client::connect(server.addr)
+        .await
+        .unwrap()
+        .send_with(
+            "GET",
+            &url,
+            &[("host", &upstream_host)],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.text(), "error HttpRequestDenied");
+    assert_eq!(upstream.hits(), 0, "a denied request reached the upstream");
+    drop(server);
+
+    let allowed = format!("127.0.0.1:{}", upstream.addr.port());
+    let server = misbehave(&["--allow-outbound", &allowed]);
+    let reply = get(server.addr, &url).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "status 200");
+    assert_eq!(upstream.hits(), 1);
+
+    // The rule names a port: the same host on another port stays denied.
+    let other = Upstream::start().await;
+    let reply = get(
+        server.addr,
+        &format!("/outbound?url=http://{}/", other.addr),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.text(), "error HttpRequestDenied");
+    assert_eq!(other.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_call_to_a_silent_upstream_is_bounded_by_the_request_deadline() {
+    let upstream = Upstream::start_silent().await;
+    let allowed = upstream.addr.to_string();
+    let mut server = misbehave(&["--allow-outbound", &allowed, "--request-timeout", "1s"]);
+    let started = Instant::now();
+    let reply = get(
+        server.addr,
+        &format!("/outbound?url=http://{}/", upstream.addr),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1) + MARGIN,
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(upstream.hits(), 1, "the allowed call was made");
+    assert_healthy(&mut server).await;
+}
+
+// ----- what the guest is given -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_sees_only_the_env_it_is_given() {
+    let server = misbehave(&["--env", "GREETING=hi=there", "--env", "EMPTY="]);
+    let reply = get(server.addr, "/env?key=GREETING").await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (200, "hi=there")
+    );
+    let reply = get(server.addr, "/env?key=EMPTY").await.unwrap();
+    assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, ""));
+    // The host's own environment (it has HOME, PATH and HOTSWAP_LOG) is not inherited.
+    for key in ["HOME", "PATH", "HOTSWAP_LOG"] {
+        let reply = get(server.addr, &format!("/env?key={key}")).await.unwrap();
+        assert_eq!(
+            (reply.status.as_u16(), reply.text().as_str()),
+            (404, "unset"),
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_random_request_is_refused_and_the_host_lives() {
+    let mut server = misbehave(&[]);
+    let reply = get(server.addr, "/random?n=1000").await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (200, "1000")
+    );
+    let reply = get(server.addr, "/random?n=100000000").await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_setting_thousands_of_headers_does_not_hurt_the_host() {
+    let mut server = misbehave(&[]);
+    // Raw, because an HTTP client library refuses a response with 5000 header fields.
+    let outcome = raw::exchange(
+        server.addr,
+        b"GET /headers?n=5000 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.closed, "no complete answer within 30 s");
+    assert!(
+        matches!(outcome.status(), Some(200 | 500)),
+        "{:.500}",
+        outcome.text()
+    );
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_stdout_and_stderr_become_log_lines_tagged_with_the_generation() {
+    let server = misbehave(&[]);
+    let reply = get(server.addr, "/stdio").await.unwrap();
+    assert_eq!(reply.status, 200);
+    for (text, stream) in [("hello stdout", "stdout"), ("hello stderr", "stderr")] {
+        assert!(
+            server.wait_for_log(text, Duration::from_secs(5)).await,
+            "{}",
+            server.log()
+        );
+        let log = server.log();
+        let line = log.lines().find(|l| l.contains(text)).unwrap();
+        assert!(line.contains("generation=1"), "{line}");
+        assert!(line.contains(stream), "{line}");
+    }
+}
