@@ -84,6 +84,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Rebuild on save, if configured (dev mode only).
     pub build: Option<BuildConfig>,
+    /// Warnings found while merging the settings, logged once logging is up.
+    pub notes: Vec<String>,
 }
 
 /// Bounds on what one guest or one client may use.
@@ -334,7 +336,8 @@ impl Config {
             .filter(|t| !t.is_empty());
         let admin = admin_addr.map(|addr| AdminConfig { addr, token });
 
-        let build = build_config(&args, f.build.as_ref(), l, mode)?;
+        let mut notes = Vec::new();
+        let build = build_config(&args, f.build.as_ref(), l, mode, &mut notes)?;
         // A build creates the component's directory; without one it must already exist.
         check_component_path(&component, build.is_some())?;
 
@@ -354,6 +357,7 @@ impl Config {
             keep_generations,
             admin,
             build,
+            notes,
         })
     }
 }
@@ -393,14 +397,15 @@ fn build_config(
     file: Option<&BuildSection>,
     l: Option<&Loaded>,
     mode: Mode,
+    notes: &mut Vec<String>,
 ) -> Result<Option<BuildConfig>> {
     let cmd = args.build_cmd.clone().or(file.and_then(|b| b.cmd.clone()));
     let Some(cmd) = cmd.filter(|c| !c.trim().is_empty()) else {
         return Ok(None);
     };
     if mode == Mode::Prod {
-        tracing::warn!(
-            "a build command is configured but builds are off in prod mode; ignoring it"
+        notes.push(
+            "a build command is configured but builds are off in prod mode; ignoring it".into(),
         );
         return Ok(None);
     }

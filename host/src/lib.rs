@@ -56,6 +56,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let config = Config::from_args(*args)?;
             telemetry::init(config.log_format);
+            for note in &config.notes {
+                tracing::warn!("{note}");
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -324,3 +324,140 @@ async fn swapping_back_to_a_kept_version_skips_compilation() {
         server.log()
     );
 }
+
+/// A project whose "build" is a shell script: it records each run's start and end in
+/// `runs.log`, sleeps `sleep` seconds (30 if a file named `slow` exists), then copies
+/// `app.src.wasm` to `out/app.wasm`.
+fn scripted_build(dir: &Path, sleep: &str, timeout: &str) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/main.rs"), "// source\n").unwrap();
+    std::fs::copy(GUEST_EXAMPLE, dir.join("app.src.wasm")).unwrap();
+    let cmd = format!(
+        "echo start >> runs.log; if [ -e slow ]; then sleep 30; fi; sleep {sleep}; \
+         mkdir -p out; cp app.src.wasm out/app.wasm; echo end >> runs.log"
+    );
+    std::fs::write(
+        dir.join("hotswap.toml"),
+        format!(
+            "[component]\npath = \"out/app.wasm\"\n\n[build]\ncmd = \"{cmd}\"\nwatch = [\"src\"]\n\
+             delay = \"50ms\"\ntimeout = \"{timeout}\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn runs(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_during_a_build_queue_exactly_one_more_and_builds_never_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    scripted_build(dir.path(), "1", "1m");
+    let server = Server::launch(&[], &[], Some(dir.path()));
+    assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+    assert_eq!(
+        runs(dir.path()),
+        ["start", "end"],
+        "the startup build ran once"
+    );
+
+    // One save starts a build; five more saves while it runs queue exactly one more.
+    std::fs::write(dir.path().join("src/main.rs"), "// edit 0\n").unwrap();
+    let started = eventually(Duration::from_secs(10), || async {
+        (runs(dir.path()).len() >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        started.is_some(),
+        "no build after a save; log:\n{}",
+        server.log()
+    );
+    for i in 1..=5 {
+        std::fs::write(dir.path().join("src/main.rs"), format!("// edit {i}\n")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = eventually(Duration::from_secs(20), || async {
+        (runs(dir.path()).len() >= 6).then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "queued build never ran; runs: {:?}",
+        runs(dir.path())
+    );
+    // Quiet for longer than a build: nothing else runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        runs(dir.path()),
+        ["start", "end", "start", "end", "start", "end"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_build_is_stopped_and_the_last_generation_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    scripted_build(dir.path(), "0", "1s");
+    let server = Server::launch(&[], &[], Some(dir.path()));
+    assert_eq!(get(server.addr, "/").await.unwrap().generation(), Some(1));
+
+    // From now on the build hangs for 30 s, far past its 1 s timeout.
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    std::fs::write(dir.path().join("src/main.rs"), "// edit\n").unwrap();
+    assert!(
+        server
+            .wait_for_log("build did not finish within", Duration::from_secs(20))
+            .await,
+        "{}",
+        server.log()
+    );
+    assert_eq!(get(server.addr, "/").await.unwrap().generation(), Some(1));
+    // The whole build was killed: the script never reaches its end.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs(dir.path()), ["start", "end", "start"]);
+
+    // The next save builds again (quickly this time) and is served as usual.
+    std::fs::remove_file(dir.path().join("slow")).unwrap();
+    std::fs::write(
+        dir.path().join("app.src.wasm"),
+        guests::example_version("v2"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("src/main.rs"), "// edit again\n").unwrap();
+    let reply = wait_for_generation(&server, 2).await;
+    assert!(reply.text().contains("version v2"), "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_request_span_and_guest_output() {
+    let server = Server::start(Path::new(guests::MISBEHAVE), &["--log-format", "json"]);
+    assert_eq!(get(server.addr, "/stdio").await.unwrap().status, 200);
+    assert!(
+        server.wait_for_log("hello stderr", LOG_WAIT).await,
+        "{}",
+        server.log()
+    );
+    let line = server
+        .log()
+        .lines()
+        .find(|l| l.contains("hello stdout"))
+        .map(str::to_string)
+        .expect("guest stdout in the log");
+    assert!(
+        line.starts_with('{') && line.ends_with('}'),
+        "not a JSON object: {line}"
+    );
+    for field in [
+        "\"generation\":1",
+        "\"stream\":\"stdout\"",
+        "\"name\":\"request\"",
+        "\"path\":\"/stdio\"",
+        "\"method\":\"GET\"",
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+}
