@@ -29,6 +29,12 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 const MAX_FIELD_SIZE: usize = 64 << 10;
 /// Largest table a guest may have, in elements.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Bytes at the start of each linear memory reset in place (memset) rather than decommitted
+/// when an instance slot returns to the pool. Larger values memset more on every request; 1 MiB
+/// made memset the top symbol, 128 KiB measured best for guest-example (BENCHMARKS.md).
+const MEMORY_KEEP_RESIDENT: usize = 128 << 10;
+/// Bytes of each table reset in place when an instance slot returns to the pool.
+const TABLE_KEEP_RESIDENT: usize = 16 << 10;
 /// Largest number of instances, tables and memories one store may create.
 const MAX_STORE_OBJECTS: usize = 100;
 
@@ -70,7 +76,12 @@ impl Runtime {
             .max_memory_size(
                 usize::try_from(limits.max_memory).context("`--max-memory` is too large")?,
             )
-            .table_elements(MAX_TABLE_ELEMENTS);
+            .table_elements(MAX_TABLE_ELEMENTS)
+            // Reset the first pages of a returning slot in place instead of handing them back
+            // to the kernel: per request, madvise + TLB flush + page faults cost more than a
+            // memset for small guests (see BENCHMARKS.md).
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
 
         let mut wasm = wasmtime::Config::new();
         wasm.wasm_component_model(true)
