@@ -139,13 +139,7 @@ async fn second_sigterm_during_the_drain_exits_at_once() {
         status.code().is_some(),
         "exited through its handler, not killed by the signal: {status:?}"
     );
-    let reply = tokio::time::timeout(Duration::from_secs(5), stuck)
-        .await
-        .expect("the client learns the connection is gone");
-    assert!(
-        reply.unwrap().is_err(),
-        "the stuck request cannot have been answered"
-    );
+    assert_cut(stuck).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,13 +170,7 @@ async fn shutdown_timeout_cuts_requests_that_do_not_finish() {
         "{}",
         server.log()
     );
-    let reply = tokio::time::timeout(Duration::from_secs(5), stuck)
-        .await
-        .expect("the client learns the connection is gone");
-    assert!(
-        reply.unwrap().is_err(),
-        "the stuck request cannot have been answered"
-    );
+    assert_cut(stuck).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,5 +220,16 @@ async fn sighup_reloads_a_component_that_is_not_watched() {
         !server.log().contains("loaded generation 3"),
         "{}",
         server.log()
+    );
+}
+
+/// The request in `stuck` ends with an error (its connection was cut), within 5 s.
+async fn assert_cut(stuck: tokio::task::JoinHandle<Result<hotswap_tests::Reply, String>>) {
+    let reply = tokio::time::timeout(Duration::from_secs(5), stuck)
+        .await
+        .expect("the client learns the connection is gone");
+    assert!(
+        reply.unwrap().is_err(),
+        "the stuck request cannot have been answered"
     );
 }

@@ -136,17 +136,7 @@ impl Client {
                 }
             }
             .map_err(|e| format!("request failed: {e}"))?;
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| format!("response body cut (status {}): {e}", parts.status))?
-                .to_bytes();
-            Ok(Reply {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
+            read_reply(resp).await
         };
         tokio::time::timeout(REQUEST_TIMEOUT, fut)
             .await
@@ -218,19 +208,24 @@ pub async fn post_chunked(
             .send_request(req)
             .await
             .map_err(|e| format!("request failed: {e}"))?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("response body cut (status {}): {e}", parts.status))?
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        read_reply(resp).await
     };
     tokio::time::timeout(REQUEST_TIMEOUT, fut)
         .await
         .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
+}
+
+/// Reads a whole response; an error means the body was cut.
+async fn read_reply(resp: hyper::Response<hyper::body::Incoming>) -> Result<Reply, String> {
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("response body cut (status {}): {e}", parts.status))?
+        .to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
