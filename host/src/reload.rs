@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// The trigger name of watcher events.
+const FILE_CHANGE: &str = "file change";
+
 /// Largest component file the host will read.
 pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
 
@@ -45,7 +48,7 @@ impl Trigger {
     fn name(&self) -> &'static str {
         match self {
             Trigger::Startup => "startup",
-            Trigger::FileChanged => "file change",
+            Trigger::FileChanged => FILE_CHANGE,
             Trigger::Built => "build",
             Trigger::Signal => "SIGHUP",
             Trigger::Admin(_) => "admin reload",
@@ -99,6 +102,9 @@ pub struct Reloader {
     path: PathBuf,
     cache: Option<Arc<CompileCache>>,
     metrics: Arc<Metrics>,
+    /// sha256 of the content that failed last, so the second file event of one bad deploy does
+    /// not validate and log it again.
+    last_failed: Option<[u8; 32]>,
 }
 
 impl Reloader {
@@ -116,6 +122,7 @@ impl Reloader {
             path,
             cache,
             metrics,
+            last_failed: None,
         }
     }
 
@@ -187,6 +194,16 @@ impl Reloader {
                 cache_hit: false,
             };
         }
+        if trigger == FILE_CHANGE && self.last_failed == Some(sha256) {
+            tracing::debug!(path = %self.path.display(), "content unchanged since its last failure");
+            return Report {
+                result: "failed",
+                generation: current.map(|g| g.number),
+                sha256: Some(short),
+                error: Some("unchanged since the last failed attempt".into()),
+                cache_hit: false,
+            };
+        }
         let size = bytes.len();
         let compiled = match self.slot.find_by_hash(&sha256) {
             Some(kept) => Ok(reuse(&kept)),
@@ -203,6 +220,7 @@ impl Reloader {
                     compiled.compile_time,
                 );
                 self.metrics.phase("validate", compiled.validate_time);
+                self.last_failed = None;
                 let generation = self.slot.install(compiled, sha256, size, self.path.clone());
                 self.metrics.reload("loaded");
                 self.metrics.generation.set(generation.number as i64);
@@ -215,7 +233,10 @@ impl Reloader {
                     cache_hit: generation.code_source.cache_hit(),
                 }
             }
-            Err(err) => self.fail(trigger, err.to_string(), Some(short)),
+            Err(err) => {
+                self.last_failed = Some(sha256);
+                self.fail(trigger, err.to_string(), Some(short))
+            }
         }
     }
 

@@ -6,7 +6,8 @@
 
 use crate::reload::{Trigger, TriggerSender};
 use anyhow::{Context, Result};
-use notify::event::{AccessKind, AccessMode};
+use notify::Watcher;
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use std::ffi::OsString;
@@ -16,6 +17,7 @@ use std::time::Duration;
 /// A running watch; dropping it stops watching.
 pub struct FileWatcher {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _immediate: notify::RecommendedWatcher,
 }
 
 /// Why the watch could not start.
@@ -40,6 +42,12 @@ pub enum WatchError {
 
 /// Starts watching `component` and sends [`Trigger::FileChanged`] after each debounced burst of
 /// changes to it.
+///
+/// Two watches run side by side. The debounced one sees every kind of change and fires once a
+/// burst has been quiet for `delay`. The immediate one fires at once on the two events that
+/// mean "the new file is complete": a rename into place (the recommended way to deploy) and
+/// the close of a file opened for writing; debouncing those would only add latency to a swap.
+/// The later debounced trigger then finds the content unchanged and does nothing.
 pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Result<FileWatcher> {
     let dir = component
         .parent()
@@ -49,6 +57,25 @@ pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Resu
         .file_name()
         .context("the component path has no file name")?
         .to_owned();
+
+    let immediate_name = name.clone();
+    let immediate_triggers = triggers.clone();
+    let mut immediate =
+        notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+            if let Ok(event) = result
+                && is_complete(&event.kind)
+                && event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name() == Some(immediate_name.as_os_str()))
+            {
+                immediate_triggers.send(Trigger::FileChanged);
+            }
+        })
+        .map_err(|source| classify(&dir, source))?;
+    immediate
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| classify(&dir, source))?;
 
     let mut debouncer = new_debouncer(delay, None, move |result: DebounceEventResult| match result {
         Ok(events) => {
@@ -73,7 +100,18 @@ pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Resu
     tracing::debug!(dir = %dir.display(), "watching for component changes");
     Ok(FileWatcher {
         _debouncer: debouncer,
+        _immediate: immediate,
     })
+}
+
+/// Events after which the file's new content is whole: renamed into place, or closed by a
+/// writer. (Creation is not one: `cp` creates the file before writing it.)
+fn is_complete(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
 }
 
 /// Events that can mean new content: creation, modification, rename, removal, and the end of a
