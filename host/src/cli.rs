@@ -13,9 +13,9 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "hotswap", version, about, long_about = None)]
 pub struct Cli {
-    /// What to do.
+    /// What to do; without a subcommand, `serve` with the settings of `hotswap.toml`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands of `hotswap`.

@@ -52,7 +52,16 @@ pub fn main() -> std::process::ExitCode {
 
 /// Runs the command line.
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    use clap::Parser;
+    // No subcommand: `hotswap serve` with no arguments (so flags' environment twins still
+    // apply), which takes the component and everything else from `hotswap.toml`.
+    let command = match cli.command {
+        Some(command) => command,
+        None => Cli::try_parse_from(["hotswap", "serve"])?
+            .command
+            .context("`serve` parses to a command")?,
+    };
+    match command {
         Command::Serve(args) => {
             let config = Config::from_args(*args)?;
             telemetry::init(config.log_format);

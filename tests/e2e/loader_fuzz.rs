@@ -26,7 +26,7 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         "--no-cache",
     ])
     .expect("valid command line");
-    let Command::Serve(args) = cli.command else {
+    let Some(Command::Serve(args)) = cli.command else {
         panic!("not `serve`")
     };
     let config = Config::from_args(*args).expect("valid configuration");
