@@ -127,18 +127,19 @@ impl Runtime {
     }
 
     /// A fresh store for one request (or one validation) served by `generation`, which must
-    /// stop executing guest code at `deadline`.
+    /// stop executing guest code at `deadline`; guest output is logged inside `span`.
     pub fn new_store(
         &self,
         generation: u64,
         request_id: u64,
         deadline: Instant,
+        span: &tracing::Span,
     ) -> Store<HostState> {
         let settings = &self.store_settings;
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&settings.guest_env)
-            .stdout(GuestLog::stdout(generation, request_id))
-            .stderr(GuestLog::stderr(generation, request_id))
+            .stdout(GuestLog::stdout(generation, request_id, span.clone()))
+            .stderr(GuestLog::stderr(generation, request_id, span.clone()))
             .max_random_size(MAX_RANDOM_BYTES);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);

@@ -26,36 +26,39 @@ impl Which {
     }
 }
 
-/// A guest output stream that becomes log lines.
-#[derive(Clone, Copy, Debug)]
+/// A guest output stream that becomes log lines, inside the request's span.
+#[derive(Clone, Debug)]
 pub struct GuestLog {
     which: Which,
     generation: u64,
     request_id: u64,
+    span: tracing::Span,
 }
 
 impl GuestLog {
-    /// The guest's stdout for one request of `generation`.
-    pub fn stdout(generation: u64, request_id: u64) -> Self {
+    /// The guest's stdout for one request of `generation`, logged inside `span`.
+    pub fn stdout(generation: u64, request_id: u64, span: tracing::Span) -> Self {
         GuestLog {
             which: Which::Stdout,
             generation,
             request_id,
+            span,
         }
     }
 
-    /// The guest's stderr for one request of `generation`.
-    pub fn stderr(generation: u64, request_id: u64) -> Self {
+    /// The guest's stderr for one request of `generation`, logged inside `span`.
+    pub fn stderr(generation: u64, request_id: u64, span: tracing::Span) -> Self {
         GuestLog {
             which: Which::Stderr,
             generation,
             request_id,
+            span,
         }
     }
 
     fn writer(&self) -> LineWriter {
         LineWriter {
-            log: *self,
+            log: self.clone(),
             buf: Vec::new(),
         }
     }
@@ -101,13 +104,17 @@ impl LineWriter {
     fn emit(&mut self) {
         let line = String::from_utf8_lossy(&self.buf);
         let line = line.strip_suffix('\r').unwrap_or(&line);
-        tracing::info!(
-            target: "hotswap::guest",
-            generation = self.log.generation,
-            request_id = self.log.request_id,
-            stream = self.log.which.name(),
-            "{line}"
-        );
+        // Entering the request span only here, when a line is logged, attaches guest output to
+        // its request without instrumenting every poll of the guest (costly for streaming).
+        self.log.span.in_scope(|| {
+            tracing::info!(
+                target: "hotswap::guest",
+                generation = self.log.generation,
+                request_id = self.log.request_id,
+                stream = self.log.which.name(),
+                "{line}"
+            )
+        });
         self.buf.clear();
     }
 }

@@ -190,20 +190,20 @@ impl Dispatcher {
         let runtime = self.runtime.clone();
         let metrics = self.metrics.clone();
         metrics.in_flight.inc();
-        let task = tokio::spawn(
-            async move {
-                let result = run_guest(&runtime, &in_flight, id, deadline, req, response_tx).await;
-                if let Err(failure) = &result {
-                    log_failure(&metrics, in_flight.generation(), failure);
-                }
-                let _ = done_tx.send(result.is_ok());
-                drop(in_flight);
-                drop(permit);
-                metrics.in_flight.dec();
-                result
+        // `dispatch` runs inside the request's span; the guest task logs into it explicitly.
+        let span = tracing::Span::current();
+        let task = tokio::spawn(async move {
+            let result =
+                run_guest(&runtime, &in_flight, id, deadline, req, response_tx, &span).await;
+            if let Err(failure) = &result {
+                span.in_scope(|| log_failure(&metrics, in_flight.generation(), failure));
             }
-            .in_current_span(),
-        );
+            let _ = done_tx.send(result.is_ok());
+            drop(in_flight);
+            drop(permit);
+            metrics.in_flight.dec();
+            result
+        });
 
         let mut response = match response_rx.await {
             Ok(Ok(resp)) => resp.map(|body| GuardedBody::new(body, done_rx).boxed_unsync()),
@@ -250,9 +250,10 @@ async fn run_guest(
     deadline: Instant,
     req: Request<LimitedBody<Incoming>>,
     response_tx: oneshot::Sender<ResponseResult>,
+    span: &tracing::Span,
 ) -> Result<(), GuestFailure> {
     let generation = in_flight.generation();
-    let mut store = runtime.new_store(generation.number, id, deadline);
+    let mut store = runtime.new_store(generation.number, id, deadline, span);
     let call = call_guest(&mut store, generation, req, response_tx);
     let result = tokio::time::timeout_at(deadline.into(), call).await;
     let state = store.data();

@@ -149,7 +149,12 @@ pub async fn trial_instantiate(
     runtime: &Arc<Runtime>,
     pre: &ProxyPre<HostState>,
 ) -> Result<(), LoadError> {
-    let mut store = runtime.new_store(0, 0, Instant::now() + VALIDATION_TIMEOUT);
+    let mut store = runtime.new_store(
+        0,
+        0,
+        Instant::now() + VALIDATION_TIMEOUT,
+        &tracing::Span::none(),
+    );
     match tokio::time::timeout(VALIDATION_TIMEOUT, pre.instantiate_async(&mut store)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(err)) => Err(LoadError::Instantiate(err)),
