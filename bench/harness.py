@@ -1,0 +1,901 @@
+#!/usr/bin/env python3
+"""The hotswap benchmark driver. Run it through `bench/run.sh`, which builds the binaries and
+passes their paths; this file only measures and reports.
+
+Every server is pinned to CPU 0 and every load generator / polling client to CPU 1. All
+traffic goes to 127.0.0.1, and every load is bounded in time. Only the standard library is
+used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVER_CPU = 0
+CLIENT_CPU = 1
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+SERVING = re.compile(r"Serving HTTP on http://([^/\s]+)/")
+LOADED = r"loaded generation {n}\b"
+RUN_NONCE = f"{os.getpid()}-{time.time_ns()}"
+# "cache hit", "cache=hit", "cache_hit=true", "\"cache\":\"hit\"", but not "cache_hit=false".
+CACHE_HIT = re.compile(r"cache[\s_=:\"-]*hit(?![\s=:\"]*false)", re.IGNORECASE)
+GEN_HEADER = "x-hotswap-generation"
+BENCH_DIR = Path(__file__).resolve().parent
+RSS_WINDOW = 5
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class HarnessError(Exception):
+    """The harness could not take a measurement (as opposed to a slow measurement)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+
+
+class Server:
+    """A server process pinned to CPU 0, with its stdout/stderr lines timestamped as they come."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None,
+                 stop_signal: int = signal.SIGTERM, cwd: Path | None = None):
+        self.name = name
+        self.stop_signal = stop_signal
+        self.lines: list[tuple[float, str]] = []
+        self.cond = threading.Condition()
+        # No HOTSWAP_* settings from the caller's environment reach the servers.
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("HOTSWAP_")}
+        full_env.update({"RUST_BACKTRACE": "0", "NO_COLOR": "1"})
+        full_env.update(env or {})
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "a", encoding="utf-8")
+        self._log.write(f"$ taskset -c {SERVER_CPU} {' '.join(argv)}\n")
+        self.t_spawn = time.perf_counter()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", str(SERVER_CPU), *argv],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
+            cwd=cwd or log_dir,
+        )
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, "out"), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, "err"), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+        self.addr: str | None = None
+
+    def _read(self, pipe, tag: str) -> None:
+        for raw in iter(pipe.readline, b""):
+            now = time.perf_counter()
+            text = ANSI.sub("", raw.decode("utf-8", "replace")).rstrip("\n")
+            with self.cond:
+                self.lines.append((now, text))
+                self._log.write(f"{tag}| {text}\n")
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_line(self, pattern: str | re.Pattern, timeout: float, start: int = 0):
+        """Waits for a line matching `pattern` at index >= start; returns (index, match, time)."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.perf_counter() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    t, text = self.lines[i]
+                    m = rx.search(text)
+                    if m:
+                        return i, m, t
+                    i += 1
+                readers_done = not any(r.is_alive() for r in self._readers)
+                if readers_done or time.perf_counter() >= deadline:
+                    raise HarnessError(
+                        f"{self.name}: no line matching /{rx.pattern}/ within {timeout:.0f}s "
+                        f"(exit code {self.proc.poll()}); see {self.log_path}")
+                self.cond.wait(0.05)
+
+    def wait_ready(self, timeout: float = 60.0) -> str:
+        _, m, _ = self.wait_line(SERVING, timeout)
+        self.addr = m.group(1)
+        return self.addr
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise HarnessError(f"{self.name}: no VmRSS in /proc/{self.proc.pid}/status")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for t in self._readers:
+            t.join(timeout=2)
+        with self.cond:
+            self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+@dataclass
+class Peer:
+    """How to start one kind of server."""
+    name: str
+    argv_for: object  # (component_path, extra_env) -> argv
+    stop_signal: int = signal.SIGTERM
+
+    def start(self, component: Path, log_dir: Path, env: dict[str, str] | None = None,
+              log_name: str | None = None) -> Server:
+        # Run in the component's directory: no `hotswap.toml` from the repository is picked up,
+        # and (unless `env` says otherwise) the compile cache is private to that directory.
+        cwd = component.parent
+        env = {"XDG_CACHE_HOME": str(cwd.with_name(cwd.name + "-cache")), **(env or {})}
+        return Server(log_name or self.name, self.argv_for(component), log_dir, env, self.stop_signal, cwd)
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP client (keep-alive, for sanity checks and swap polling)
+
+
+class Client:
+    def __init__(self, addr: str, timeout: float = 10.0):
+        host, port = addr.rsplit(":", 1)
+        self.host, self.port, self.timeout = host, int(port), timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str = "GET", path: str = "/", body: bytes | None = None):
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                headers = {"content-type": "application/octet-stream"} if body is not None else {}
+                self.conn.request(method, path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                return resp.status, resp, data
+            except (ConnectionError, http.client.HTTPException, OSError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def generation(self) -> tuple[int, int]:
+        status, resp, _ = self.request()
+        gen = resp.getheader(GEN_HEADER)
+        return status, int(gen) if gen is not None else -1
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def cpu_busy(seconds: float) -> float:
+    """Fraction of all CPUs' time spent not idle over the next `seconds`."""
+    def sample():
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+    t1, i1 = sample()
+    time.sleep(seconds)
+    t2, i2 = sample()
+    return 1.0 - (i2 - i1) / max(t2 - t1, 1)
+
+
+def pin_self_to_client_cpu() -> None:
+    try:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    except OSError as err:
+        log(f"cannot pin the driver to CPU {CLIENT_CPU}: {err}")
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    extra: dict = field(default_factory=dict)
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise HarnessError(f"cannot parse wrk time `{text}`")
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}[unit]
+
+
+def parse_wrk(out: str) -> WrkResult:
+    def grab(rx: str, cast=float, default=None):
+        m = re.search(rx, out, re.MULTILINE)
+        if not m:
+            if default is not None:
+                return default
+            raise HarnessError(f"wrk output has no /{rx}/:\n{out}")
+        return cast(m.group(1))
+
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    extra = {}
+    m = re.search(r"^STATUS ok=(\d+) bad=(\d+) mingen=(-?\d+) maxgen=(-?\d+)", out, re.MULTILINE)
+    if m:
+        extra = {"ok": int(m.group(1)), "bad": int(m.group(2)),
+                 "mingen": int(m.group(3)), "maxgen": int(m.group(4))}
+    return WrkResult(
+        rps=grab(r"^Requests/sec:\s+([\d.]+)"),
+        p50_ms=grab(r"^\s+50%\s+(\S+)", _ms),
+        p99_ms=grab(r"^\s+99%\s+(\S+)", _ms),
+        requests=grab(r"^\s+(\d+) requests in", int),
+        non_2xx=grab(r"Non-2xx or 3xx responses: (\d+)", int, 0),
+        socket_errors=sum(int(x) for x in socket.groups()) if socket else 0,
+        extra=extra,
+    )
+
+
+def wrk_argv(url: str, duration: int, conns: int, script: Path | None) -> list[str]:
+    argv = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
+            "--latency", "--timeout", "5s"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    return argv + [url]
+
+
+def run_wrk(url: str, duration: int, conns: int, script: Path | None = None) -> WrkResult:
+    argv = wrk_argv(url, duration, conns, script)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    if done.returncode != 0:
+        raise HarnessError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
+    return parse_wrk(done.stdout)
+
+
+# --------------------------------------------------------------------------------------------
+# Components that differ only in a custom section
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def with_custom_section(component: bytes, tag: str) -> bytes:
+    """The component with one more custom section at the end: same code, different bytes."""
+    name = b"hotswap-bench"
+    payload = _leb(len(name)) + name + tag.encode()
+    return component + b"\x00" + _leb(len(payload)) + payload
+
+
+class Deployer:
+    """Puts component bytes at `live` by an atomic rename from a staging directory that the
+    host does not watch (same filesystem)."""
+
+    def __init__(self, work: Path, base: bytes):
+        self.base = base
+        self.live_dir = work / "live"
+        self.staging = work / "staging"
+        self.live_dir.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.live = self.live_dir / "guest.wasm"
+        self.count = 0
+
+    def variant(self, tag: str) -> bytes:
+        # Unique per run: an on-disk compile cache never holds these bytes from an earlier run.
+        return with_custom_section(self.base, f"{RUN_NONCE}-{tag}")
+
+    def deploy(self, data: bytes) -> float:
+        self.count += 1
+        tmp = self.staging / f"guest.{self.count}.wasm"
+        tmp.write_bytes(data)
+        os.rename(tmp, self.live)
+        return time.perf_counter()
+
+
+@dataclass
+class Swap:
+    generation: int
+    latency_ms: float      # rename done → first response with the new generation
+    to_log_ms: float       # rename done → "loaded generation" line read from stderr
+    compile_ms: float | None
+    total_ms: float | None
+    cache_hit: bool
+
+
+def swap_once(server: Server, client: Client, deployer: Deployer, data: bytes, expect: int,
+              poll_s: float, timeout: float = 30.0) -> Swap:
+    log_start = len(server.lines)
+    t0 = deployer.deploy(data)
+    while True:
+        status, gen = client.generation()
+        now = time.perf_counter()
+        if status == 200 and gen >= expect:
+            break
+        if now - t0 > timeout:
+            raise HarnessError(f"{server.name}: generation {expect} not served {timeout:.0f}s after "
+                               f"the rename (still {gen}, status {status}); see {server.log_path}")
+        time.sleep(poll_s)
+    if gen != expect:
+        raise HarnessError(f"{server.name}: expected generation {expect}, got {gen}")
+    idx, _, t_log = server.wait_line(LOADED.format(n=expect), 10.0, log_start)
+    line = server.lines[idx][1]
+    cm = re.search(r"compile_ms\"?[=:](\d+)", line)
+    tm = re.search(r"total_ms\"?[=:](\d+)", line)
+    return Swap(
+        generation=expect,
+        latency_ms=(now - t0) * 1e3,
+        to_log_ms=(t_log - t0) * 1e3,
+        compile_ms=float(cm.group(1)) if cm else None,
+        total_ms=float(tm.group(1)) if tm else None,
+        cache_hit=bool(CACHE_HIT.search(line)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+
+
+@dataclass
+class Settings:
+    smoke: bool
+    duration: int
+    warmup: int
+    hello_conns: int
+    echo_conns: int
+    echo_bytes: int
+    swaps: int
+    swaps_cached: int
+    swaps_under_load: int
+    rss_early: int
+    rss_late: int
+    startup_runs: int
+    poll_ms: float
+    debounce: str
+    perf_seconds: int
+
+
+class Bench:
+    def __init__(self, args, settings: Settings):
+        self.args = args
+        self.s = settings
+        self.work = Path(tempfile.mkdtemp(prefix="run-", dir=args.work_dir))
+        self.logs = self.work / "logs"
+        self.guest = Path(args.guest).read_bytes()
+        self.results: dict = {}
+        # The load average still counts the build that just ran; what other work uses the CPUs
+        # right now is what matters.
+        busy = cpu_busy(1.0)
+        self.loadavg = (f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
+                        f"CPUs {busy:.0%} busy in the second before the first scenario")
+        if busy > 0.1:
+            log(f"warning: the CPUs were {busy:.0%} busy before the run: other work skews the figures")
+        self.notes: list[str] = []
+        self.peers: list[Peer] = [self.hotswap_peer()]
+        if args.wasmtime:
+            self.peers.append(Peer("wasmtime", lambda c: [args.wasmtime, "serve", "-Scli",
+                                                          "--addr", "127.0.0.1:0", str(c)],
+                                   signal.SIGINT))
+        self.peers.append(Peer("native", lambda c: [args.native, "127.0.0.1:0"]))
+
+    def hotswap_peer(self, name: str = "hotswap") -> Peer:
+        extra = os.environ.get("HOTSWAP_BENCH_HOST_ARGS", "").split()
+        return Peer(name, lambda c: [self.args.hotswap, "serve", str(c), "--addr", "127.0.0.1:0",
+                                     "--debounce", self.s.debounce, "--shutdown-timeout", "2s", *extra])
+
+    def component_copy(self, name: str) -> Path:
+        d = self.work / name
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / "guest.wasm"
+        p.write_bytes(self.guest)
+        return p
+
+    # -- 1 & 2: throughput and latency -----------------------------------------------------
+
+    def load(self) -> None:
+        echo_lua = self.work / "echo.lua"
+        echo_lua.write_text(
+            'wrk.method = "POST"\n'
+            f'wrk.body = string.rep("x", {self.s.echo_bytes})\n'
+            'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+        payload = bytes(range(256)) * (self.s.echo_bytes // 256)
+        for peer in self.peers:
+            component = self.component_copy(f"load-{peer.name}")
+            with peer.start(component, self.logs) as server:
+                addr = server.wait_ready()
+                client = Client(addr)
+                status, _, body = client.request("GET", "/")
+                if status != 200 or b"hello" not in body:
+                    raise HarnessError(f"{peer.name}: GET / answered {status} {body[:80]!r}")
+                status, _, body = client.request("POST", "/echo", payload)
+                if status != 200 or body != payload:
+                    raise HarnessError(f"{peer.name}: POST /echo answered {status}, "
+                                       f"{len(body)} bytes instead of the {len(payload)} sent")
+                client.close()
+                for scenario, path, conns, script in (
+                        ("hello", "/", self.s.hello_conns, None),
+                        ("echo", "/echo", self.s.echo_conns, echo_lua)):
+                    url = f"http://{addr}{path}"
+                    log(f"{scenario}: {peer.name} warm-up {self.s.warmup}s, then {self.s.duration}s, c={conns}")
+                    run_wrk(url, self.s.warmup, conns, script)
+                    result = run_wrk(url, self.s.duration, conns, script)
+                    log(f"{scenario}: {peer.name} {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, "
+                        f"p99 {result.p99_ms:.2f} ms, non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
+                    self.results.setdefault(scenario, {})[peer.name] = result
+
+    # -- 3: swap latency ------------------------------------------------------------------
+
+    def swap_latency(self) -> None:
+        deployer = Deployer(self.work / "swap", self.guest)
+        deployer.deploy(deployer.variant("start"))
+        with self.hotswap_peer().start(deployer.live, self.logs, log_name="hotswap-swap") as server:
+            client = Client(server.wait_ready())
+            _, gen = client.generation()
+            swaps: list[Swap] = []
+            n = self.s.swaps
+            log(f"swap: {n} swaps to new bytes, then {self.s.swaps_cached} back to bytes seen before")
+            for i in range(n):
+                gen += 1
+                swaps.append(swap_once(server, client, deployer, deployer.variant(f"u{i}"), gen,
+                                       self.s.poll_ms / 1e3))
+            # Back and forth between two contents the host has compiled before: cache hits, once
+            # the host has a compile cache.
+            for i in range(self.s.swaps_cached):
+                gen += 1
+                swaps.append(swap_once(server, client, deployer, deployer.variant(f"u{i % 2}"), gen,
+                                       self.s.poll_ms / 1e3))
+            client.close()
+        self.results["swap"] = swaps
+        for s in swaps:
+            log(f"swap: gen {s.generation}: {s.latency_ms:.1f} ms (log after {s.to_log_ms:.1f} ms, "
+                f"compile {s.compile_ms} ms, total {s.total_ms} ms{', cache hit' if s.cache_hit else ''})")
+
+    # -- 4: swaps under load --------------------------------------------------------------
+
+    def swaps_under_load(self) -> None:
+        status_lua = self.work / "status.lua"
+        status_lua.write_text(STATUS_LUA)
+        deployer = Deployer(self.work / "load-swap", self.guest)
+        deployer.deploy(deployer.variant("start"))
+        with self.hotswap_peer().start(deployer.live, self.logs, log_name="hotswap-swap-load") as server:
+            addr = server.wait_ready()
+            client = Client(addr)
+            _, gen = client.generation()
+            first = gen
+            bound = 600 if not self.s.smoke else 120
+            argv = wrk_argv(f"http://{addr}/", bound, self.s.hello_conns, status_lua)
+            log(f"swap under load: wrk c={self.s.hello_conns} while {self.s.swaps_under_load} swaps run")
+            wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            swaps: list[Swap] = []
+            try:
+                time.sleep(1.0)
+                for i in range(self.s.swaps_under_load):
+                    gen += 1
+                    swaps.append(swap_once(server, client, deployer, deployer.variant(f"l{i}"), gen,
+                                           max(self.s.poll_ms, 2.0) / 1e3))
+                time.sleep(1.0)
+            finally:
+                if wrk.poll() is None:
+                    wrk.send_signal(signal.SIGINT)  # wrk stops and prints its statistics
+                out, err = wrk.communicate(timeout=30)
+            client.close()
+        if wrk.returncode not in (0, -signal.SIGINT):
+            raise HarnessError(f"wrk failed ({wrk.returncode}): {err}{out}")
+        result = parse_wrk(out)
+        if not result.extra:
+            raise HarnessError(f"the status script printed nothing:\n{out}")
+        self.results["swap_load"] = {"wrk": result, "swaps": swaps, "first_gen": first, "last_gen": gen}
+        log(f"swap under load: {len(swaps)} swaps, {result.requests} requests, "
+            f"non-200 {result.extra['bad']}, non-2xx {result.non_2xx}, socket errors {result.socket_errors}, "
+            f"generations seen {result.extra['mingen']}..{result.extra['maxgen']}")
+
+    # -- 5: memory over many swaps ---------------------------------------------------------
+
+    def rss(self) -> None:
+        # RSS moves by several MiB from one swap to the next (allocator, instance pool), so each
+        # mark is the median of the samples taken after the last RSS_WINDOW swaps up to it.
+        deployer = Deployer(self.work / "rss", self.guest)
+        deployer.deploy(deployer.variant("start"))
+        marks = (self.s.rss_early, self.s.rss_late)
+        window = min(RSS_WINDOW, self.s.rss_early)
+        with self.hotswap_peer().start(deployer.live, self.logs, log_name="hotswap-rss") as server:
+            client = Client(server.wait_ready())
+            _, gen = client.generation()
+            samples: dict[int, int] = {0: server.rss_kib()}
+            log(f"rss: {self.s.rss_late} swaps, RSS after {marks[0]} and {marks[1]} "
+                f"(median of the last {window} swaps up to each)")
+            for i in range(1, self.s.rss_late + 1):
+                gen += 1
+                swap_once(server, client, deployer, deployer.variant(f"r{i}"), gen, self.s.poll_ms / 1e3)
+                if any(m - window < i <= m for m in marks):
+                    # A few requests on the new generation first, so it is instantiated and warm.
+                    for _ in range(20):
+                        client.request()
+                    time.sleep(0.2)
+                    samples[i] = server.rss_kib()
+                if i in marks:
+                    log(f"rss: after {i} swaps {samples[i] / 1024:.1f} MiB")
+            client.close()
+        rss = {"start": samples[0], "window": window, "samples": samples}
+        for m in marks:
+            rss[m] = statistics.median(samples[i] for i in range(m - window + 1, m + 1))
+        self.results["rss"] = rss
+
+    # -- 6: startup ---------------------------------------------------------------------------
+
+    def startup(self) -> None:
+        out: dict[str, list[tuple[float, bool]]] = {}
+        for peer in self.peers:
+            kinds = ["cold", "warm"] if peer.name != "native" else ["start"]
+            for run in range(self.s.startup_runs):
+                # Cold: a fresh directory for the component and a fresh XDG_CACHE_HOME, so no
+                # compile cache can help. Warm: the same again.
+                home = self.work / f"startup-{peer.name}-{run}"
+                comp_dir = home / "component"
+                comp_dir.mkdir(parents=True)
+                component = comp_dir / "guest.wasm"
+                component.write_bytes(self.guest)
+                env = {"XDG_CACHE_HOME": str(home / "cache")}
+                for kind in kinds:
+                    ms, hit = self._start_once(peer, component, env, f"{peer.name}-startup")
+                    out.setdefault(f"{peer.name} {kind}", []).append((ms, hit))
+                    log(f"startup: {peer.name} {kind}: {ms:.1f} ms{' (cache hit)' if hit else ''}")
+        self.results["startup"] = out
+
+    def _start_once(self, peer: Peer, component: Path, env: dict, log_name: str) -> tuple[float, bool]:
+        server = peer.start(component, self.logs, env, log_name)
+        try:
+            addr = server.wait_ready()
+            client = Client(addr, timeout=5)
+            deadline = time.perf_counter() + 60
+            while True:
+                try:
+                    status, _, _ = client.request()
+                except OSError:
+                    status = 0
+                if status == 200:
+                    break
+                if time.perf_counter() > deadline:
+                    raise HarnessError(f"{peer.name}: no 200 within 60 s of start (last {status})")
+                time.sleep(0.001)
+            ms = (time.perf_counter() - server.t_spawn) * 1e3
+            client.close()
+            with server.cond:
+                hit = any(CACHE_HIT.search(text) for _, text in server.lines)
+            return ms, hit
+        finally:
+            server.stop()
+
+    # -- perf profile of the hello path --------------------------------------------------------
+
+    def profile(self) -> None:
+        perf = shutil.which("perf") or "/usr/bin/perf"
+        component = self.component_copy("perf")
+        data = self.work / "perf.data"
+        secs = self.s.perf_seconds
+        with self.hotswap_peer().start(component, self.logs, log_name="hotswap-perf") as server:
+            addr = server.wait_ready()
+            log(f"perf: profiling hotswap's hello path for {secs}s under wrk c={self.s.hello_conns}")
+            wrk = subprocess.Popen(wrk_argv(f"http://{addr}/", secs + 3, self.s.hello_conns, None),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(1.0)
+            rec = subprocess.run(["taskset", "-c", str(CLIENT_CPU), perf, "record", "-e", "cpu-clock",
+                                  "-g", "-p", str(server.proc.pid), "-o", str(data), "--", "sleep", str(secs)],
+                                 capture_output=True, text=True, timeout=secs + 60)
+            wrk.communicate(timeout=secs + 60)
+        if rec.returncode != 0:
+            raise HarnessError(f"perf record failed: {rec.stderr}")
+        rep = subprocess.run([perf, "report", "-i", str(data), "--no-children", "--sort", "symbol",
+                              "--stdio", "-g", "none", "--percent-limit", "0.5"],
+                             capture_output=True, text=True, timeout=300)
+        rows = [re.sub(r"(\s+-)+\s*$", "", line).rstrip()
+                for line in rep.stdout.splitlines() if re.match(r"^\s+\d+\.\d+%", line)]
+        dsos = subprocess.run([perf, "report", "-i", str(data), "--no-children", "--sort", "dso",
+                               "--stdio", "-g", "none", "--percent-limit", "2"],
+                              capture_output=True, text=True, timeout=300)
+        dso_rows = [re.sub(r"(\s+-)+\s*$", "", line).rstrip()
+                    for line in dsos.stdout.splitlines() if re.match(r"^\s+\d+\.\d+%", line)]
+        self.results["perf"] = rows[:25] + ["", "by binary / library:"] + dso_rows[:8]
+        (self.work / "perf-report.txt").write_text(rep.stdout + "\n" + dsos.stdout)
+        log(f"perf: full report in {self.work / 'perf-report.txt'}")
+
+    # -- run all --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        steps = [("load", self.load), ("swap", self.swap_latency), ("swap_load", self.swaps_under_load),
+                 ("rss", self.rss), ("startup", self.startup)]
+        only = set(self.args.only.split(",")) if self.args.only else None
+        if self.args.perf or (only and "perf" in only):
+            steps.append(("perf", self.profile))
+        unknown = (only or set()) - {name for name, _ in steps} - {"perf"}
+        if unknown:
+            raise HarnessError(f"unknown step(s) in --only: {', '.join(sorted(unknown))}")
+        for name, step in steps:
+            if only is None or name in only:
+                step()
+
+
+STATUS_LUA = r"""
+-- Counts responses by status and the range of x-hotswap-generation seen.
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; bad = 0; mingen = -1; maxgen = -1 end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 else bad = bad + 1 end
+  local g = tonumber(headers["x-hotswap-generation"] or headers["X-Hotswap-Generation"] or "")
+  if g then
+    if mingen < 0 or g < mingen then mingen = g end
+    if g > maxgen then maxgen = g end
+  end
+end
+function done(summary, latency, requests)
+  local ok, bad, mingen, maxgen = 0, 0, -1, -1
+  for _, t in ipairs(threads) do
+    ok = ok + t:get("ok"); bad = bad + t:get("bad")
+    local lo, hi = t:get("mingen"), t:get("maxgen")
+    if lo >= 0 and (mingen < 0 or lo < mingen) then mingen = lo end
+    if hi > maxgen then maxgen = hi end
+  end
+  io.write(string.format("STATUS ok=%d bad=%d mingen=%d maxgen=%d\n", ok, bad, mingen, maxgen))
+end
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def cmd_out(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "n/a"
+
+
+def machine() -> dict[str, str]:
+    model = "n/a"
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+        mem = f"{mem_kib / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration):
+        mem = "n/a"
+    return {"nproc": str(os.cpu_count()), "cpu": model, "memory": mem, "kernel": platform.release()}
+
+
+def fmt(x, spec=".1f", unit=""):
+    return "n/a" if x is None else f"{x:{spec}}{unit}"
+
+
+def ratio(a, b, spec=".2f"):
+    return "n/a" if a is None or b in (None, 0) else f"{a / b:{spec}}×"
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def render(bench: Bench, settings: Settings, args, started: datetime.datetime, elapsed: float) -> str:
+    r = bench.results
+    m = machine()
+    wasmtime_v = cmd_out([args.wasmtime, "--version"]) if args.wasmtime else "not run"
+    lines = [
+        f"# hotswap benchmark {'(smoke: harness check, figures not meaningful)' if settings.smoke else ''}".rstrip(),
+        "",
+        f"- date: {started.strftime('%Y-%m-%d %H:%M:%S %Z').strip()} (took {elapsed:.0f} s)",
+        f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}; "
+        f"load average at start {bench.loadavg}",
+        f"- commit: {cmd_out(['git', '-C', str(BENCH_DIR.parent), 'rev-parse', '--short', 'HEAD'])}"
+        f"{' + uncommitted changes' if cmd_out(['git', '-C', str(BENCH_DIR.parent), 'status', '--porcelain']) else ''}",
+        f"- rustc: {cmd_out(['rustc', '--version'])}; wrk: {cmd_out(['wrk', '-v']).splitlines()[0] if shutil.which('wrk') else 'n/a'}"
+        f"; wasmtime: {wasmtime_v}",
+        f"- settings: servers pinned to CPU {SERVER_CPU}, wrk/clients pinned to CPU {CLIENT_CPU} (taskset); "
+        f"RUST_BACKTRACE=0 for every server; wrk -t1 keep-alive, {settings.warmup}s warm-up + "
+        f"{settings.duration}s per run; hello c={settings.hello_conns}, echo c={settings.echo_conns} "
+        f"with a {settings.echo_bytes // 1024} KiB body; hotswap --debounce {settings.debounce}; "
+        f"swap polling every {settings.poll_ms:g} ms (keep-alive GET /); wasmtime as `wasmtime serve -Scli`; "
+        f"each hotswap process gets its own empty compile cache (XDG_CACHE_HOME) and runs in the "
+        f"component's directory; extra host args: `{os.environ.get('HOTSWAP_BENCH_HOST_ARGS', '') or 'none'}`",
+        f"- command: `{args.command}`",
+        "",
+    ]
+
+    def wrk_table(title: str, key: str):
+        res = r.get(key)
+        if not res:
+            return
+        lines.extend([f"## {title}", "", "| server | req/s | p50 ms | p99 ms | requests | non-2xx | socket errors |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"])
+        for name, w in res.items():
+            lines.append(f"| {name} | {w.rps:,.0f} | {w.p50_ms:.2f} | {w.p99_ms:.2f} | {w.requests:,} | "
+                         f"{w.non_2xx} | {w.socket_errors} |")
+        hs, wt, nt = res.get("hotswap"), res.get("wasmtime"), res.get("native")
+        lines.extend([
+            "",
+            f"- req/s hotswap / wasmtime serve: {ratio(hs.rps, wt.rps) if hs and wt else 'n/a'}; "
+            f"hotswap / native: {ratio(hs.rps, nt.rps) if hs and nt else 'n/a'}",
+            f"- p99 hotswap / wasmtime serve: {ratio(hs.p99_ms, wt.p99_ms) if hs and wt else 'n/a'}; "
+            f"hotswap / native: {ratio(hs.p99_ms, nt.p99_ms) if hs and nt else 'n/a'}",
+            ""])
+
+    wrk_table(f"1. hello (GET /), c={settings.hello_conns}", "hello")
+    wrk_table(f"2. echo (POST /echo, {settings.echo_bytes // 1024} KiB body), c={settings.echo_conns}", "echo")
+
+    swaps = r.get("swap")
+    if swaps is not None:
+        miss = [s for s in swaps if not s.cache_hit]
+        hit = [s for s in swaps if s.cache_hit]
+        lines.extend([f"## 3. swap latency (rename → first response from the new generation)", "",
+                      "| swaps | n | latency median ms | latency max ms | compile median ms | compile max ms "
+                      "| latency − compile median ms | latency − compile max ms | rename → log line median ms |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"])
+        for label, group in (("compiled (cache miss)", miss), ("cache hit", hit)):
+            if not group:
+                lines.append(f"| {label} | 0 | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
+                continue
+            lat = [s.latency_ms for s in group]
+            comp = [s.compile_ms for s in group if s.compile_ms is not None]
+            over = [s.latency_ms - s.compile_ms for s in group if s.compile_ms is not None]
+            lines.append(f"| {label} | {len(group)} | {med(lat):.1f} | {max(lat):.1f} | {fmt(med(comp))} | "
+                         f"{fmt(max(comp) if comp else None)} | {fmt(med(over))} | {fmt(max(over) if over else None)} | "
+                         f"{med([s.to_log_ms for s in group]):.1f} |")
+        lines.extend(["", f"- {settings.swaps} swaps to new bytes, then {settings.swaps_cached} alternating "
+                      "between two contents loaded before; a swap counts as a cache hit when its "
+                      "`loaded generation` log line says so" +
+                      ("" if hit else " (the host reported no cache hit: n/a)"), ""])
+
+    sl = r.get("swap_load")
+    if sl:
+        w: WrkResult = sl["wrk"]
+        lat = [s.latency_ms for s in sl["swaps"]]
+        lines.extend([f"## 4. {settings.swaps_under_load} swaps under load (wrk c={settings.hello_conns} on GET /)", "",
+                      "| swaps done | requests | non-200 (lua count) | non-2xx (wrk) | socket errors | req/s | p99 ms "
+                      "| generations seen | swap latency median / max ms |",
+                      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+                      f"| {len(sl['swaps'])}/{settings.swaps_under_load} | {w.requests:,} | {w.extra['bad']} | "
+                      f"{w.non_2xx} | {w.socket_errors} | {w.rps:,.0f} | {w.p99_ms:.2f} | "
+                      f"{w.extra['mingen']}–{w.extra['maxgen']} | {fmt(med(lat))} / {fmt(max(lat) if lat else None)} |",
+                      ""])
+
+    rss = r.get("rss")
+    if rss:
+        early, late, w = rss.get(settings.rss_early), rss.get(settings.rss_late), rss["window"]
+        smp = rss["samples"]
+
+        def span(m):
+            xs = [smp[i] / 1024 for i in range(m - w + 1, m + 1)]
+            return f"{min(xs):.1f}–{max(xs):.1f}"
+
+        lines.extend(["## 5. resident memory (VmRSS) of hotswap over swaps", "",
+                      f"| at start | after {settings.rss_early} swaps | after {settings.rss_late} swaps | ratio |",
+                      "| ---: | ---: | ---: | ---: |",
+                      f"| {rss['start'] / 1024:.1f} MiB | {early / 1024:.1f} MiB | {late / 1024:.1f} MiB | "
+                      f"{ratio(late, early, '.3f')} |", "",
+                      f"- each figure is the median of {w} samples, one after each of the last {w} swaps up to "
+                      f"that count (20 requests and 0.2 s after the swap); the samples spanned "
+                      f"{span(settings.rss_early)} MiB and {span(settings.rss_late)} MiB", ""])
+
+    st = r.get("startup")
+    if st:
+        lines.extend(["## 6. startup: process spawn → first 200", "",
+                      "| server | runs | median ms | min ms | max ms | cache hit logged |",
+                      "| --- | ---: | ---: | ---: | ---: | --- |"])
+        for key, runs in st.items():
+            ms = [x for x, _ in runs]
+            lines.append(f"| {key} | {len(ms)} | {med(ms):.1f} | {min(ms):.1f} | {max(ms):.1f} | "
+                         f"{('yes' if any(h for _, h in runs) else 'no') if key.startswith('hotswap') else 'n/a'} |")
+        lines.extend(["", "- cold: fresh component directory (the working directory) and fresh XDG_CACHE_HOME (no compile "
+                      "cache can help; the OS page cache is warm); warm: a second start with the same "
+                      "directories. The time includes compiling the component and `taskset`'s exec.", ""])
+
+    perf = r.get("perf")
+    if perf:
+        lines.extend([f"## profile: hotswap hello path ({settings.perf_seconds}s, perf record -e cpu-clock -g, self time)",
+                      "", "```", *perf, "```", ""])
+
+    if bench.notes:
+        lines.extend(["## notes", "", *[f"- {n}" for n in bench.notes], ""])
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--hotswap", required=True)
+    ap.add_argument("--guest", required=True)
+    ap.add_argument("--native", required=True)
+    ap.add_argument("--wasmtime", default="")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--perf", action="store_true")
+    ap.add_argument("--duration", type=int, default=None)
+    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,perf")
+    ap.add_argument("--work-dir", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--command", default="bench/run.sh")
+    ap.add_argument("--skip-note", action="append", default=[])
+    args = ap.parse_args()
+    # Servers run in their own directories: every path must be absolute.
+    for name in ("hotswap", "guest", "native", "wasmtime", "work_dir"):
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
+
+    if (os.cpu_count() or 1) < 2:
+        log("fewer than 2 CPUs: server and load generator share a CPU")
+        global CLIENT_CPU
+        CLIENT_CPU = 0
+    pin_self_to_client_cpu()
+    debounce = os.environ.get("HOTSWAP_BENCH_DEBOUNCE", "50ms")
+    if args.smoke:
+        s = Settings(True, args.duration or 2, 1, 32, 32, 64 * 1024, 3, 2, 5, 2, 5, 1, 1.0, debounce, 3)
+    else:
+        s = Settings(False, args.duration or 10, 2, 32, 32, 64 * 1024, 20, 10, 100, 10, 200, 3, 1.0,
+                     debounce, 10)
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    # Keep the newest few runs' directories (server logs); drop older ones.
+    old_runs = sorted(Path(args.work_dir).glob("run-*"), key=lambda p: p.stat().st_mtime)
+    for stale in old_runs[:-3]:
+        shutil.rmtree(stale, ignore_errors=True)
+    bench = Bench(args, s)
+    bench.notes.extend(args.skip_note)
+    started = datetime.datetime.now().astimezone()
+    t0 = time.perf_counter()
+    log(f"work directory {bench.work} (server logs in {bench.logs}); RUST_BACKTRACE=0 for every server")
+    try:
+        bench.run()
+    except HarnessError as err:
+        log(f"FAILED: {err}")
+        return 1
+    report = render(bench, s, args, started, time.perf_counter() - t0)
+    # Compiled components (hundreds of swaps' worth) are not worth keeping; logs are.
+    for cache in bench.work.rglob("*-cache"):
+        shutil.rmtree(cache, ignore_errors=True)
+    for cache in bench.work.glob("startup-*/cache"):
+        shutil.rmtree(cache, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report + "\n")
+    print(report)
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
