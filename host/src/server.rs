@@ -31,9 +31,9 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        // hyper's minimum read buffer is 8 KiB.
-        .max_buf_size(header_bytes.max(8192));
+        // hyper's `max_headers` counts fields; the section size is checked by the dispatcher
+        // (`max_buf_size` would also cap the buffer bodies are read through, slowing uploads).
+        .max_headers(limits.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())

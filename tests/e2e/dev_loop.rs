@@ -461,3 +461,49 @@ async fn json_logs_carry_the_request_span_and_guest_output() {
         assert!(line.contains(field), "{field} missing from {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prod_mode_requires_the_component_logs_json_and_ignores_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.wasm");
+    let out = run_to_exit(
+        &[
+            "serve",
+            missing.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--mode",
+            "prod",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "prod implies --require-component: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+
+    // A build command is not run in prod mode (the log says so), and logs are JSON lines.
+    let marker = dir.path().join("built");
+    let cmd = format!("touch {}", marker.display());
+    let server = Server::start(
+        Path::new(GUEST_EXAMPLE),
+        &["--mode", "prod", "--build-cmd", &cmd],
+    );
+    assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+    assert!(
+        server
+            .wait_for_log("builds are off in prod mode", LOG_WAIT)
+            .await,
+        "{}",
+        server.log()
+    );
+    assert!(!marker.exists(), "the build command ran in prod mode");
+    let log = server.log();
+    assert!(
+        !log.is_empty() && log.lines().all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{log}"
+    );
+}
