@@ -22,30 +22,20 @@ async fn settings_come_from_file_then_env_then_flags() {
         "[component]\npath = \"app.wasm\"\n\n[limits]\nmax_body_size = \"1KiB\"\n",
     )
     .unwrap();
-    let body = |n: usize| vec![b'x'; n];
+    // Status of POST /echo with an n-byte body.
+    let echo =
+        |addr, n: usize| async move { post(addr, "/echo", vec![b'x'; n]).await.unwrap().status };
 
     // The file alone: the component path and a 1 KiB body limit come from hotswap.toml.
     let server = Server::launch(&[], &[], Some(dir.path()));
-    assert_eq!(
-        post(server.addr, "/echo", body(1500)).await.unwrap().status,
-        413
-    );
-    assert_eq!(
-        post(server.addr, "/echo", body(500)).await.unwrap().status,
-        200
-    );
+    assert_eq!(echo(server.addr, 1500).await, 413);
+    assert_eq!(echo(server.addr, 500).await, 200);
     drop(server);
 
     // The environment beats the file.
     let server = Server::launch(&[], &[("HOTSWAP_MAX_BODY_SIZE", "2KiB")], Some(dir.path()));
-    assert_eq!(
-        post(server.addr, "/echo", body(1500)).await.unwrap().status,
-        200
-    );
-    assert_eq!(
-        post(server.addr, "/echo", body(3000)).await.unwrap().status,
-        413
-    );
+    assert_eq!(echo(server.addr, 1500).await, 200);
+    assert_eq!(echo(server.addr, 3000).await, 413);
     drop(server);
 
     // A flag beats the environment.
@@ -54,14 +44,8 @@ async fn settings_come_from_file_then_env_then_flags() {
         &[("HOTSWAP_MAX_BODY_SIZE", "2KiB")],
         Some(dir.path()),
     );
-    assert_eq!(
-        post(server.addr, "/echo", body(3000)).await.unwrap().status,
-        200
-    );
-    assert_eq!(
-        post(server.addr, "/echo", body(5000)).await.unwrap().status,
-        413
-    );
+    assert_eq!(echo(server.addr, 3000).await, 200);
+    assert_eq!(echo(server.addr, 5000).await, 413);
 }
 
 #[test]
