@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod bad_input;
+mod client_limits;
 mod core_serving;
 mod dev_loop;
 mod guardrails;

@@ -1,0 +1,183 @@
+//! Client input over the limits: request bodies, header fields and sections, and a client that
+//! stalls in its request head. Each is refused with the documented status before the guest runs
+//! (or as soon as the limit is crossed), and the host keeps serving.
+
+use crate::guardrails::{assert_healthy, example, misbehave};
+use hotswap_tests::{Client, Reply, Server, get, post, post_chunked, raw};
+use std::time::{Duration, Instant};
+
+// ----- request bodies ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_over_max_body_size_gets_413_without_reaching_the_guest() {
+    // One slot, held by a slow request: a 413 that arrives meanwhile cannot have come from
+    // the guest.
+    let server = example(&[
+        "--max-body-size",
+        "1KiB",
+        "--max-concurrency",
+        "1",
+        "--queue-timeout",
+        "10s",
+    ]);
+    let addr = server.addr;
+
+    let small: Vec<u8> = (0..512u32).map(|i| i as u8).collect();
+    let reply = post(addr, "/echo", small.clone()).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.body == small, "small body not echoed");
+
+    let slow = tokio::spawn(async move { get(addr, "/sleep?ms=3000").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let reply = post(addr, "/echo", vec![b'x'; 4096]).await.unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert!(
+        reply.text().contains("1024"),
+        "the body names the limit: {}",
+        reply.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "413 took {:?}",
+        started.elapsed()
+    );
+    assert!(!slow.is_finished(), "the only slot was busy all along");
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_body_over_max_body_size_is_never_echoed_whole() {
+    let server = example(&["--max-body-size", "1KiB"]);
+    let chunks: Vec<bytes::Bytes> = (0..4u8)
+        .map(|i| bytes::Bytes::from(vec![b'a' + i; 1024]))
+        .collect();
+    match post_chunked(server.addr, "/echo", chunks).await {
+        Ok(reply) => assert_eq!(
+            reply.status,
+            413,
+            "{} ({} bytes)",
+            reply.text(),
+            reply.body.len()
+        ),
+        Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
+    }
+    // A small chunked body still echoes.
+    let chunks = vec![
+        bytes::Bytes::from_static(b"hello "),
+        bytes::Bytes::from_static(b"chunked"),
+    ];
+    let reply = post_chunked(server.addr, "/echo", chunks).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "hello chunked");
+}
+
+// ----- request headers ---------------------------------------------------------------------
+
+/// Sends a request with `headers` over HTTP/1.1 or HTTP/2: it must be refused (431 or a
+/// closed connection), never served. Returns what went wrong otherwise.
+async fn refused_headers(
+    server: &Server,
+    h2: bool,
+    headers: &[(&str, &str)],
+) -> Result<(), String> {
+    let mut client = if h2 {
+        Client::connect_h2(server.addr).await.unwrap()
+    } else {
+        Client::connect(server.addr).await.unwrap()
+    };
+    match client
+        .send_with("GET", "/ok", headers, bytes::Bytes::new())
+        .await
+    {
+        Ok(reply) if reply.status != 431 => Err(format!(
+            "{} header bytes in {} fields were answered {} over {} (want 431 or a closed connection): {:?}",
+            headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>(),
+            headers.len(),
+            reply.status,
+            if h2 { "HTTP/2" } else { "HTTP/1.1" },
+            reply.text()
+        )),
+        Ok(_) | Err(_) => Ok(()),
+    }
+}
+
+/// Both protocols refuse `headers`.
+async fn refused_on_both_protocols(server: &Server, headers: &[(&str, &str)]) {
+    let failures: Vec<String> = [
+        refused_headers(server, false, headers).await,
+        refused_headers(server, true, headers).await,
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_header_fields_are_refused() {
+    let mut server = misbehave(&["--max-headers", "20"]);
+    let names: Vec<String> = (0..40).map(|i| format!("x-field-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    refused_on_both_protocols(&server, &many).await;
+    // A request within the limit is served.
+    let reply = Client::connect(server.addr)
+        .await
+        .unwrap()
+        .send_with("GET", "/ok", &many[..5], bytes::Bytes::new())
+        .await;
+    assert_eq!(reply.unwrap().status, 200);
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_section_over_the_default_max_header_bytes_is_refused() {
+    let mut server = misbehave(&[]);
+    let big = "v".repeat(80 << 10);
+    refused_on_both_protocols(&server, &[("x-big", &big)]).await;
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_section_over_a_small_max_header_bytes_is_refused() {
+    // 2 KiB is a valid setting (the minimum is 1 KiB); a 4 KiB header section exceeds it.
+    let mut server = misbehave(&["--max-header-bytes", "2KiB"]);
+    let big = "v".repeat(4 << 10);
+    refused_on_both_protocols(&server, &[("x-big", &big)]).await;
+    let small = "v".repeat(512);
+    let reply = get_with(&server, &[("x-small", &small)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_healthy(&mut server).await;
+}
+
+async fn get_with(server: &Server, headers: &[(&str, &str)]) -> Reply {
+    Client::connect(server.addr)
+        .await
+        .unwrap()
+        .send_with("GET", "/ok", headers, bytes::Bytes::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_stalling_in_its_request_head_is_disconnected() {
+    let mut server = misbehave(&["--header-read-timeout", "500ms"]);
+    let outcome = raw::exchange(
+        server.addr,
+        b"GET /ok HTTP/1.1\r\nHost: loc",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(
+        outcome.closed,
+        "still connected after {:?}; got {:?}",
+        outcome.elapsed,
+        outcome.text()
+    );
+    assert_ne!(outcome.status(), Some(200), "{}", outcome.text());
+    assert_healthy(&mut server).await;
+}
