@@ -96,17 +96,18 @@ impl Dispatcher {
             generation = Empty,
             duration_ms = Empty,
         );
-        let response = self
-            .dispatch(id, started, req)
+        // The generation that served the request, 0 when none did (refused before the guest).
+        let mut generation = 0;
+        let mut response = self
+            .dispatch(id, started, req, &mut generation)
             .instrument(span.clone())
             .await;
+        if generation != 0 {
+            response
+                .headers_mut()
+                .insert(GENERATION_HEADER, HeaderValue::from(generation));
+        }
         let status = response.status().as_u16();
-        let generation = response
-            .headers()
-            .get(GENERATION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
         let elapsed = started.elapsed();
         self.metrics.request(status, generation, elapsed);
         span.record("status", status);
@@ -121,6 +122,7 @@ impl Dispatcher {
         id: u64,
         started: Instant,
         req: Request<Incoming>,
+        served_by: &mut u64,
     ) -> Response<ResponseBody> {
         if req.uri().authority().is_none() && !req.headers().contains_key(HOST) {
             return plain(StatusCode::BAD_REQUEST, "the request has no Host header\n");
@@ -178,6 +180,7 @@ impl Dispatcher {
             return plain(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
         };
         let number = generation.number;
+        *served_by = number;
         let in_flight = generation.enter();
         drop(generation);
 
@@ -205,7 +208,7 @@ impl Dispatcher {
             result
         });
 
-        let mut response = match response_rx.await {
+        match response_rx.await {
             Ok(Ok(resp)) => resp.map(|body| GuardedBody::new(body, done_rx).boxed_unsync()),
             Ok(Err(code)) if exceeded.load(Ordering::Relaxed) => {
                 tracing::debug!(request_id = id, ?code, "guest gave up on an oversize body");
@@ -234,11 +237,7 @@ impl Dispatcher {
                     failure_response(outcome.err(), self.expose_errors)
                 }
             }
-        };
-        response
-            .headers_mut()
-            .insert(GENERATION_HEADER, HeaderValue::from(number));
-        response
+        }
     }
 }
 
