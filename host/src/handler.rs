@@ -47,8 +47,8 @@ enum GuestFailure {
     TimedOut,
     /// The guest tried to grow a memory past `--max-memory`.
     MemoryLimit(String),
-    /// No instance slot was free in the pool.
-    PoolExhausted,
+    /// A per-kind pool of the instance allocator was full (the error says which).
+    PoolExhausted(String),
     /// A trap or host error.
     Trap(String),
 }
@@ -265,7 +265,7 @@ async fn run_guest(
                 .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
                 .is_some() =>
         {
-            Err(GuestFailure::PoolExhausted)
+            Err(GuestFailure::PoolExhausted(err.to_string()))
         }
         // `{:#}` keeps the cause chain and the wasm backtrace but not a captured host backtrace.
         Ok(Err(err)) if state.limiter.hit_memory_limit => {
@@ -307,9 +307,9 @@ fn log_failure(metrics: &Metrics, generation: &Generation, failure: &GuestFailur
             metrics.trap("memory");
             tracing::warn!(generation = number, error = %err, "guest hit the memory limit")
         }
-        GuestFailure::PoolExhausted => {
+        GuestFailure::PoolExhausted(err) => {
             metrics.trap("pool");
-            tracing::warn!(generation = number, "instance pool exhausted")
+            tracing::warn!(generation = number, error = %err, "instance pool exhausted")
         }
         GuestFailure::Trap(err) => {
             metrics.trap("trap");
@@ -335,7 +335,7 @@ fn failure_response(failure: Option<GuestFailure>, expose_errors: bool) -> Respo
             StatusCode::INTERNAL_SERVER_ERROR,
             detail("the component exceeded its memory limit", &err),
         ),
-        Some(GuestFailure::PoolExhausted) => {
+        Some(GuestFailure::PoolExhausted(_)) => {
             let mut resp = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no instance slot is free; retry shortly\n",

@@ -3,7 +3,7 @@
 //! status, and the host keeps serving everyone else. Oversized or slow client input is in
 //! `client_limits`.
 
-use hotswap_tests::guests::{GUEST_EXAMPLE, MISBEHAVE};
+use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE};
 use hotswap_tests::upstream::Upstream;
 use hotswap_tests::{Client, Reply, Server, get, raw};
 use std::path::Path;
@@ -341,6 +341,120 @@ async fn requests_beyond_max_concurrency_get_503_with_retry_after() {
         assert_eq!(task.await.unwrap().unwrap().status, 200);
     }
     assert_eq!(get(addr, "/").await.unwrap().status, 200);
+}
+
+/// `component` with `extra` more core instances appended, each of a module that has nothing but
+/// a one-page linear memory: every instance of the result holds `extra` more memories, as a
+/// component built from several memory-owning modules (e.g. with a WASI preview 1 adapter) does.
+fn with_extra_memories(component: &[u8], extra: u32) -> Vec<u8> {
+    use wasmparser::{Parser, Payload};
+    // Core modules the component defines at its top level: the appended ones follow them in the
+    // core module index space.
+    let mut depth = 0usize;
+    let mut modules = 0u32;
+    for payload in Parser::new(0).parse_all(component) {
+        match payload.expect("the component parses") {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth -= 1,
+            Payload::ModuleSection { .. } if depth == 1 => modules += 1,
+            _ => {}
+        }
+    }
+    fn section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
+        out.push(id);
+        leb(out, contents.len() as u32);
+        out.extend_from_slice(contents);
+    }
+    fn leb(out: &mut Vec<u8>, mut n: u32) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    // `(module (memory 1))`: the preamble, then a memory section holding one memory of min 1.
+    let module: &[u8] = b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01";
+    let mut out = component.to_vec();
+    let mut instances = Vec::new();
+    leb(&mut instances, extra);
+    for i in 0..extra {
+        section(&mut out, 1, module); // component core-module section
+        instances.push(0x00); // instantiate
+        leb(&mut instances, modules + i);
+        leb(&mut instances, 0); // no imports
+    }
+    section(&mut out, 2, &instances); // component core-instance section
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_instance_pool_is_a_503_with_retry_after_not_a_crash() {
+    // The pool holds 2 memories per instance slot (max-concurrency + 4 slots = 8 → 16
+    // memories). This component needs 8 memories an instance, so two requests in flight fill
+    // the memory pool while the concurrency cap (4) still admits a third.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    std::fs::write(&path, with_extra_memories(&guests::bytes(MISBEHAVE), 7)).unwrap();
+    let mut server = Server::start(
+        &path,
+        &["--max-concurrency", "4", "--request-timeout", "3s"],
+    );
+    let addr = server.addr;
+    let ok = get(addr, "/ok").await.unwrap();
+    assert_eq!(ok.status, 200, "{}; log:\n{}", ok.text(), server.log());
+
+    let holders: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(addr, "/sleep-forever").await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let reply = get(addr, "/ok").await.unwrap();
+    assert_eq!(
+        reply.status,
+        503,
+        "{}; log:\n{}",
+        reply.text(),
+        server.log()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "503 took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        header(&reply, "retry-after"),
+        Some("1"),
+        "{:?}",
+        reply.headers
+    );
+    assert!(reply.text().contains("retry"), "{}", reply.text());
+    assert!(
+        server
+            .wait_for_log("instance pool exhausted", Duration::from_secs(5))
+            .await,
+        "{}",
+        server.log()
+    );
+    // The log says which pool ran out, so an operator knows what to change.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("instance pool exhausted"))
+        .unwrap();
+    assert!(line.contains("memor"), "{line}");
+
+    for holder in holders {
+        let reply = holder.await.unwrap().unwrap();
+        assert_eq!(reply.status, 504, "{}", reply.text());
+    }
+    // The slots came back: the same requests are served again.
+    assert_healthy(&mut server).await;
+    assert_healthy(&mut server).await;
 }
 
 // ----- outbound HTTP -----------------------------------------------------------------------
