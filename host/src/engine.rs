@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{Enabled, Engine, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -29,10 +29,14 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 const MAX_FIELD_SIZE: usize = 64 << 10;
 /// Largest table a guest may have, in elements.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
-/// Bytes at the start of each linear memory reset in place (memset) rather than decommitted
-/// when an instance slot returns to the pool. Larger values memset more on every request; 1 MiB
-/// made memset the top symbol, 128 KiB measured best for guest-example (BENCHMARKS.md).
-const MEMORY_KEEP_RESIDENT: usize = 128 << 10;
+/// Bytes of each linear memory reset in place (memset) rather than decommitted when an instance
+/// slot returns to the pool, where the kernel has `PAGEMAP_SCAN` (Linux 6.7+): only the pages the
+/// guest dirtied are reset, up to this many bytes, so a guest whose working set fits costs no
+/// `madvise`, no TLB flush and no page faults on the next request (BENCHMARKS.md).
+const MEMORY_KEEP_RESIDENT_DIRTY: usize = 1 << 20;
+/// Without `PAGEMAP_SCAN` the first bytes of memory are reset whether the guest touched them or
+/// not; 128 KiB measured best for guest-example, 1 MiB made memset the top symbol.
+const MEMORY_KEEP_RESIDENT_PREFIX: usize = 128 << 10;
 /// Bytes of each table reset in place when an instance slot returns to the pool.
 const TABLE_KEEP_RESIDENT: usize = 16 << 10;
 /// Largest number of instances, tables and memories one store may create.
@@ -67,6 +71,7 @@ impl Runtime {
         let slots = u32::try_from(limits.max_concurrency)
             .context("`--max-concurrency` is too large")?
             .saturating_add(VALIDATION_SLOTS);
+        let keep_resident = memory_keep_resident();
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(8))
@@ -77,11 +82,19 @@ impl Runtime {
                 usize::try_from(limits.max_memory).context("`--max-memory` is too large")?,
             )
             .table_elements(MAX_TABLE_ELEMENTS)
-            // Reset the first pages of a returning slot in place instead of handing them back
-            // to the kernel: per request, madvise + TLB flush + page faults cost more than a
-            // memset for small guests (see BENCHMARKS.md).
-            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
-            .table_keep_resident(TABLE_KEEP_RESIDENT);
+            // Reset the pages a returning slot's guest dirtied in place instead of handing them
+            // back to the kernel: per request, madvise + TLB flush + page faults cost more than
+            // a memset for small guests (see BENCHMARKS.md).
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(keep_resident)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            // A slot last used by another component (an older generation) is reused before an
+            // untouched one: the set of slots holding resident memory stays as large as the
+            // peak number of concurrent requests, however many swaps there were. (Wasmtime's
+            // default, 100 such slots, made RSS climb with every new generation.)
+            .max_unused_warm_slots(0);
+
+        tracing::debug!(slots, keep_resident_bytes = keep_resident, "instance pool");
 
         let mut wasm = wasmtime::Config::new();
         wasm.wasm_component_model(true)
@@ -167,6 +180,16 @@ impl Runtime {
             }
         });
         store
+    }
+}
+
+/// How much of each linear memory to keep resident between requests (see
+/// [`MEMORY_KEEP_RESIDENT_DIRTY`]).
+fn memory_keep_resident() -> usize {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        MEMORY_KEEP_RESIDENT_DIRTY
+    } else {
+        MEMORY_KEEP_RESIDENT_PREFIX
     }
 }
 

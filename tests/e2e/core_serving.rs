@@ -1,6 +1,6 @@
 //! Serving guest-example: routes, bodies, protocols, and life without a component.
 
-use hotswap_tests::guests::{self, GUEST_EXAMPLE};
+use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE};
 use hotswap_tests::server::run_to_exit;
 use hotswap_tests::{Client, Server, deploy_atomic, eventually, get, post};
 use std::path::Path;
@@ -140,4 +140,28 @@ fn bad_flags_are_reported_before_binding() {
     let out = run_to_exit(&["serve", "/no/such/dir/app.wasm"], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+}
+
+/// Instance slots are reused and the pages a guest dirtied are reset in place, not handed back
+/// to the kernel: whatever one request writes (a static, freshly grown memory) must be gone for
+/// the next, on the same connection and across concurrent ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_starts_from_fresh_guest_memory() {
+    let server = Server::start(Path::new(MISBEHAVE), &[]);
+    let mut client = Client::connect(server.addr).await.unwrap();
+    for i in 0..30 {
+        let reply = client.get("/leftovers").await.unwrap();
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+        assert_eq!(reply.text(), "count=0 dirty=0", "request {i}");
+    }
+    for round in 0..5 {
+        let addr = server.addr;
+        let replies: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(async move { get(addr, "/leftovers").await }))
+            .collect();
+        for reply in replies {
+            let reply = reply.await.unwrap().unwrap();
+            assert_eq!(reply.text(), "count=0 dirty=0", "round {round}");
+        }
+    }
 }

@@ -16,6 +16,7 @@
 //! | `/outbound?url=U` | outbound GET to U (percent-decoded) via `wasi:http/outgoing-handler`: 200 `status <code>` if a response came, else 502 `error <ErrorCode variant>` (e.g. `error HttpRequestDenied`; payload variants keep their Debug payload); 400 if U has no `scheme://` |
 //! | `/env?key=K`      | 200 with the value of env var K, or 404 `unset` |
 //! | `/stdio`          | prints `hello stdout` to stdout and `hello stderr` to stderr, then 200 `ok` |
+//! | `/leftovers`      | 200 `count=C dirty=D`: C is a static counter's value before this request bumps it, D the number of nonzero bytes in 8 fresh pages from `memory.grow`, which it then fills with 0xAB; a fresh instance sees `count=0 dirty=0` |
 
 mod http;
 
@@ -29,6 +30,7 @@ mod bindings {
 }
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::clocks::monotonic_clock;
@@ -75,6 +77,7 @@ impl Guest for Component {
                 },
                 None => respond(out, 400, "expected ?key=<name>"),
             },
+            "/leftovers" => respond(out, 200, &leftovers()),
             "/stdio" => {
                 println!("hello stdout");
                 eprintln!("hello stderr");
@@ -83,6 +86,35 @@ impl Guest for Component {
             _ => respond(out, 404, "not found"),
         }
     }
+}
+
+/// Bumped by every `/leftovers` request this instance serves.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// Reports what an earlier request could have left behind in this instance's memory (a static
+/// in the data segment; pages past the initial heap), then leaves traces of its own.
+fn leftovers() -> String {
+    const PAGES: usize = 8;
+    const PAGE: usize = 64 << 10;
+    let count = SERVED.fetch_add(1, Ordering::SeqCst);
+    let old = core::arch::wasm32::memory_grow(0, PAGES);
+    if old == usize::MAX {
+        return "memory.grow failed".to_string();
+    }
+    let start = (old * PAGE) as *mut u8;
+    let mut dirty = 0usize;
+    for i in 0..PAGES * PAGE {
+        // SAFETY: these pages were just added to linear memory and belong to no Rust object
+        // (the allocator grows memory past them when it needs more).
+        unsafe {
+            let byte = start.add(i);
+            if byte.read_volatile() != 0 {
+                dirty += 1;
+            }
+            byte.write_volatile(0xAB);
+        }
+    }
+    format!("count={count} dirty={dirty}")
 }
 
 /// Parses query parameter `key` as a non-negative integer.
