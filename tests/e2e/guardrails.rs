@@ -5,7 +5,7 @@
 
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE};
 use hotswap_tests::upstream::Upstream;
-use hotswap_tests::{Client, Reply, Server, get, raw};
+use hotswap_tests::{Client, Reply, Server, get, push_leb128, push_section, raw};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -346,12 +346,12 @@ async fn requests_beyond_max_concurrency_get_503_with_retry_after() {
 /// `component` with `extra` more core instances appended, each of a module that has nothing but
 /// a one-page linear memory: every instance of the result holds `extra` more memories, as a
 /// component built from several memory-owning modules (e.g. with a WASI preview 1 adapter) does.
-fn with_extra_memories(component: &[u8], extra: u32) -> Vec<u8> {
+fn with_extra_memories(component: &[u8], extra: usize) -> Vec<u8> {
     use wasmparser::{Parser, Payload};
     // Core modules the component defines at its top level: the appended ones follow them in the
     // core module index space.
     let mut depth = 0usize;
-    let mut modules = 0u32;
+    let mut modules = 0usize;
     for payload in Parser::new(0).parse_all(component) {
         match payload.expect("the component parses") {
             Payload::Version { .. } => depth += 1,
@@ -360,34 +360,18 @@ fn with_extra_memories(component: &[u8], extra: u32) -> Vec<u8> {
             _ => {}
         }
     }
-    fn section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
-        out.push(id);
-        leb(out, contents.len() as u32);
-        out.extend_from_slice(contents);
-    }
-    fn leb(out: &mut Vec<u8>, mut n: u32) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
     // `(module (memory 1))`: the preamble, then a memory section holding one memory of min 1.
     let module: &[u8] = b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01";
     let mut out = component.to_vec();
     let mut instances = Vec::new();
-    leb(&mut instances, extra);
+    push_leb128(&mut instances, extra);
     for i in 0..extra {
-        section(&mut out, 1, module); // component core-module section
+        push_section(&mut out, 1, module); // component core-module section
         instances.push(0x00); // instantiate
-        leb(&mut instances, modules + i);
-        leb(&mut instances, 0); // no imports
+        push_leb128(&mut instances, modules + i);
+        push_leb128(&mut instances, 0); // no imports
     }
-    section(&mut out, 2, &instances); // component core-instance section
+    push_section(&mut out, 2, &instances); // component core-instance section
     out
 }
 

@@ -57,24 +57,31 @@ pub fn deploy_in_place(bytes: &[u8], dest: &Path) {
 /// A component that differs from `bytes` only by a trailing custom section named `name`: it
 /// behaves the same but hashes differently, so the host sees new content.
 pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
     let mut content = Vec::new();
-    leb(name.len(), &mut content);
+    push_leb128(&mut content, name.len());
     content.extend_from_slice(name.as_bytes());
     content.extend_from_slice(payload);
     let mut out = bytes.to_vec();
-    out.push(0);
-    leb(content.len(), &mut out);
-    out.extend_from_slice(&content);
+    push_section(&mut out, 0, &content);
     out
+}
+
+/// Appends a (component or module) section: its id, its size, its contents.
+pub fn push_section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
+    out.push(id);
+    push_leb128(out, contents.len());
+    out.extend_from_slice(contents);
+}
+
+/// Appends `n` as an unsigned LEB128 number, the way wasm binaries encode sizes and indices.
+pub fn push_leb128(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }
