@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Labels of a reload counter.
@@ -21,6 +22,9 @@ pub struct PhaseLabel {
     /// `read`, `compile`, `cache` or `validate`.
     pub phase: &'static str,
 }
+
+/// The values of [`RequestLabels::status_class`].
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +61,8 @@ pub struct Metrics {
     pub guest_traps: Family<KindLabel, Counter>,
     /// Build runs by result.
     pub builds: Family<ResultLabel, Counter>,
+    /// Request series of generations below this number have been dropped.
+    forgotten_below: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -114,6 +120,7 @@ impl Default for Metrics {
             in_flight,
             guest_traps,
             builds,
+            forgotten_below: AtomicU64::new(1),
         }
     }
 }
@@ -133,13 +140,13 @@ impl Metrics {
 
     /// Counts one finished request.
     pub fn request(&self, status: u16, generation: u64, took: Duration) {
-        let status_class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
+        let status_class = STATUS_CLASSES[match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
+        }];
         self.requests
             .get_or_create(&RequestLabels {
                 status_class,
@@ -147,6 +154,23 @@ impl Metrics {
             })
             .inc();
         self.request_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Drops the request series of generations older than `oldest_kept`: they can no longer be
+    /// served, and a label value per deploy would otherwise grow the exposition without bound.
+    /// (A request still running on one of them recreates its series when it ends.)
+    pub fn forget_generations_below(&self, oldest_kept: u64) {
+        let from = self
+            .forgotten_below
+            .fetch_max(oldest_kept, Ordering::Relaxed);
+        for generation in from..oldest_kept {
+            for status_class in STATUS_CLASSES {
+                self.requests.remove(&RequestLabels {
+                    status_class,
+                    generation,
+                });
+            }
+        }
     }
 
     /// Counts one guest failure.

@@ -224,6 +224,9 @@ impl Reloader {
                 let generation = self.slot.install(compiled, sha256, size, self.path.clone());
                 self.metrics.reload("loaded");
                 self.metrics.generation.set(generation.number as i64);
+                if let Some(oldest) = self.slot.history().first() {
+                    self.metrics.forget_generations_below(oldest.number);
+                }
                 log_loaded(&generation, trigger, started.elapsed());
                 Report {
                     result: "loaded",

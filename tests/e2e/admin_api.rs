@@ -2,7 +2,7 @@
 
 use crate::swapping::wait_for_generation;
 use hotswap_tests::guests;
-use hotswap_tests::{Client, Reply, Server, deploy_atomic, get};
+use hotswap_tests::{Client, Reply, Server, deploy_atomic, get, with_custom_section};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -252,4 +252,26 @@ async fn metrics_parse_and_move_with_traffic_and_reloads() {
             .keys()
             .any(|k| k.starts_with("hotswap_request_duration_seconds_count"))
     );
+
+    // Request series follow the kept generations (3 by default), not every generation ever
+    // deployed: after generations 3 and 4, generation 1's are gone and generation 2's stay.
+    let v2 = guests::example_version("v2");
+    for n in 3..=4u64 {
+        deploy_atomic(&with_custom_section(&v2, "n", &[n as u8]), &path);
+        wait_for_generation(&server, n).await;
+    }
+    let later = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    let series_of = |generation: &str| -> Vec<String> {
+        later
+            .keys()
+            .filter(|k| {
+                k.starts_with("hotswap_requests_total")
+                    && k.contains(&format!("generation=\"{generation}\""))
+            })
+            .cloned()
+            .collect()
+    };
+    assert!(series_of("1").is_empty(), "{:?}", series_of("1"));
+    assert!(!series_of("2").is_empty(), "{later:?}");
+    assert!(!series_of("4").is_empty(), "{later:?}");
 }
