@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Side-by-side (A/B) comparison of server builds on the hello route, for tuning work.
+
+Each round starts every variant afresh, in turn, pinned like the harness does (server on CPU 0,
+wrk on CPU 1), warms it up, then measures req/s, p50/p99 and the server's CPU time per request
+(utime + stime from /proc). Rounds interleave the variants, so slow phases of a shared machine
+hit them alike; compare the per-round figures, not one run.
+
+    bench/ab.py --guest target/guests/wasm32-wasip2/release/guest_example.wasm \\
+        before=/tmp/hotswap-before after=target/release/hotswap \\
+        'purge0=target/release/hotswap,MIMALLOC_PURGE_DELAY=0' wasmtime=wasmtime
+
+A variant is NAME=BINARY[,KEY=VALUE...]: the KEY=VALUE pairs are added to the server's
+environment. A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
+`wasmtime` for the harness's cached wasmtime-cli 48), any other `BINARY serve`.
+"""
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
+
+CACHED_WASMTIME = Path(os.environ.get("HOTSWAP_BENCH_CACHE", Path.home() / ".cache/hotswap-bench")) / "bin/wasmtime"
+
+
+def parse_variant(spec: str) -> tuple[str, str, dict[str, str]]:
+    name, sep, rest = spec.partition("=")
+    if not sep or not rest:
+        raise SystemExit(f"bad variant `{spec}`: expected NAME=BINARY[,KEY=VALUE...]")
+    binary, *pairs = rest.split(",")
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"bad variant `{spec}`: `{pair}` is not KEY=VALUE")
+        env[key] = value
+    if name.startswith("wasmtime") and binary == "wasmtime":
+        binary = str(CACHED_WASMTIME)
+    elif "/" in binary:
+        binary = str(Path(binary).resolve())  # the servers run in their own directories
+    return name, binary, env
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--guest", required=True, help="the component every variant serves")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=5, help="measured seconds per variant and round")
+    ap.add_argument("--path", default="/", help="request path (default /)")
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("variants", nargs="+", metavar="NAME=BINARY[,KEY=VALUE...]")
+    args = ap.parse_args()
+
+    variants = [parse_variant(v) for v in args.variants]
+    guest = Path(args.guest).read_bytes()
+    work = Path(tempfile.mkdtemp(prefix="hotswap-ab-"))
+    H.pin_self_to_client_cpu()
+    results: dict[str, list[tuple[H.WrkResult, float]]] = {name: [] for name, _, _ in variants}
+    for rnd in range(args.rounds):
+        for name, binary, env in variants:
+            d = work / f"{name}-{rnd}"
+            d.mkdir()
+            component = d / "guest.wasm"
+            component.write_bytes(guest)
+            if name.startswith("wasmtime"):
+                argv = [binary, "serve", "-Scli", "--addr", "127.0.0.1:0", str(component)]
+                stop = signal.SIGINT
+            else:
+                argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s"]
+                stop = signal.SIGTERM
+            server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d)
+            try:
+                url = f"http://{server.wait_ready()}{args.path}"
+                H.run_wrk(url, 1, args.conns)
+                before = cpu_seconds(server.proc.pid)
+                result = H.run_wrk(url, args.duration, args.conns)
+                us = (cpu_seconds(server.proc.pid) - before) / max(result.requests, 1) * 1e6
+            finally:
+                server.stop()
+            results[name].append((result, us))
+            print(f"round {rnd} {name:12s} {result.rps:9.0f} req/s  p50 {result.p50_ms:5.2f} ms  "
+                  f"p99 {result.p99_ms:5.2f} ms  {us:5.1f} us CPU/request  non-2xx {result.non_2xx}",
+                  flush=True)
+    print("\nmedians over the rounds:")
+    for name, _, _ in variants:
+        runs = results[name]
+        print(f"{name:12s} {statistics.median(r.rps for r, _ in runs):9.0f} req/s  "
+              f"p99 {statistics.median(r.p99_ms for r, _ in runs):5.2f} ms  "
+              f"{statistics.median(us for _, us in runs):5.1f} us CPU/request  "
+              f"(per round: {' / '.join(f'{us:.1f}' for _, us in runs)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
