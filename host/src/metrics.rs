@@ -140,13 +140,8 @@ impl Metrics {
 
     /// Counts one finished request.
     pub fn request(&self, status: u16, generation: u64, took: Duration) {
-        let status_class = STATUS_CLASSES[match status {
-            100..=199 => 0,
-            200..=299 => 1,
-            300..=399 => 2,
-            400..=499 => 3,
-            _ => 4,
-        }];
+        // `StatusCode` is 100..=999: 1xx..4xx by their hundreds, everything from 500 up 5xx.
+        let status_class = STATUS_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
         self.requests
             .get_or_create(&RequestLabels {
                 status_class,
