@@ -386,6 +386,7 @@ class Settings:
     rss_early: int
     rss_late: int
     startup_runs: int
+    rounds: int
     poll_ms: float
     debounce: str
     perf_seconds: int
@@ -429,35 +430,42 @@ class Bench:
     # -- 1 & 2: throughput and latency -----------------------------------------------------
 
     def load(self) -> None:
+        """Rounds of hello and echo: in each round every peer, in turn, is started afresh, warmed
+        up and measured. Interleaving puts each peer's runs at the same moments of a shared
+        machine's slow and fast phases, so the per-round ratios hold still better than any one
+        run; the report gives their median and range."""
         echo_lua = self.work / "echo.lua"
         echo_lua.write_text(
             'wrk.method = "POST"\n'
             f'wrk.body = string.rep("x", {self.s.echo_bytes})\n'
             'wrk.headers["Content-Type"] = "application/octet-stream"\n')
         payload = bytes(range(256)) * (self.s.echo_bytes // 256)
-        for peer in self.peers:
-            component = self.component_copy(f"load-{peer.name}")
-            with peer.start(component, self.logs) as server:
-                addr = server.wait_ready()
-                client = Client(addr)
-                status, _, body = client.request("GET", "/")
-                if status != 200 or b"hello" not in body:
-                    raise HarnessError(f"{peer.name}: GET / answered {status} {body[:80]!r}")
-                status, _, body = client.request("POST", "/echo", payload)
-                if status != 200 or body != payload:
-                    raise HarnessError(f"{peer.name}: POST /echo answered {status}, "
-                                       f"{len(body)} bytes instead of the {len(payload)} sent")
-                client.close()
-                for scenario, path, conns, script in (
-                        ("hello", "/", self.s.hello_conns, None),
-                        ("echo", "/echo", self.s.echo_conns, echo_lua)):
-                    url = f"http://{addr}{path}"
-                    log(f"{scenario}: {peer.name} warm-up {self.s.warmup}s, then {self.s.duration}s, c={conns}")
-                    run_wrk(url, self.s.warmup, conns, script)
-                    result = run_wrk(url, self.s.duration, conns, script)
-                    log(f"{scenario}: {peer.name} {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, "
-                        f"p99 {result.p99_ms:.2f} ms, non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
-                    self.results.setdefault(scenario, {})[peer.name] = result
+        for rnd in range(1, self.s.rounds + 1):
+            for peer in self.peers:
+                component = self.component_copy(f"load-{peer.name}-{rnd}")
+                with peer.start(component, self.logs, log_name=f"{peer.name}-load-{rnd}") as server:
+                    addr = server.wait_ready()
+                    client = Client(addr)
+                    status, _, body = client.request("GET", "/")
+                    if status != 200 or b"hello" not in body:
+                        raise HarnessError(f"{peer.name}: GET / answered {status} {body[:80]!r}")
+                    status, _, body = client.request("POST", "/echo", payload)
+                    if status != 200 or body != payload:
+                        raise HarnessError(f"{peer.name}: POST /echo answered {status}, "
+                                           f"{len(body)} bytes instead of the {len(payload)} sent")
+                    client.close()
+                    for scenario, path, conns, script in (
+                            ("hello", "/", self.s.hello_conns, None),
+                            ("echo", "/echo", self.s.echo_conns, echo_lua)):
+                        url = f"http://{addr}{path}"
+                        log(f"{scenario}: round {rnd}/{self.s.rounds} {peer.name} warm-up "
+                            f"{self.s.warmup}s, then {self.s.duration}s, c={conns}")
+                        run_wrk(url, self.s.warmup, conns, script)
+                        result = run_wrk(url, self.s.duration, conns, script)
+                        log(f"{scenario}: round {rnd} {peer.name} {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, "
+                            f"p99 {result.p99_ms:.2f} ms, non-2xx {result.non_2xx}, "
+                            f"socket errors {result.socket_errors}")
+                        self.results.setdefault(scenario, {}).setdefault(peer.name, []).append(result)
 
     # -- 3: swap latency ------------------------------------------------------------------
 
@@ -729,7 +737,8 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
         f"- rustc: {cmd_out(['rustc', '--version'])}; wrk: {cmd_out(['wrk', '-v']).splitlines()[0] if shutil.which('wrk') else 'n/a'}"
         f"; wasmtime: {wasmtime_v}",
         f"- settings: servers pinned to CPU {SERVER_CPU}, wrk/clients pinned to CPU {CLIENT_CPU} (taskset); "
-        f"RUST_BACKTRACE=0 for every server; wrk -t1 keep-alive, {settings.warmup}s warm-up + "
+        f"RUST_BACKTRACE=0 for every server; wrk -t1 keep-alive; hello and echo in {settings.rounds} "
+        f"interleaved round(s), each server started afresh in each, {settings.warmup}s warm-up + "
         f"{settings.duration}s per run; hello c={settings.hello_conns}, echo c={settings.echo_conns} "
         f"with a {settings.echo_bytes // 1024} KiB body; hotswap --debounce {settings.debounce}; "
         f"swap polling every {settings.poll_ms:g} ms (keep-alive GET /); wasmtime as `wasmtime serve -Scli`; "
@@ -743,18 +752,32 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
         res = r.get(key)
         if not res:
             return
-        lines.extend([f"## {title}", "", "| server | req/s | p50 ms | p99 ms | requests | non-2xx | socket errors |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"])
-        for name, w in res.items():
-            lines.append(f"| {name} | {w.rps:,.0f} | {w.p50_ms:.2f} | {w.p99_ms:.2f} | {w.requests:,} | "
-                         f"{w.non_2xx} | {w.socket_errors} |")
+        lines.extend([f"## {title}", "",
+                      "| server | req/s (median) | p50 ms | p99 ms | req/s per round | p99 ms per round "
+                      "| requests | non-2xx | socket errors |",
+                      "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"])
+        for name, runs in res.items():
+            lines.append(
+                f"| {name} | {med([w.rps for w in runs]):,.0f} | {med([w.p50_ms for w in runs]):.2f} | "
+                f"{med([w.p99_ms for w in runs]):.2f} | {' / '.join(f'{w.rps:,.0f}' for w in runs)} | "
+                f"{' / '.join(f'{w.p99_ms:.2f}' for w in runs)} | {sum(w.requests for w in runs):,} | "
+                f"{sum(w.non_2xx for w in runs)} | {sum(w.socket_errors for w in runs)} |")
         hs, wt, nt = res.get("hotswap"), res.get("wasmtime"), res.get("native")
+
+        def per_round(a, b, attr):
+            """Median and range of a/b over the rounds (the runs of one round ran back to back)."""
+            if not a or not b:
+                return "n/a"
+            xs = sorted(getattr(x, attr) / getattr(y, attr) for x, y in zip(a, b))
+            spread = f" (rounds {xs[0]:.2f}–{xs[-1]:.2f}×)" if len(xs) > 1 else ""
+            return f"{med(xs):.2f}×{spread}"
+
         lines.extend([
             "",
-            f"- req/s hotswap / wasmtime serve: {ratio(hs.rps, wt.rps) if hs and wt else 'n/a'}; "
-            f"hotswap / native: {ratio(hs.rps, nt.rps) if hs and nt else 'n/a'}",
-            f"- p99 hotswap / wasmtime serve: {ratio(hs.p99_ms, wt.p99_ms) if hs and wt else 'n/a'}; "
-            f"hotswap / native: {ratio(hs.p99_ms, nt.p99_ms) if hs and nt else 'n/a'}",
+            f"- req/s hotswap / wasmtime serve: {per_round(hs, wt, 'rps')}; "
+            f"hotswap / native: {per_round(hs, nt, 'rps')}",
+            f"- p99 hotswap / wasmtime serve: {per_round(hs, wt, 'p99_ms')}; "
+            f"hotswap / native: {per_round(hs, nt, 'p99_ms')}",
             ""])
 
     wrk_table(f"1. hello (GET /), c={settings.hello_conns}", "hello")
@@ -846,6 +869,7 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--duration", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,perf")
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--out", required=True)
@@ -864,10 +888,11 @@ def main() -> int:
     pin_self_to_client_cpu()
     debounce = os.environ.get("HOTSWAP_BENCH_DEBOUNCE", "50ms")
     if args.smoke:
-        s = Settings(True, args.duration or 2, 1, 32, 32, 64 * 1024, 3, 2, 5, 2, 5, 1, 1.0, debounce, 3)
+        s = Settings(True, args.duration or 2, 1, 32, 32, 64 * 1024, 3, 2, 5, 2, 5, 1, args.rounds or 1,
+                     1.0, debounce, 3)
     else:
-        s = Settings(False, args.duration or 10, 2, 32, 32, 64 * 1024, 20, 10, 100, 10, 200, 3, 1.0,
-                     debounce, 10)
+        s = Settings(False, args.duration or 5, 1, 32, 32, 64 * 1024, 20, 10, 100, 10, 200, 3,
+                     args.rounds or 5, 1.0, debounce, 10)
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     # Keep the newest few runs' directories (server logs); drop older ones.
     old_runs = sorted(Path(args.work_dir).glob("run-*"), key=lambda p: p.stat().st_mtime)

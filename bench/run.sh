@@ -2,8 +2,8 @@
 # hotswap benchmarks: builds what they need (release), then measures hotswap against
 # `wasmtime serve` 48 and a native hyper server. See bench/README.md.
 #
-#   bench/run.sh                 full run (~10 s per load scenario; installs wasmtime-cli 48.0.8
-#                                into the cache once, which takes 10+ minutes)
+#   bench/run.sh                 full run (~7 minutes; installs wasmtime-cli 48.0.8 into the
+#                                cache once, which takes 10+ minutes)
 #   bench/run.sh --smoke         every scenario for ~2 s: checks the harness works, asserts no speed
 #   bench/run.sh --smoke --no-wasmtime   the same without the wasmtime peer (no install)
 #
@@ -11,7 +11,8 @@
 #   --smoke            short runs, few swaps; figures are not meaningful
 #   --no-wasmtime      leave out the `wasmtime serve` peer
 #   --perf             also profile hotswap's hello path with `perf record -e cpu-clock -g`
-#   --duration SECS    seconds per measured load run (default 10; smoke 2)
+#   --duration SECS    seconds per measured load run (default 5; smoke 2)
+#   --rounds N         interleaved rounds of the hello/echo runs (default 5; smoke 1)
 #   --only LIST        only these steps: load,swap,swap_load,rss,startup,perf
 #   --out FILE         where the markdown table goes (default bench/results/latest.md;
 #                      smoke: bench/results/smoke.md)
@@ -32,7 +33,7 @@ NICE=(nice -n 10)
 log() { echo "[bench] $*" >&2; }
 die() { log "error: $*"; exit 2; }
 
-smoke=0 no_wasmtime=0 perf=0 duration="" only="" out=""
+smoke=0 no_wasmtime=0 perf=0 duration="" rounds="" only="" out=""
 command_line="bench/run.sh${*:+ $*}"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -40,6 +41,7 @@ while [[ $# -gt 0 ]]; do
         --no-wasmtime) no_wasmtime=1 ;;
         --perf) perf=1 ;;
         --duration) duration="${2:?--duration needs a number of seconds}"; shift ;;
+        --rounds) rounds="${2:?--rounds needs a number}"; shift ;;
         --only) only="${2:?--only needs a list}"; shift ;;
         --out) out="${2:?--out needs a file}"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -123,6 +125,7 @@ args=(--hotswap "$hotswap_bin" --guest "$guest_wasm" --native "$native_bin"
 [[ $smoke == 1 ]] && args+=(--smoke)
 [[ $perf == 1 ]] && args+=(--perf)
 [[ -n "$duration" ]] && args+=(--duration "$duration")
+[[ -n "$rounds" ]] && args+=(--rounds "$rounds")
 [[ -n "$only" ]] && args+=(--only "$only")
 # The builds above can leave gigabytes of dirty pages, and their writeback would run during the
 # first scenario: flush them first. (Two full runs started right after a build showed hotswap's

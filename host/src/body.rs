@@ -10,7 +10,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
-use tokio::sync::oneshot;
 use wasmtime_wasi_http::Error as HttpError;
 
 /// The body type of every response the host sends.
@@ -85,28 +84,89 @@ where
     }
 }
 
-/// A guest's response body that ends cleanly only if the guest finished cleanly.
+/// A guest's run, polled by whoever waits on it: the request handler until the guest has set
+/// its response head, then the response body. It resolves to `Ok` if the guest finished without
+/// error, else to what went wrong.
 ///
-/// wasi:http ends a response body without error when the guest's store goes away, even if the
-/// guest trapped or ran out of time half way through writing it. That would hand the client a
-/// truncated body that looks complete; instead this wrapper waits for the guest's verdict at
-/// the end of the body and turns a failure into a body error, so the connection is cut.
-pub struct GuardedBody {
-    inner: ResponseBody,
-    guest_ok: Option<oneshot::Receiver<bool>>,
+/// Dropped before it has finished (the client went away, the guest answered with an error code
+/// and went on), it is not cut short: the rest of the run moves to a task of its own, so the
+/// guest still ends as it would have, within its deadline, and its failures are still logged.
+pub struct GuestRun<E: Send + 'static>(Option<Pin<Box<dyn Future<Output = Result<(), E>> + Send>>>);
+
+impl<E: Send + 'static> GuestRun<E> {
+    /// Wraps the guest's future.
+    pub fn new(run: impl Future<Output = Result<(), E>> + Send + 'static) -> Self {
+        GuestRun(Some(Box::pin(run)))
+    }
 }
 
-impl GuardedBody {
-    /// Wraps `inner`; `guest_ok` receives whether the guest finished without error.
-    pub fn new(inner: ResponseBody, guest_ok: oneshot::Receiver<bool>) -> Self {
-        GuardedBody {
-            inner,
-            guest_ok: Some(guest_ok),
+impl<E: Send + 'static> Future for GuestRun<E> {
+    type Output = Result<(), E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        let run = self
+            .0
+            .as_mut()
+            .expect("a guest run is not polled after it ended");
+        let outcome = ready!(run.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl<E: Send + 'static> Drop for GuestRun<E> {
+    fn drop(&mut self) {
+        let Some(run) = self.0.take() else { return };
+        // Without a runtime (it is shutting down) the guest is dropped, which stops it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(run);
         }
     }
 }
 
-impl Body for GuardedBody {
+/// Where the guest behind a response body stands.
+enum Guest<E: Send + 'static> {
+    /// Still running; polled along with the body.
+    Running(GuestRun<E>),
+    /// Finished, cleanly or not.
+    Finished(bool),
+}
+
+/// A guest's response body that drives the rest of the guest's run and ends cleanly only if the
+/// guest finished cleanly.
+///
+/// The guest runs on the connection's task, not a task of its own: once it has set the response
+/// head, the rest of its run (writing the body, whatever it does after) is polled from here,
+/// together with the body it feeds, so a request costs no task spawn and no cross-task wake-ups.
+///
+/// wasi:http ends a response body without error when the guest's store goes away, even if the
+/// guest trapped or ran out of time half way through writing it. That would hand the client a
+/// truncated body that looks complete; instead the body ends only after the guest has, and a
+/// failed guest turns the end into a body error, so the connection is cut.
+pub struct GuardedBody<E: Send + 'static> {
+    inner: ResponseBody,
+    guest: Guest<E>,
+}
+
+impl<E: Send + 'static> GuardedBody<E> {
+    /// Wraps `inner`, fed by the guest run `guest`.
+    pub fn running(inner: ResponseBody, guest: GuestRun<E>) -> Self {
+        GuardedBody {
+            inner,
+            guest: Guest::Running(guest),
+        }
+    }
+
+    /// Wraps `inner`, fed by a guest run that has already ended (`ok` if it ended cleanly).
+    pub fn finished(inner: ResponseBody, ok: bool) -> Self {
+        GuardedBody {
+            inner,
+            guest: Guest::Finished(ok),
+        }
+    }
+}
+
+impl<E: Send + 'static> Body for GuardedBody<E> {
     type Data = Bytes;
     type Error = HttpError;
 
@@ -115,20 +175,24 @@ impl Body for GuardedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
+        // Run the guest first: it produces what the body then yields.
+        if let Guest::Running(run) = &mut this.guest
+            && let Poll::Ready(outcome) = Pin::new(run).poll(cx)
+        {
+            this.guest = Guest::Finished(outcome.is_ok());
+        }
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(frame) => Poll::Ready(Some(frame)),
-            None => {
-                let Some(rx) = this.guest_ok.as_mut() else {
-                    return Poll::Ready(None);
-                };
-                let ok = ready!(Pin::new(rx).poll(cx)).unwrap_or(false);
-                this.guest_ok = None;
-                if ok {
-                    Poll::Ready(None)
-                } else {
+            None => match this.guest {
+                // The body ended but the guest has not; it will wake us when it does.
+                Guest::Running(_) => Poll::Pending,
+                Guest::Finished(true) => Poll::Ready(None),
+                Guest::Finished(false) => {
+                    // Report the failure once; a later poll sees a plain end.
+                    this.guest = Guest::Finished(true);
                     Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)))
                 }
-            }
+            },
         }
     }
 

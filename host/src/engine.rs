@@ -6,7 +6,7 @@
 //! directories, no sockets, no outbound HTTP unless `--allow-outbound` says so.
 
 use crate::config::Config;
-use crate::guest_io::GuestLog;
+use crate::guest_io::{GuestLog, RequestTag};
 use crate::outbound::{OutboundHooks, OutboundPolicy};
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -139,20 +139,21 @@ impl Runtime {
         Ok(())
     }
 
-    /// A fresh store for one request (or one validation) served by `generation`, which must
-    /// stop executing guest code at `deadline`; guest output is logged inside `span`.
+    /// A fresh store for one request (`request`; `None` for a validation) served by
+    /// `generation`, which must stop executing guest code at `deadline`; guest output is logged
+    /// tagged with both, inside `span`.
     pub fn new_store(
         &self,
         generation: u64,
-        request_id: u64,
+        request: Option<&RequestTag>,
         deadline: Instant,
         span: &tracing::Span,
     ) -> Store<HostState> {
         let settings = &self.store_settings;
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&settings.guest_env)
-            .stdout(GuestLog::stdout(generation, request_id, span.clone()))
-            .stderr(GuestLog::stderr(generation, request_id, span.clone()))
+            .stdout(GuestLog::stdout(generation, request.cloned(), span.clone()))
+            .stderr(GuestLog::stderr(generation, request.cloned(), span.clone()))
             .max_random_size(MAX_RANDOM_BYTES);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);

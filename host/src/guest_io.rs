@@ -26,32 +26,46 @@ impl Which {
     }
 }
 
-/// A guest output stream that becomes log lines, inside the request's span.
+/// What a log line says about the request it belongs to: its id, method and path. Cheap to
+/// take, as the method and URI share hyper's buffers; the request's span (debug level) has the
+/// same, but log lines at info and above must not depend on it.
+#[derive(Clone, Debug)]
+pub struct RequestTag {
+    /// The host's number for the request (`request_id` in logs).
+    pub id: u64,
+    /// The request method.
+    pub method: http::Method,
+    /// The request target; logs show its path.
+    pub uri: http::Uri,
+}
+
+/// A guest output stream that becomes log lines, tagged with the request and inside its span.
 #[derive(Clone, Debug)]
 pub struct GuestLog {
     which: Which,
     generation: u64,
-    request_id: u64,
+    request: Option<RequestTag>,
     span: tracing::Span,
 }
 
 impl GuestLog {
-    /// The guest's stdout for one request of `generation`, logged inside `span`.
-    pub fn stdout(generation: u64, request_id: u64, span: tracing::Span) -> Self {
+    /// The guest's stdout while `generation` serves `request` (`None`: a validation run),
+    /// logged inside `span`.
+    pub fn stdout(generation: u64, request: Option<RequestTag>, span: tracing::Span) -> Self {
         GuestLog {
             which: Which::Stdout,
             generation,
-            request_id,
+            request,
             span,
         }
     }
 
-    /// The guest's stderr for one request of `generation`, logged inside `span`.
-    pub fn stderr(generation: u64, request_id: u64, span: tracing::Span) -> Self {
+    /// The guest's stderr, as [`GuestLog::stdout`].
+    pub fn stderr(generation: u64, request: Option<RequestTag>, span: tracing::Span) -> Self {
         GuestLog {
             which: Which::Stderr,
             generation,
-            request_id,
+            request,
             span,
         }
     }
@@ -106,11 +120,14 @@ impl LineWriter {
         let line = line.strip_suffix('\r').unwrap_or(&line);
         // Entering the request span only here, when a line is logged, attaches guest output to
         // its request without instrumenting every poll of the guest (costly for streaming).
+        let request = self.log.request.as_ref();
         self.log.span.in_scope(|| {
             tracing::info!(
                 target: "hotswap::guest",
                 generation = self.log.generation,
-                request_id = self.log.request_id,
+                request_id = request.map(|r| r.id),
+                method = request.map(|r| tracing::field::display(&r.method)),
+                path = request.map(|r| tracing::field::display(r.uri.path())),
                 stream = self.log.which.name(),
                 "{line}"
             )

@@ -2,21 +2,27 @@
 //! every way a guest can fail to a status code.
 //!
 //! Each request waits (briefly) for a concurrency permit, takes an owned `Arc<Generation>` from
-//! the slot, and runs the guest on its own task with a fresh `Store`. The response head comes
-//! back over a oneshot as soon as the guest sets it; the body streams while the guest keeps
-//! running. The permit and the generation are released when the guest task ends.
+//! the slot, and runs the guest with a fresh `Store` on the connection's own task: the handler
+//! polls the guest until it sets the response head (which comes back over a oneshot), then the
+//! response body polls the rest of the run while it streams what the guest writes. No task is
+//! spawned per request; a guest whose client goes away moves to a task of its own and still
+//! runs to its end ([`GuestRun`]). The permit and the generation are released when the guest
+//! run ends.
 
-use crate::body::{GuardedBody, LimitedBody, ResponseBody, full};
+use crate::body::{GuardedBody, GuestRun, LimitedBody, ResponseBody, full};
 use crate::config::Limits;
 use crate::engine::{HostState, Runtime};
+use crate::guest_io::RequestTag;
 use crate::metrics::Metrics;
 use crate::slot::{Generation, InFlight, Slot};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Instant;
 use tokio::sync::{Semaphore, oneshot};
 use tracing::Instrument;
@@ -87,7 +93,10 @@ impl Dispatcher {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!(
+        // A span per request only at debug level: at info, creating and entering one costs ~7 %
+        // of a hello request (BENCHMARKS.md), so the lines logged at info and above carry the
+        // request's id, method and path as fields of their own (`RequestTag`).
+        let span = tracing::debug_span!(
             "request",
             id,
             method = %req.method(),
@@ -110,9 +119,7 @@ impl Dispatcher {
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         self.metrics.request(status, generation, elapsed);
-        // Recording into an enabled span formats the fields there and then, on every request;
-        // they only show in debug logs, so skip it otherwise (2–3 % of a hello request).
-        if tracing::enabled!(tracing::Level::DEBUG) {
+        if !span.is_disabled() {
             span.record("status", status);
             span.record("generation", generation);
             span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
@@ -157,16 +164,24 @@ impl Dispatcher {
             return too_large(self.limits.max_body_size);
         }
 
-        let permit = match tokio::time::timeout(
-            self.limits.queue_timeout,
-            self.permits.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            _ => {
+        // A free permit is taken at once; only a request that has to queue sets a timer.
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) => tokio::time::timeout(
+                self.limits.queue_timeout,
+                self.permits.clone().acquire_owned(),
+            )
+            .await
+            .map_err(|_| ())
+            .and_then(|acquired| acquired.map_err(|_| ())),
+        };
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(()) => {
                 tracing::warn!(
                     request_id = id,
+                    method = %req.method(),
+                    path = %req.uri().path(),
                     limit = self.limits.max_concurrency,
                     "concurrency limit reached; answering 503"
                 );
@@ -182,39 +197,76 @@ impl Dispatcher {
         let in_flight = generation.enter();
         drop(generation);
 
+        let tag = RequestTag {
+            id,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+        };
         let exceeded = Arc::new(AtomicBool::new(false));
         let req =
             req.map(|body| LimitedBody::new(body, self.limits.max_body_size, exceeded.clone()));
         let deadline = started + self.limits.request_timeout;
-        let (response_tx, response_rx) = oneshot::channel::<ResponseResult>();
-        let (done_tx, done_rx) = oneshot::channel::<bool>();
+        let (response_tx, mut response_rx) = oneshot::channel::<ResponseResult>();
         let runtime = self.runtime.clone();
         let metrics = self.metrics.clone();
         metrics.in_flight.inc();
-        // `dispatch` runs inside the request's span; the guest task logs into it explicitly.
+        // `dispatch` runs inside the request's span (if enabled); the guest run logs into it
+        // explicitly.
         let span = tracing::Span::current();
-        let task = tokio::spawn(async move {
-            let result =
-                run_guest(&runtime, &in_flight, id, deadline, req, response_tx, &span).await;
+        let guest_tag = tag.clone();
+        // The guest runs right here, on the connection's task: until it sets the response head
+        // below, then as part of the response body (`GuardedBody`).
+        let mut guest = GuestRun::new(async move {
+            let result = run_guest(
+                &runtime,
+                &in_flight,
+                &guest_tag,
+                deadline,
+                req,
+                response_tx,
+                &span,
+            )
+            .await;
             if let Err(failure) = &result {
-                span.in_scope(|| log_failure(&metrics, in_flight.generation(), failure));
+                span.in_scope(|| log_failure(&metrics, &guest_tag, number, failure));
             }
-            let _ = done_tx.send(result.is_ok());
             drop(in_flight);
             drop(permit);
             metrics.in_flight.dec();
             result
         });
 
-        match response_rx.await {
-            Ok(Ok(resp)) => resp.map(|body| GuardedBody::new(body, done_rx).boxed_unsync()),
-            Ok(Err(code)) if exceeded.load(Ordering::Relaxed) => {
-                tracing::debug!(request_id = id, ?code, "guest gave up on an oversize body");
-                too_large(self.limits.max_body_size)
+        let head = std::future::poll_fn(|cx| {
+            if let Poll::Ready(outcome) = Pin::new(&mut guest).poll(cx) {
+                return Poll::Ready(Head::Finished(outcome));
             }
-            Ok(Err(code)) => {
+            Pin::new(&mut response_rx).poll(cx).map(Head::Set)
+        })
+        .await;
+        let (head, outcome) = match head {
+            Head::Set(head) => (head.ok(), None),
+            // The guest ran to the end in one go (a small response): whatever head it set is
+            // waiting in the channel.
+            Head::Finished(outcome) => (response_rx.try_recv().ok(), Some(outcome)),
+        };
+        match (head, outcome) {
+            (Some(Ok(resp)), None) => {
+                resp.map(|body| GuardedBody::running(body, guest).boxed_unsync())
+            }
+            (Some(Ok(resp)), Some(outcome)) => resp.map(|body| {
+                GuardedBody::<GuestFailure>::finished(body, outcome.is_ok()).boxed_unsync()
+            }),
+            (Some(Err(code)), _) => {
+                // A guest that goes on after giving up finishes on its own task.
+                drop(guest);
+                if exceeded.load(Ordering::Relaxed) {
+                    tracing::debug!(request_id = id, ?code, "guest gave up on an oversize body");
+                    return too_large(self.limits.max_body_size);
+                }
                 tracing::warn!(
                     request_id = id,
+                    method = %tag.method,
+                    path = %tag.uri.path(),
                     generation = number,
                     ?code,
                     "guest answered with an error code"
@@ -224,11 +276,12 @@ impl Dispatcher {
                     format!("the component failed to handle the request: {code:?}\n"),
                 )
             }
-            Err(_) => {
-                // The guest run ended without setting a response.
-                let outcome = task.await.unwrap_or_else(|join| {
-                    Err(GuestFailure::Trap(format!("guest task failed: {join}")))
-                });
+            (None, outcome) => {
+                // The guest run ended, or will, without setting a response.
+                let outcome = match outcome {
+                    Some(outcome) => outcome,
+                    None => guest.await,
+                };
                 if exceeded.load(Ordering::Relaxed) {
                     too_large(self.limits.max_body_size)
                 } else {
@@ -239,18 +292,26 @@ impl Dispatcher {
     }
 }
 
+/// How the race between the guest setting its response head and the guest ending came out.
+enum Head {
+    /// The guest set the head (or dropped the response channel unset) and may still be running.
+    Set(Result<ResponseResult, oneshot::error::RecvError>),
+    /// The guest ran to its end.
+    Finished(Result<(), GuestFailure>),
+}
+
 /// Instantiates the generation in a fresh store and calls its handler, within the deadline.
 async fn run_guest(
     runtime: &Runtime,
     in_flight: &InFlight,
-    id: u64,
+    tag: &RequestTag,
     deadline: Instant,
     req: Request<LimitedBody<Incoming>>,
     response_tx: oneshot::Sender<ResponseResult>,
     span: &tracing::Span,
 ) -> Result<(), GuestFailure> {
     let generation = in_flight.generation();
-    let mut store = runtime.new_store(generation.number, id, deadline, span);
+    let mut store = runtime.new_store(generation.number, Some(tag), deadline, span);
     let call = call_guest(&mut store, generation, req, response_tx);
     let result = tokio::time::timeout_at(deadline.into(), call).await;
     let state = store.data();
@@ -291,29 +352,22 @@ async fn call_guest(
         .await
 }
 
-fn log_failure(metrics: &Metrics, generation: &Generation, failure: &GuestFailure) {
-    let number = generation.number;
-    match failure {
-        GuestFailure::TimedOut => {
-            metrics.trap("timeout");
-            tracing::warn!(
-                generation = number,
-                "request deadline exceeded; guest stopped"
-            )
-        }
-        GuestFailure::MemoryLimit(err) => {
-            metrics.trap("memory");
-            tracing::warn!(generation = number, error = %err, "guest hit the memory limit")
-        }
-        GuestFailure::PoolExhausted(err) => {
-            metrics.trap("pool");
-            tracing::warn!(generation = number, error = %err, "instance pool exhausted")
-        }
-        GuestFailure::Trap(err) => {
-            metrics.trap("trap");
-            tracing::warn!(generation = number, error = %err, "guest trapped")
-        }
-    }
+fn log_failure(metrics: &Metrics, tag: &RequestTag, generation: u64, failure: &GuestFailure) {
+    let (kind, error, message) = match failure {
+        GuestFailure::TimedOut => ("timeout", None, "request deadline exceeded; guest stopped"),
+        GuestFailure::MemoryLimit(err) => ("memory", Some(err), "guest hit the memory limit"),
+        GuestFailure::PoolExhausted(err) => ("pool", Some(err), "instance pool exhausted"),
+        GuestFailure::Trap(err) => ("trap", Some(err), "guest trapped"),
+    };
+    metrics.trap(kind);
+    tracing::warn!(
+        request_id = tag.id,
+        method = %tag.method,
+        path = %tag.uri.path(),
+        generation,
+        error = error.map(tracing::field::display),
+        "{message}"
+    );
 }
 
 fn failure_response(failure: Option<GuestFailure>, expose_errors: bool) -> Response<ResponseBody> {

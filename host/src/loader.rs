@@ -151,7 +151,7 @@ pub async fn trial_instantiate(
 ) -> Result<(), LoadError> {
     let mut store = runtime.new_store(
         0,
-        0,
+        None,
         Instant::now() + VALIDATION_TIMEOUT,
         &tracing::Span::none(),
     );

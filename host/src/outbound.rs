@@ -119,6 +119,12 @@ type SendFuture = Box<
 >;
 
 impl WasiHttpHooks for OutboundHooks {
+    /// The default list, checked in place: wasmtime-wasi-http's default builds (allocates) a
+    /// filter closure on every call, once per header of every request and response.
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -156,6 +162,19 @@ mod tests {
 
     fn policy(specs: &[&str]) -> OutboundPolicy {
         OutboundPolicy::parse(&specs.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn hop_by_hop_and_host_headers_stay_forbidden() {
+        let mut hooks = OutboundHooks::new(policy(&[]), 1);
+        for name in &wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS {
+            assert!(hooks.is_forbidden_header(name), "{name}");
+        }
+        for name in ["host", "connection", "transfer-encoding", "upgrade"] {
+            let name = http::HeaderName::from_static(name);
+            assert!(hooks.is_forbidden_header(&name), "{name}");
+        }
+        assert!(!hooks.is_forbidden_header(&http::header::CONTENT_TYPE));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Client input over the limits: request bodies, header fields and sections, and a client that
 //! stalls in its request head. Each is refused with the documented status before the guest runs
-//! (or as soon as the limit is crossed), and the host keeps serving.
+//! (or as soon as the limit is crossed), and the host keeps serving. Also: a client that hangs up
+//! does not cut its guest short.
 
 use crate::guardrails::{assert_healthy, example, misbehave};
 use hotswap_tests::{Client, Reply, Server, get, post, post_chunked, raw};
@@ -179,5 +180,84 @@ async fn client_stalling_in_its_request_head_is_disconnected() {
         outcome.text()
     );
     assert_ne!(outcome.status(), Some(200), "{}", outcome.text());
+    assert_healthy(&mut server).await;
+}
+
+// ----- clients that hang up ------------------------------------------------------------------
+
+/// Sends `GET path` on a raw connection, reads for `read_for` (nothing, the head, part of a
+/// body…), then hangs up; returns what arrived.
+async fn hang_up_after(addr: std::net::SocketAddr, path: &str, read_for: Duration) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let outcome = raw::read_until_closed(&mut stream, read_for).await;
+    drop(stream);
+    outcome.text()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
+    // A guest may have side effects half done (an outbound call, a write upstream): it runs to
+    // its own end, within its deadline, whether or not anybody still waits for the answer.
+    let mut server = misbehave(&[]);
+
+    // Gone before the response head.
+    let got = hang_up_after(server.addr, "/late-log?ms=600", Duration::from_millis(100)).await;
+    assert!(
+        got.is_empty(),
+        "nothing is sent before the guest answers: {got:?}"
+    );
+    assert!(
+        server
+            .wait_for_log("late-log done after 600 ms", Duration::from_secs(10))
+            .await,
+        "the guest was cut short when its client hung up before the head; log:\n{}",
+        server.log()
+    );
+
+    // Gone after the head and the first line, while the guest sleeps before the rest.
+    let got = hang_up_after(
+        server.addr,
+        "/late-log?ms=700&head=first",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    assert!(got.contains("started"), "{got:?}");
+    assert!(
+        server
+            .wait_for_log("late-log done after 700 ms", Duration::from_secs(10))
+            .await,
+        "the guest was cut short when its client hung up during the body; log:\n{}",
+        server.log()
+    );
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_answers_with_an_error_code_is_answered_at_once_and_still_runs_to_its_end() {
+    let mut server = misbehave(&[]);
+    let started = Instant::now();
+    let reply = get(server.addr, "/refuse-then-log?ms=1500").await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(reply.text().contains("InternalError"), "{}", reply.text());
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "the 500 waited for the guest to end ({elapsed:?})"
+    );
+    assert!(
+        server
+            .wait_for_log(
+                "refuse-then-log done after 1500 ms",
+                Duration::from_secs(10)
+            )
+            .await,
+        "the guest was cut short after its error code; log:\n{}",
+        server.log()
+    );
     assert_healthy(&mut server).await;
 }

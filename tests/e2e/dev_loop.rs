@@ -417,7 +417,7 @@ async fn a_hanging_build_is_stopped_and_the_last_generation_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn json_logs_carry_the_request_span_and_guest_output() {
+async fn json_logs_tag_guest_output_with_its_request() {
     let server = Server::start(Path::new(guests::MISBEHAVE), &["--log-format", "json"]);
     assert_eq!(get(server.addr, "/stdio").await.unwrap().status, 200);
     assert!(
@@ -438,7 +438,7 @@ async fn json_logs_carry_the_request_span_and_guest_output() {
     for field in [
         "\"generation\":1",
         "\"stream\":\"stdout\"",
-        "\"name\":\"request\"",
+        "\"request_id\":1",
         "\"path\":\"/stdio\"",
         "\"method\":\"GET\"",
     ] {

@@ -230,6 +230,20 @@ async fn trap_before_the_response_is_a_short_plain_500() {
         reply.body.len(),
         reply.text()
     );
+    // The operator's side: one warning that names the request.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("guest trapped"))
+        .unwrap_or_else(|| panic!("no trap warning; log:\n{log}"));
+    for field in [
+        "request_id=1",
+        "method=GET",
+        "path=/trap-before",
+        "generation=1",
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
     assert_healthy(&mut server).await;
 }
 

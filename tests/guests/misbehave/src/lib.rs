@@ -16,6 +16,8 @@
 //! | `/outbound?url=U` | outbound GET to U (percent-decoded) via `wasi:http/outgoing-handler`: 200 `status <code>` if a response came, else 502 `error <ErrorCode variant>` (e.g. `error HttpRequestDenied`; payload variants keep their Debug payload); 400 if U has no `scheme://` |
 //! | `/env?key=K`      | 200 with the value of env var K, or 404 `unset` |
 //! | `/stdio`          | prints `hello stdout` to stdout and `hello stderr` to stderr, then 200 `ok` |
+//! | `/late-log?ms=N`  | sleeps N ms, prints `late-log done after N ms` to stdout, then 200 `ok` (so a test can tell whether a guest whose client hung up ran to its end); with `&head=first` it sends 200 and `started\n` first, then sleeps, prints and ends the body with `done\n` |
+//! | `/refuse-then-log?ms=N` | answers with error code `internal-error`, then sleeps N ms and prints `refuse-then-log done after N ms` to stdout |
 //! | `/leftovers`      | 200 `count=C dirty=D`: C is a static counter's value before this request bumps it, D the number of nonzero bytes in 8 fresh pages from `memory.grow`, which it then fills with 0xAB; a fresh instance sees `count=0 dirty=0` |
 
 mod http;
@@ -77,6 +79,25 @@ impl Guest for Component {
                 },
                 None => respond(out, 400, "expected ?key=<name>"),
             },
+            "/late-log" => match number(query, "ms") {
+                Some(ms) if query_param(query, "head").as_deref() == Some("first") => {
+                    late_log_after_head(out, ms)
+                }
+                Some(ms) => {
+                    sleep_ms(ms);
+                    println!("late-log done after {ms} ms");
+                    respond(out, 200, "ok");
+                }
+                None => respond(out, 400, "expected ?ms=<milliseconds>"),
+            },
+            "/refuse-then-log" => match number(query, "ms") {
+                Some(ms) => {
+                    ResponseOutparam::set(out, Err(ErrorCode::InternalError(None)));
+                    sleep_ms(ms);
+                    println!("refuse-then-log done after {ms} ms");
+                }
+                None => respond(out, 400, "expected ?ms=<milliseconds>"),
+            },
             "/leftovers" => respond(out, 200, &leftovers()),
             "/stdio" => {
                 println!("hello stdout");
@@ -129,6 +150,28 @@ fn spin_forever() -> ! {
     loop {
         counter = black_box(counter).wrapping_add(1);
     }
+}
+
+/// `/late-log?head=first`: the response head and a first line, then the sleep and the log line,
+/// then the end of the body. Writes to a client that has gone are ignored.
+fn late_log_after_head(out: ResponseOutparam, ms: u64) {
+    let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())])
+        .expect("static header names and values are valid");
+    let response = OutgoingResponse::new(headers);
+    let body = response.body().expect("body is taken only once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = body.write().expect("stream is taken only once");
+    let _ = http::write_all(&stream, b"started\n");
+    sleep_ms(ms);
+    println!("late-log done after {ms} ms");
+    let _ = http::write_all(&stream, b"done\n");
+    drop(stream);
+    let _ = OutgoingBody::finish(body, None);
+}
+
+/// Blocks inside the host for `ms` milliseconds.
+fn sleep_ms(ms: u64) {
+    monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
 }
 
 /// Blocks forever inside the host, waiting on a clock that never fires in time.
