@@ -91,7 +91,10 @@ where
 /// Dropped before it has finished (the client went away, the guest answered with an error code
 /// and went on), it is not cut short: the rest of the run moves to a task of its own, so the
 /// guest still ends as it would have, within its deadline, and its failures are still logged.
-pub struct GuestRun<E: Send + 'static>(Option<Pin<Box<dyn Future<Output = Result<(), E>> + Send>>>);
+pub struct GuestRun<E: Send + 'static>(Option<BoxedRun<E>>);
+
+/// The guest's future, boxed so that the handler and the body can hold it by name.
+type BoxedRun<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
 
 impl<E: Send + 'static> GuestRun<E> {
     /// Wraps the guest's future.
