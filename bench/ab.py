@@ -12,7 +12,9 @@ hit them alike; compare the per-round figures, not one run.
 
 A variant is NAME=BINARY[,KEY=VALUE...]: the KEY=VALUE pairs are added to the server's
 environment. A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
-`wasmtime` for the harness's cached wasmtime-cli 48), any other `BINARY serve`.
+`wasmtime` for the harness's cached wasmtime-cli 48), one whose name starts with `native` runs
+`BINARY 127.0.0.1:0` (bench/hello-native, built by run.sh into target/bench/release), any other
+`BINARY serve`.
 """
 
 import argparse
@@ -47,11 +49,6 @@ def parse_variant(spec: str) -> tuple[str, str, dict[str, str]]:
     return name, binary, env
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--guest", required=True, help="the component every variant serves")
@@ -76,6 +73,9 @@ def main() -> int:
             if name.startswith("wasmtime"):
                 argv = [binary, "serve", "-Scli", "--addr", "127.0.0.1:0", str(component)]
                 stop = signal.SIGINT
+            elif name.startswith("native"):
+                argv = [binary, "127.0.0.1:0"]
+                stop = signal.SIGTERM
             else:
                 argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s"]
                 stop = signal.SIGTERM
@@ -83,9 +83,9 @@ def main() -> int:
             try:
                 url = f"http://{server.wait_ready()}{args.path}"
                 H.run_wrk(url, 1, args.conns)
-                before = cpu_seconds(server.proc.pid)
+                before = H.cpu_seconds(server.proc.pid)
                 result = H.run_wrk(url, args.duration, args.conns)
-                us = (cpu_seconds(server.proc.pid) - before) / max(result.requests, 1) * 1e6
+                us = (H.cpu_seconds(server.proc.pid) - before) / max(result.requests, 1) * 1e6
             finally:
                 server.stop()
             results[name].append((result, us))

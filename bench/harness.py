@@ -209,6 +209,12 @@ def cpu_busy(seconds: float) -> float:
     return 1.0 - (i2 - i1) / max(t2 - t1, 1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pin_self_to_client_cpu() -> None:
     try:
         os.sched_setaffinity(0, {CLIENT_CPU})
@@ -461,10 +467,13 @@ class Bench:
                         log(f"{scenario}: round {rnd}/{self.s.rounds} {peer.name} warm-up "
                             f"{self.s.warmup}s, then {self.s.duration}s, c={conns}")
                         run_wrk(url, self.s.warmup, conns, script)
+                        cpu_before = cpu_seconds(server.proc.pid)
                         result = run_wrk(url, self.s.duration, conns, script)
+                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
+                                                  / max(result.requests, 1) * 1e6)
                         log(f"{scenario}: round {rnd} {peer.name} {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, "
-                            f"p99 {result.p99_ms:.2f} ms, non-2xx {result.non_2xx}, "
-                            f"socket errors {result.socket_errors}")
+                            f"p99 {result.p99_ms:.2f} ms, {result.extra['cpu_us']:.1f} us CPU/request, "
+                            f"non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
                         self.results.setdefault(scenario, {}).setdefault(peer.name, []).append(result)
 
     # -- 3: swap latency ------------------------------------------------------------------
@@ -753,13 +762,14 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
         if not res:
             return
         lines.extend([f"## {title}", "",
-                      "| server | req/s (median) | p50 ms | p99 ms | req/s per round | p99 ms per round "
-                      "| requests | non-2xx | socket errors |",
-                      "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"])
+                      "| server | req/s (median) | p50 ms | p99 ms | CPU µs/request | req/s per round "
+                      "| p99 ms per round | requests | non-2xx | socket errors |",
+                      "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"])
         for name, runs in res.items():
             lines.append(
                 f"| {name} | {med([w.rps for w in runs]):,.0f} | {med([w.p50_ms for w in runs]):.2f} | "
-                f"{med([w.p99_ms for w in runs]):.2f} | {' / '.join(f'{w.rps:,.0f}' for w in runs)} | "
+                f"{med([w.p99_ms for w in runs]):.2f} | {med([w.extra['cpu_us'] for w in runs]):.1f} | "
+                f"{' / '.join(f'{w.rps:,.0f}' for w in runs)} | "
                 f"{' / '.join(f'{w.p99_ms:.2f}' for w in runs)} | {sum(w.requests for w in runs):,} | "
                 f"{sum(w.non_2xx for w in runs)} | {sum(w.socket_errors for w in runs)} |")
         hs, wt, nt = res.get("hotswap"), res.get("wasmtime"), res.get("native")
@@ -768,7 +778,8 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
             """Median and range of a/b over the rounds (the runs of one round ran back to back)."""
             if not a or not b:
                 return "n/a"
-            xs = sorted(getattr(x, attr) / getattr(y, attr) for x, y in zip(a, b))
+            get = (lambda w: w.extra["cpu_us"]) if attr == "cpu_us" else (lambda w: getattr(w, attr))
+            xs = sorted(get(x) / get(y) for x, y in zip(a, b))
             spread = f" (rounds {xs[0]:.2f}–{xs[-1]:.2f}×)" if len(xs) > 1 else ""
             return f"{med(xs):.2f}×{spread}"
 
@@ -778,6 +789,9 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
             f"hotswap / native: {per_round(hs, nt, 'rps')}",
             f"- p99 hotswap / wasmtime serve: {per_round(hs, wt, 'p99_ms')}; "
             f"hotswap / native: {per_round(hs, nt, 'p99_ms')}",
+            f"- CPU time per request, wasmtime serve / hotswap: {per_round(wt, hs, 'cpu_us')}; "
+            f"native / hotswap: {per_round(nt, hs, 'cpu_us')} (the throughput ratio an uncontended "
+            "core would give a CPU-bound server; CPU time excludes time the VM was not running)",
             ""])
 
     wrk_table(f"1. hello (GET /), c={settings.hello_conns}", "hello")
