@@ -210,13 +210,13 @@ async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
         got.is_empty(),
         "nothing is sent before the guest answers: {got:?}"
     );
-    assert!(
-        server
-            .wait_for_log("late-log done after 600 ms", Duration::from_secs(10))
-            .await,
-        "the guest was cut short when its client hung up before the head; log:\n{}",
-        server.log()
-    );
+    server
+        .expect_log(
+            "late-log done after 600 ms",
+            Duration::from_secs(10),
+            "the guest was cut short when its client hung up before the head",
+        )
+        .await;
 
     // Gone after the head and the first line, while the guest sleeps before the rest.
     let got = hang_up_after(
@@ -227,13 +227,13 @@ async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
     .await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
     assert!(got.contains("started"), "{got:?}");
-    assert!(
-        server
-            .wait_for_log("late-log done after 700 ms", Duration::from_secs(10))
-            .await,
-        "the guest was cut short when its client hung up during the body; log:\n{}",
-        server.log()
-    );
+    server
+        .expect_log(
+            "late-log done after 700 ms",
+            Duration::from_secs(10),
+            "the guest was cut short when its client hung up during the body",
+        )
+        .await;
     assert_healthy(&mut server).await;
 }
 
@@ -249,15 +249,12 @@ async fn a_guest_that_answers_with_an_error_code_is_answered_at_once_and_still_r
         elapsed < Duration::from_millis(1500),
         "the 500 waited for the guest to end ({elapsed:?})"
     );
-    assert!(
-        server
-            .wait_for_log(
-                "refuse-then-log done after 1500 ms",
-                Duration::from_secs(10)
-            )
-            .await,
-        "the guest was cut short after its error code; log:\n{}",
-        server.log()
-    );
+    server
+        .expect_log(
+            "refuse-then-log done after 1500 ms",
+            Duration::from_secs(10),
+            "the guest was cut short after its error code",
+        )
+        .await;
     assert_healthy(&mut server).await;
 }

@@ -144,6 +144,17 @@ impl Server {
         .is_some()
     }
 
+    /// Waits until the log contains `needle`; if it does not within `timeout`, fails the test
+    /// with `why` and the whole log.
+    pub async fn expect_log(&self, needle: &str, timeout: Duration, why: &str) {
+        if !self.wait_for_log(needle, timeout).await {
+            panic!(
+                "{why}: no {needle:?} in the log within {timeout:?}; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
     /// How many times `needle` appears in the log.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log().matches(needle).count()
