@@ -173,9 +173,12 @@ pub async fn load(
     cache: Option<Arc<CompileCache>>,
 ) -> Result<Compiled, LoadError> {
     let rt = runtime.clone();
-    let mut compiled =
-        tokio::task::spawn_blocking(move || compile(&rt, &bytes, &sha256, cache.as_deref()))
-            .await
+    let mut compiled = tokio::task::spawn_blocking(move || {
+        let compiled = compile(&rt, &bytes, &sha256, cache.as_deref());
+        release_free_memory();
+        compiled
+    })
+    .await
             .map_err(|join| {
                 LoadError::Compile(wasmtime::format_err!("compiler task failed: {join}"))
             })??;
@@ -183,6 +186,18 @@ pub async fn load(
     trial_instantiate(runtime, &compiled.pre).await?;
     compiled.validate_time += start.elapsed();
     Ok(compiled)
+}
+
+/// Hands memory the allocator holds free back to the kernel. A compile allocates and frees tens
+/// of MiB, and glibc keeps part of it in its arenas (one per thread that compiled): with the trim
+/// hotswap's RSS after 10 and after 200 swaps measured 24.9/25.2 and 25.5/26.7 MiB, without it
+/// 28.6/28.9 and 25.4/28.1 MiB (BENCHMARKS.md). Runs on the compile thread, once per swap.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]
