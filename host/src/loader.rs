@@ -179,9 +179,7 @@ pub async fn load(
         compiled
     })
     .await
-            .map_err(|join| {
-                LoadError::Compile(wasmtime::format_err!("compiler task failed: {join}"))
-            })??;
+    .map_err(|join| LoadError::Compile(wasmtime::format_err!("compiler task failed: {join}")))??;
     let start = Instant::now();
     trial_instantiate(runtime, &compiled.pre).await?;
     compiled.validate_time += start.elapsed();
