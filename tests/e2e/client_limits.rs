@@ -210,12 +210,9 @@ async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
         got.is_empty(),
         "nothing is sent before the guest answers: {got:?}"
     );
+    // Missing if the guest was cut short when its client hung up before the head.
     server
-        .expect_log(
-            "late-log done after 600 ms",
-            Duration::from_secs(10),
-            "the guest was cut short when its client hung up before the head",
-        )
+        .expect_log("late-log done after 600 ms", Duration::from_secs(10))
         .await;
 
     // Gone after the head and the first line, while the guest sleeps before the rest.
@@ -227,12 +224,9 @@ async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
     .await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
     assert!(got.contains("started"), "{got:?}");
+    // Missing if the guest was cut short when its client hung up during the body.
     server
-        .expect_log(
-            "late-log done after 700 ms",
-            Duration::from_secs(10),
-            "the guest was cut short when its client hung up during the body",
-        )
+        .expect_log("late-log done after 700 ms", Duration::from_secs(10))
         .await;
     assert_healthy(&mut server).await;
 }
@@ -249,11 +243,11 @@ async fn a_guest_that_answers_with_an_error_code_is_answered_at_once_and_still_r
         elapsed < Duration::from_millis(1500),
         "the 500 waited for the guest to end ({elapsed:?})"
     );
+    // Missing if the guest was cut short after its error code.
     server
         .expect_log(
             "refuse-then-log done after 1500 ms",
             Duration::from_secs(10),
-            "the guest was cut short after its error code",
         )
         .await;
     assert_healthy(&mut server).await;

@@ -19,13 +19,9 @@ async fn serves_greeting_with_version_and_generation_one() {
         reply.text()
     );
     assert_eq!(reply.generation(), Some(1));
-    assert!(
-        server
-            .wait_for_log("loaded generation 1", std::time::Duration::from_secs(10))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("loaded generation 1", std::time::Duration::from_secs(10))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -198,13 +198,9 @@ async fn rebuild_on_save_swaps_good_builds_and_survives_broken_ones() {
         "no build failure logged; log:\n{}",
         server.log()
     );
-    assert!(
-        server
-            .wait_for_log("build: error", Duration::from_secs(10))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("build: error", Duration::from_secs(10))
+        .await;
     let reply = get(server.addr, "/").await.unwrap();
     assert!(reply.text().starts_with("howdy"), "{}", reply.text());
     assert_eq!(reply.generation(), Some(edited_generation));
@@ -242,19 +238,11 @@ async fn restart_hits_the_compile_cache_and_survives_a_corrupt_entry() {
     let cache_arg = cache.to_str().unwrap();
 
     let server = Server::start(&app, &["--cache-dir", cache_arg]);
-    assert!(
-        server.wait_for_log("compiled in", LOG_WAIT).await,
-        "{}",
-        server.log()
-    );
+    server.expect_log("compiled in", LOG_WAIT).await;
     drop(server);
 
     let server = Server::start(&app, &["--cache-dir", cache_arg]);
-    assert!(
-        server.wait_for_log("cache hit", LOG_WAIT).await,
-        "{}",
-        server.log()
-    );
+    server.expect_log("cache hit", LOG_WAIT).await;
     assert!(!server.log().contains("compiled in"), "{}", server.log());
     assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
     drop(server);
@@ -270,11 +258,7 @@ async fn restart_hits_the_compile_cache_and_survives_a_corrupt_entry() {
         std::fs::write(&path, bytes).unwrap();
     }
     let server = Server::start(&app, &["--cache-dir", cache_arg]);
-    assert!(
-        server.wait_for_log("compiled in", LOG_WAIT).await,
-        "{}",
-        server.log()
-    );
+    server.expect_log("compiled in", LOG_WAIT).await;
     assert!(
         server.log().contains("compile cache entry unusable"),
         "{}",
@@ -285,11 +269,7 @@ async fn restart_hits_the_compile_cache_and_survives_a_corrupt_entry() {
 
     // And the rewritten entry is good again.
     let server = Server::start(&app, &["--cache-dir", cache_arg]);
-    assert!(
-        server.wait_for_log("cache hit", LOG_WAIT).await,
-        "{}",
-        server.log()
-    );
+    server.expect_log("cache hit", LOG_WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,11 +282,7 @@ async fn swapping_back_to_a_kept_version_skips_compilation() {
     hotswap_tests::deploy_atomic(&v1, &path);
     let reply = wait_for_generation(&server, 3).await;
     assert!(reply.text().contains("version v1"));
-    assert!(
-        server.wait_for_log("reused from memory", LOG_WAIT).await,
-        "{}",
-        server.log()
-    );
+    server.expect_log("reused from memory", LOG_WAIT).await;
 }
 
 /// A project whose "build" is a shell script: it records each run's start and end in
@@ -392,13 +368,9 @@ async fn a_hanging_build_is_stopped_and_the_last_generation_keeps_serving() {
     // From now on the build hangs for 30 s, far past its 1 s timeout.
     std::fs::write(dir.path().join("slow"), "").unwrap();
     std::fs::write(dir.path().join("src/main.rs"), "// edit\n").unwrap();
-    assert!(
-        server
-            .wait_for_log("build did not finish within", Duration::from_secs(20))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("build did not finish within", Duration::from_secs(20))
+        .await;
     assert_eq!(get(server.addr, "/").await.unwrap().generation(), Some(1));
     // The whole build was killed: the script never reaches its end.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -420,11 +392,7 @@ async fn a_hanging_build_is_stopped_and_the_last_generation_keeps_serving() {
 async fn json_logs_tag_guest_output_with_its_request() {
     let server = Server::start(Path::new(guests::MISBEHAVE), &["--log-format", "json"]);
     assert_eq!(get(server.addr, "/stdio").await.unwrap().status, 200);
-    assert!(
-        server.wait_for_log("hello stderr", LOG_WAIT).await,
-        "{}",
-        server.log()
-    );
+    server.expect_log("hello stderr", LOG_WAIT).await;
     let line = server
         .log()
         .lines()
@@ -477,13 +445,9 @@ async fn prod_mode_requires_the_component_logs_json_and_ignores_builds() {
         &["--mode", "prod", "--build-cmd", &cmd],
     );
     assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
-    assert!(
-        server
-            .wait_for_log("builds are off in prod mode", LOG_WAIT)
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("builds are off in prod mode", LOG_WAIT)
+        .await;
     assert!(!marker.exists(), "the build command ran in prod mode");
     let log = server.log();
     assert!(

@@ -87,11 +87,7 @@ async fn deadline_stops(route: &'static str) {
     );
     assert!(reply.text().contains("deadline"), "{}", reply.text());
     server
-        .expect_log(
-            "deadline exceeded",
-            Duration::from_secs(5),
-            "no timeout warning",
-        )
+        .expect_log("deadline exceeded", Duration::from_secs(5))
         .await;
     assert_healthy(&mut server).await;
 }
@@ -170,13 +166,9 @@ async fn memory_hog_gets_500_and_the_log_names_the_memory_limit() {
         started.elapsed()
     );
     assert!(reply.text().contains("memory limit"), "{}", reply.text());
-    assert!(
-        server
-            .wait_for_log("memory limit", Duration::from_secs(5))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("memory limit", Duration::from_secs(5))
+        .await;
     assert_healthy(&mut server).await;
 }
 
@@ -431,13 +423,9 @@ async fn exhausted_instance_pool_is_a_503_with_retry_after_not_a_crash() {
         reply.headers
     );
     assert!(reply.text().contains("retry"), "{}", reply.text());
-    assert!(
-        server
-            .wait_for_log("instance pool exhausted", Duration::from_secs(5))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("instance pool exhausted", Duration::from_secs(5))
+        .await;
     // The log says which pool ran out, so an operator knows what to change.
     let log = server.log();
     let line = log
@@ -466,13 +454,9 @@ async fn outbound_http_is_denied_unless_allowed() {
     let reply = get(server.addr, &url).await.unwrap();
     assert_eq!(reply.status, 502, "{}", reply.text());
     assert_eq!(reply.text(), "error HttpRequestDenied");
-    assert!(
-        server
-            .wait_for_log("outbound request denied", Duration::from_secs(5))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("outbound request denied", Duration::from_secs(5))
+        .await;
     let denial = server
         .log()
         .lines()
@@ -606,11 +590,7 @@ async fn guest_stdout_and_stderr_become_log_lines_tagged_with_the_generation() {
     let reply = get(server.addr, "/stdio").await.unwrap();
     assert_eq!(reply.status, 200);
     for (text, stream) in [("hello stdout", "stdout"), ("hello stderr", "stderr")] {
-        assert!(
-            server.wait_for_log(text, Duration::from_secs(5)).await,
-            "{}",
-            server.log()
-        );
+        server.expect_log(text, Duration::from_secs(5)).await;
         let log = server.log();
         let line = log.lines().find(|l| l.contains(text)).unwrap();
         assert!(line.contains("generation=1"), "{line}");

@@ -54,13 +54,9 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .expect("exited within the shutdown timeout");
     assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
     assert!(signalled.elapsed() < Duration::from_secs(10));
-    assert!(
-        server
-            .wait_for_log("5 request(s) drained", Duration::from_secs(2))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("5 request(s) drained", Duration::from_secs(2))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,13 +108,9 @@ async fn second_sigterm_during_the_drain_exits_at_once() {
     let stuck = tokio::spawn(async move { get(addr, "/sleep-forever").await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.signal(libc::SIGTERM);
-    assert!(
-        server
-            .wait_for_log("shutting down", Duration::from_secs(5))
-            .await,
-        "{}",
-        server.log()
-    );
+    server
+        .expect_log("shutting down", Duration::from_secs(5))
+        .await;
     assert!(
         server.wait_exit(Duration::from_millis(500)).is_none(),
         "the drain should wait for the stuck request"
@@ -165,11 +157,7 @@ async fn shutdown_timeout_cuts_requests_that_do_not_finish() {
         "exited before the shutdown timeout"
     );
     assert!(status.code().is_some(), "{status:?}");
-    assert!(
-        server.wait_for_log("1 cut", Duration::from_secs(2)).await,
-        "{}",
-        server.log()
-    );
+    server.expect_log("1 cut", Duration::from_secs(2)).await;
     assert_cut(stuck).await;
 }
 

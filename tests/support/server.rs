@@ -145,11 +145,11 @@ impl Server {
     }
 
     /// Waits until the log contains `needle`; if it does not within `timeout`, fails the test
-    /// with `why` and the whole log.
-    pub async fn expect_log(&self, needle: &str, timeout: Duration, why: &str) {
+    /// and shows the whole log.
+    pub async fn expect_log(&self, needle: &str, timeout: Duration) {
         if !self.wait_for_log(needle, timeout).await {
             panic!(
-                "{why}: no {needle:?} in the log within {timeout:?}; log:\n{}",
+                "no {needle:?} in the log within {timeout:?}; log:\n{}",
                 self.log()
             );
         }
