@@ -11,7 +11,7 @@ hit them alike; compare the per-round figures, not one run.
         'purge0=target/release/hotswap,MIMALLOC_PURGE_DELAY=0' wasmtime=wasmtime
 
 A variant is NAME=BINARY[,KEY=VALUE...]: the KEY=VALUE pairs are added to the server's
-environment. A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
+environment, except `@guest=PATH`, which serves that component instead of `--guest`. A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
 `wasmtime` for the harness's cached wasmtime-cli 48), one whose name starts with `native` runs
 `BINARY 127.0.0.1:0` (bench/hello-native, built by run.sh into target/bench/release), any other
 `BINARY serve`.
@@ -32,6 +32,7 @@ CACHED_WASMTIME = Path(os.environ.get("HOTSWAP_BENCH_CACHE", Path.home() / ".cac
 
 
 def parse_variant(spec: str) -> tuple[str, str, dict[str, str]]:
+    """NAME, BINARY and the KEY=VALUE pairs (including `@guest`) of a variant."""
     name, sep, rest = spec.partition("=")
     if not sep or not rest:
         raise SystemExit(f"bad variant `{spec}`: expected NAME=BINARY[,KEY=VALUE...]")
@@ -60,7 +61,7 @@ def main() -> int:
     args = ap.parse_args()
 
     variants = [parse_variant(v) for v in args.variants]
-    guest = Path(args.guest).read_bytes()
+    guests = {name: Path(env.pop("@guest", args.guest)).read_bytes() for name, _, env in variants}
     work = Path(tempfile.mkdtemp(prefix="hotswap-ab-"))
     H.pin_self_to_client_cpu()
     results: dict[str, list[tuple[H.WrkResult, float]]] = {name: [] for name, _, _ in variants}
@@ -69,7 +70,7 @@ def main() -> int:
             d = work / f"{name}-{rnd}"
             d.mkdir()
             component = d / "guest.wasm"
-            component.write_bytes(guest)
+            component.write_bytes(guests[name])
             if name.startswith("wasmtime"):
                 argv = [binary, "serve", "-Scli", "--addr", "127.0.0.1:0", str(component)]
                 stop = signal.SIGINT
