@@ -89,6 +89,14 @@ impl Dispatcher {
         self.limits.max_concurrency - self.permits.available_permits()
     }
 
+    /// Resolves once no request holds a concurrency slot, counting guests that run on after
+    /// their client left. Takes every slot as it does so: only for shutdown.
+    pub async fn all_finished(&self) {
+        let all = u32::try_from(self.limits.max_concurrency).unwrap_or(u32::MAX);
+        // The semaphore is never closed, so this only returns once every slot is free.
+        let _all = self.permits.acquire_many(all).await;
+    }
+
     /// Serves one request. Never fails: every problem becomes a response.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();

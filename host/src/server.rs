@@ -93,9 +93,14 @@ pub async fn serve(
         connections = graceful.count(),
         "shutting down: no new connections; draining in-flight requests (up to {shutdown_timeout:?})"
     );
-    let drained = tokio::time::timeout(shutdown_timeout, graceful.shutdown())
-        .await
-        .is_ok();
+    // Open connections first; then guests still running on their own after their client left
+    // (they hold a slot until they end).
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        graceful.shutdown().await;
+        dispatcher.all_finished().await;
+    })
+    .await
+    .is_ok();
     let cut = if drained {
         0
     } else {

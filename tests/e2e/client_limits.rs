@@ -185,19 +185,6 @@ async fn client_stalling_in_its_request_head_is_disconnected() {
 
 // ----- clients that hang up ------------------------------------------------------------------
 
-/// Sends `GET path` on a raw connection, reads for `read_for` (nothing, the head, part of a
-/// body…), then hangs up; returns what arrived.
-async fn hang_up_after(addr: std::net::SocketAddr, path: &str, read_for: Duration) -> String {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-        .await
-        .unwrap();
-    let outcome = raw::read_until_closed(&mut stream, read_for).await;
-    drop(stream);
-    outcome.text()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
     // A guest may have side effects half done (an outbound call, a write upstream): it runs to
@@ -205,7 +192,7 @@ async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
     let mut server = misbehave(&[]);
 
     // Gone before the response head.
-    let got = hang_up_after(server.addr, "/late-log?ms=600", Duration::from_millis(100)).await;
+    let got = raw::hang_up_after(server.addr, "/late-log?ms=600", Duration::from_millis(100)).await;
     assert!(
         got.is_empty(),
         "nothing is sent before the guest answers: {got:?}"
@@ -216,7 +203,7 @@ async fn a_client_that_hangs_up_does_not_cut_its_guest_short() {
         .await;
 
     // Gone after the head and the first line, while the guest sleeps before the rest.
-    let got = hang_up_after(
+    let got = raw::hang_up_after(
         server.addr,
         "/late-log?ms=700&head=first",
         Duration::from_millis(300),

@@ -3,7 +3,7 @@
 
 use crate::swapping::wait_for_generation;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE};
-use hotswap_tests::{Client, Server, deploy_in_place, eventually, get};
+use hotswap_tests::{Client, Server, deploy_in_place, eventually, get, raw};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -156,9 +156,37 @@ async fn shutdown_timeout_cuts_requests_that_do_not_finish() {
         signalled.elapsed() >= Duration::from_millis(900),
         "exited before the shutdown timeout"
     );
-    assert!(status.code().is_some(), "{status:?}");
+    // Cutting a running guest is still an orderly exit: the guest's task is dropped with the
+    // runtime, nothing panics on the way out.
+    assert_eq!(status.code(), Some(0), "{status:?}; log:\n{}", server.log());
     server.expect_log("1 cut", Duration::from_secs(2)).await;
+    assert!(!server.log().contains("panicked"), "{}", server.log());
     assert_cut(stuck).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_waits_for_a_guest_whose_client_hung_up() {
+    let mut server = Server::start(Path::new(MISBEHAVE), &["--shutdown-timeout", "10s"]);
+    let got =
+        raw::hang_up_after(server.addr, "/late-log?ms=1500", Duration::from_millis(200)).await;
+    assert!(got.is_empty(), "{got:?}");
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", server.log()));
+    assert_eq!(status.code(), Some(0), "{status:?}; log:\n{}", server.log());
+    server
+        .expect_log("shutdown complete", Duration::from_secs(2))
+        .await;
+    // The guest ran to its end before the process did, and counts as drained.
+    let log = server.log();
+    let done = log.find("late-log done after 1500 ms");
+    let complete = log.find("shutdown complete");
+    assert!(
+        done.is_some() && done < complete,
+        "the guest was cut at shutdown; log:\n{log}"
+    );
+    assert!(log.contains("1 request(s) drained, 0 cut"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
