@@ -174,18 +174,18 @@ impl Dispatcher {
 
         // A free permit is taken at once; only a request that has to queue sets a timer.
         let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => Ok(permit),
+            Ok(permit) => Some(permit),
             Err(_) => tokio::time::timeout(
                 self.limits.queue_timeout,
                 self.permits.clone().acquire_owned(),
             )
             .await
-            .map_err(|_| ())
-            .and_then(|acquired| acquired.map_err(|_| ())),
+            .ok()
+            .and_then(Result::ok),
         };
         let permit = match permit {
-            Ok(permit) => permit,
-            Err(()) => {
+            Some(permit) => permit,
+            None => {
                 tracing::warn!(
                     request_id = id,
                     method = %req.method(),
@@ -244,19 +244,19 @@ impl Dispatcher {
             result
         });
 
-        let head = std::future::poll_fn(|cx| {
+        // Race the guest's end against its response head. `head` is `None` when the guest
+        // dropped the response unset; `outcome` is `None` while the guest is still running.
+        let (head, outcome) = std::future::poll_fn(|cx| {
             if let Poll::Ready(outcome) = Pin::new(&mut guest).poll(cx) {
-                return Poll::Ready(Head::Finished(outcome));
+                // The guest ran to its end in one go (a small response): whatever head it set
+                // is waiting in the channel.
+                return Poll::Ready((response_rx.try_recv().ok(), Some(outcome)));
             }
-            Pin::new(&mut response_rx).poll(cx).map(Head::Set)
+            Pin::new(&mut response_rx)
+                .poll(cx)
+                .map(|head| (head.ok(), None))
         })
         .await;
-        let (head, outcome) = match head {
-            Head::Set(head) => (head.ok(), None),
-            // The guest ran to the end in one go (a small response): whatever head it set is
-            // waiting in the channel.
-            Head::Finished(outcome) => (response_rx.try_recv().ok(), Some(outcome)),
-        };
         match (head, outcome) {
             (Some(Ok(resp)), None) => {
                 resp.map(|body| GuardedBody::running(body, guest).boxed_unsync())
@@ -298,14 +298,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// How the race between the guest setting its response head and the guest ending came out.
-enum Head {
-    /// The guest set the head (or dropped the response channel unset) and may still be running.
-    Set(Result<ResponseResult, oneshot::error::RecvError>),
-    /// The guest ran to its end.
-    Finished(Result<(), GuestFailure>),
 }
 
 /// Instantiates the generation in a fresh store and calls its handler, within the deadline.

@@ -70,12 +70,9 @@ pub async fn read_until_closed(stream: &mut TcpStream, timeout: Duration) -> Raw
 /// body…), then hangs up; returns what arrived.
 pub async fn hang_up_after(addr: SocketAddr, path: &str, read_for: Duration) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(request.as_bytes())
+    // `exchange` drops its connection when `read_for` runs out.
+    exchange(addr, request.as_bytes(), read_for)
         .await
-        .expect("send the request");
-    let outcome = read_until_closed(&mut stream, read_for).await;
-    drop(stream);
-    outcome.text()
+        .expect("connect and send the request")
+        .text()
 }
