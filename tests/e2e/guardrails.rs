@@ -222,7 +222,11 @@ async fn trap_before_the_response_is_a_short_plain_500() {
         reply.body.len(),
         reply.text()
     );
-    // The operator's side: one warning that names the request.
+    // The operator's side: one warning that names the request. The log reaches the test
+    // through a pipe, later than the response: wait for the line.
+    server
+        .expect_log("guest trapped", Duration::from_secs(5))
+        .await;
     let log = server.log();
     let line = log
         .lines()
