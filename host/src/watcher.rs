@@ -44,10 +44,12 @@ pub enum WatchError {
 /// changes to it.
 ///
 /// Two watches run side by side. The debounced one sees every kind of change and fires once a
-/// burst has been quiet for `delay`. The immediate one fires at once on the two events that
-/// mean "the new file is complete": a rename into place (the recommended way to deploy) and
-/// the close of a file opened for writing; debouncing those would only add latency to a swap.
-/// The later debounced trigger then finds the content unchanged and does nothing.
+/// burst has been quiet for `delay`. The immediate one fires at once on the events after which
+/// the file is in a final state: a rename into place (the recommended way to deploy), the close
+/// of a file opened for writing, and removal. Debouncing those would only add latency to a swap
+/// (the later debounced trigger then finds the content unchanged and does nothing), and the
+/// debouncer drops a creation and a removal that fall in one window as if neither happened, so
+/// a file deployed and deleted again quickly would never be reported as gone.
 pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Result<FileWatcher> {
     let dir = component
         .parent()
@@ -104,13 +106,15 @@ pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Resu
     })
 }
 
-/// Events after which the file's new content is whole: renamed into place, or closed by a
-/// writer. (Creation is not one: `cp` creates the file before writing it.)
+/// Events after which the file is in a final state: new content renamed into place or closed by
+/// a writer, or the file removed. (Creation is not one: `cp` creates the file before writing
+/// it.)
 fn is_complete(kind: &EventKind) -> bool {
     matches!(
         kind,
         EventKind::Access(AccessKind::Close(AccessMode::Write))
             | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+            | EventKind::Remove(_)
     )
 }
 

@@ -80,3 +80,27 @@ async fn every_kind_of_bad_file_keeps_the_last_good_generation() {
     let reply = wait_for_generation(&server, 2).await;
     assert!(reply.text().contains("version v2"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_removed_right_after_a_deploy_is_reported_gone() {
+    // A debouncer drops a creation and a removal that fall in one window as if neither happened;
+    // the host must still notice the removal.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    std::fs::write(&path, guests::example_version("v1")).unwrap();
+    let server = Server::start(&path, &["--debounce", "1s"]);
+    // Let the window of the startup read's own events close, so that the deploy below opens a
+    // fresh one with its creation.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let p = path.as_path();
+    // The rename into place is acted on at once…
+    refused(&server, "core WebAssembly module", 1, || {
+        deploy_atomic(b"\0asm\x01\0\0\0", p)
+    })
+    .await;
+    // …and so is the removal that follows while the rename's debounce window is still open.
+    refused(&server, "does not exist", 1, || {
+        std::fs::remove_file(p).unwrap()
+    })
+    .await;
+}
