@@ -84,8 +84,9 @@ where
     }
 }
 
-/// A guest's run, polled by whoever waits on it: the request handler until the guest has set
-/// its response head, then the response body. It resolves to `Ok` if the guest finished without
+/// A guest's run, polled by the request handler on the connection's task until the guest has
+/// set its response head; a run still going then is detached to a task of its own
+/// ([`GuestRun::detach`], [`GuardedBody`]). It resolves to `Ok` if the guest finished without
 /// error, else to what went wrong.
 ///
 /// Dropped before it has finished (the client went away, the guest answered with an error code
@@ -93,13 +94,23 @@ where
 /// guest still ends as it would have, within its deadline, and its failures are still logged.
 pub struct GuestRun<E: Send + 'static>(Option<BoxedRun<E>>);
 
-/// The guest's future, boxed so that the handler and the body can hold it by name.
+/// The guest's future, boxed so that the handler can hold it by name.
 type BoxedRun<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
 
 impl<E: Send + 'static> GuestRun<E> {
     /// Wraps the guest's future.
     pub fn new(run: impl Future<Output = Result<(), E>> + Send + 'static) -> Self {
         GuestRun(Some(Box::pin(run)))
+    }
+
+    /// Moves the rest of the run to a task of its own and returns a handle on its outcome. The
+    /// run then keeps going, and meets its deadline, whether or not anybody polls the handle.
+    pub fn detach(mut self) -> tokio::task::JoinHandle<Result<(), E>> {
+        let run = self
+            .0
+            .take()
+            .expect("a guest run is not detached after it ended");
+        tokio::spawn(run)
     }
 }
 
@@ -129,18 +140,20 @@ impl<E: Send + 'static> Drop for GuestRun<E> {
 
 /// Where the guest behind a response body stands.
 enum Guest<E: Send + 'static> {
-    /// Still running; polled along with the body.
-    Running(GuestRun<E>),
+    /// Still running on a task of its own.
+    Running(tokio::task::JoinHandle<Result<(), E>>),
     /// Finished, cleanly or not.
     Finished(bool),
 }
 
-/// A guest's response body that drives the rest of the guest's run and ends cleanly only if the
-/// guest finished cleanly.
+/// A guest's response body that ends cleanly only if the guest finished cleanly.
 ///
-/// The guest runs on the connection's task, not a task of its own: once it has set the response
-/// head, the rest of its run (writing the body, whatever it does after) is polled from here,
-/// together with the body it feeds, so a request costs no task spawn and no cross-task wake-ups.
+/// A guest that is still running once it has set its response head (it streams its body, or
+/// does more work after it) goes on on a task of its own ([`GuestRun::detach`]). It must not be
+/// polled only from the body: a client that stops reading makes hyper stop polling the body,
+/// and the guest would then hold its instance and concurrency slot past its deadline for as
+/// long as the client keeps the connection open. A guest that ended before its head was
+/// returned (a small response) costs no task at all.
 ///
 /// wasi:http ends a response body without error when the guest's store goes away, even if the
 /// guest trapped or ran out of time half way through writing it. That would hand the client a
@@ -152,11 +165,11 @@ pub struct GuardedBody<E: Send + 'static> {
 }
 
 impl<E: Send + 'static> GuardedBody<E> {
-    /// Wraps `inner`, fed by the guest run `guest`.
+    /// Wraps `inner`, fed by the guest run `guest`, which goes on on a task of its own.
     pub fn running(inner: ResponseBody, guest: GuestRun<E>) -> Self {
         GuardedBody {
             inner,
-            guest: Guest::Running(guest),
+            guest: Guest::Running(guest.detach()),
         }
     }
 
@@ -178,24 +191,24 @@ impl<E: Send + 'static> Body for GuardedBody<E> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
-        // Run the guest first: it produces what the body then yields.
-        if let Guest::Running(run) = &mut this.guest
-            && let Poll::Ready(outcome) = Pin::new(run).poll(cx)
-        {
-            this.guest = Guest::Finished(outcome.is_ok());
-        }
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(frame) => Poll::Ready(Some(frame)),
-            None => match this.guest {
-                // The body ended but the guest has not; it will wake us when it does.
-                Guest::Running(_) => Poll::Pending,
-                Guest::Finished(true) => Poll::Ready(None),
-                Guest::Finished(false) => {
-                    // Report the failure once; a later poll sees a plain end.
-                    this.guest = Guest::Finished(true);
-                    Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)))
+            None => {
+                if let Guest::Running(task) = &mut this.guest {
+                    // The body ended; wait for the guest to end too (it wakes us when it does).
+                    // A task that panicked or was cancelled counts as a failed run.
+                    let outcome = ready!(Pin::new(task).poll(cx));
+                    this.guest = Guest::Finished(matches!(outcome, Ok(Ok(()))));
                 }
-            },
+                match this.guest {
+                    Guest::Finished(false) => {
+                        // Report the failure once; a later poll sees a plain end.
+                        this.guest = Guest::Finished(true);
+                        Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)))
+                    }
+                    _ => Poll::Ready(None),
+                }
+            }
         }
     }
 

@@ -3,11 +3,11 @@
 //!
 //! Each request waits (briefly) for a concurrency permit, takes an owned `Arc<Generation>` from
 //! the slot, and runs the guest with a fresh `Store` on the connection's own task: the handler
-//! polls the guest until it sets the response head (which comes back over a oneshot), then the
-//! response body polls the rest of the run while it streams what the guest writes. No task is
-//! spawned per request; a guest whose client goes away moves to a task of its own and still
-//! runs to its end ([`GuestRun`]). The permit and the generation are released when the guest
-//! run ends.
+//! polls the guest until it sets the response head (which comes back over a oneshot). A guest
+//! that has already ended by then (a small response: the common case) cost no task spawn; one
+//! still running (streaming its body, or whose client went away) moves to a task of its own
+//! and runs to its end within its deadline, whether or not its client reads ([`GuestRun`],
+//! [`GuardedBody`]). The permit and the generation are released when the guest run ends.
 
 use crate::body::{GuardedBody, GuestRun, LimitedBody, ResponseBody, full};
 use crate::config::Limits;
@@ -222,8 +222,8 @@ impl Dispatcher {
         // explicitly.
         let span = tracing::Span::current();
         let guest_tag = tag.clone();
-        // The guest runs right here, on the connection's task: until it sets the response head
-        // below, then as part of the response body (`GuardedBody`).
+        // The guest runs right here, on the connection's task, until it sets the response head
+        // below; if it is still running then, it goes on on a task of its own (`GuardedBody`).
         let mut guest = GuestRun::new(async move {
             let result = run_guest(
                 &runtime,

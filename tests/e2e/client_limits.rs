@@ -239,3 +239,58 @@ async fn a_guest_that_answers_with_an_error_code_is_answered_at_once_and_still_r
         .await;
     assert_healthy(&mut server).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline() {
+    // The client posts a large body to /echo and never reads the echo: once the socket buffers
+    // are full the guest blocks writing. It must still be stopped at the request deadline and
+    // give its concurrency slot back, or a few such clients would hold every slot forever.
+    const BODY: usize = 32 << 20;
+    let server = example(&[
+        "--max-concurrency",
+        "1",
+        "--queue-timeout",
+        "200ms",
+        "--request-timeout",
+        "1s",
+        "--max-body-size",
+        "64MiB",
+    ]);
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: {BODY}\r\n\r\n");
+    // Sends until the server stops reading (the guest is blocked), and never reads.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        stream.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'z'; 64 << 10];
+        for _ in 0..BODY / chunk.len() {
+            stream.write_all(&chunk).await?;
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        // Keep the connection open, still without reading.
+        std::future::pending::<()>().await;
+        std::io::Result::Ok(())
+    });
+
+    // The stuck guest is stopped at its deadline…
+    server
+        .expect_log("request deadline exceeded", Duration::from_secs(10))
+        .await;
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent < BODY,
+        "the whole body went through ({sent} bytes): the guest was never blocked"
+    );
+    // …and its slot is free again while its client still hangs on.
+    let reply = get(server.addr, "/").await.unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}; log:\n{}",
+        reply.text(),
+        server.log()
+    );
+    writer.abort();
+}
