@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side (A/B) comparison of server builds on the hello route, for tuning work.
+"""Side-by-side (A/B) comparison of server builds on the hello route (or a POST route), for tuning work.
 
 Each round starts every variant afresh, in turn, pinned like the harness does (server on CPU 0,
 wrk on CPU 1), warms it up, then measures req/s, p50/p99 and the server's CPU time per request
@@ -57,6 +57,8 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5, help="measured seconds per variant and round")
     ap.add_argument("--path", default="/", help="request path (default /)")
     ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--post-bytes", type=int, default=0, metavar="N",
+                    help="POST a body of N bytes instead of GET (e.g. --path /echo --post-bytes 65536)")
     ap.add_argument("variants", nargs="+", metavar="NAME=BINARY[,KEY=VALUE...]")
     args = ap.parse_args()
 
@@ -64,6 +66,12 @@ def main() -> int:
     guests = {name: Path(env.pop("@guest", args.guest)).read_bytes() for name, _, env in variants}
     work = Path(tempfile.mkdtemp(prefix="hotswap-ab-"))
     H.pin_self_to_client_cpu()
+    script = None
+    if args.post_bytes:
+        script = work / "post.lua"
+        script.write_text('wrk.method = "POST"\n'
+                          f'wrk.body = string.rep("x", {args.post_bytes})\n'
+                          'wrk.headers["Content-Type"] = "application/octet-stream"\n')
     results: dict[str, list[tuple[H.WrkResult, float]]] = {name: [] for name, _, _ in variants}
     for rnd in range(args.rounds):
         for name, binary, env in variants:
@@ -83,9 +91,9 @@ def main() -> int:
             server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d)
             try:
                 url = f"http://{server.wait_ready()}{args.path}"
-                H.run_wrk(url, 1, args.conns)
+                H.run_wrk(url, 1, args.conns, script)
                 before = H.cpu_seconds(server.proc.pid)
-                result = H.run_wrk(url, args.duration, args.conns)
+                result = H.run_wrk(url, args.duration, args.conns, script)
                 us = (H.cpu_seconds(server.proc.pid) - before) / max(result.requests, 1) * 1e6
             finally:
                 server.stop()
