@@ -121,6 +121,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
     pub header_read_timeout: Option<Duration>,
 
+    /// Time a client may go without accepting any of a response's bytes (while the host has
+    /// some to send) before the connection is closed. [default: 30s].
+    /// File: `limits.write_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_WRITE_TIMEOUT", value_parser = parse_duration)]
+    pub write_timeout: Option<Duration>,
+
     /// Allow guests outbound HTTP to this host (`HOST`, `HOST:PORT`, or `*.example.com` for
     /// subdomains). Repeatable; outbound HTTP is denied unless allowed here. Comma-separated
     /// in the environment variable. File: `limits.allow_outbound` (a list).

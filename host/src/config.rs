@@ -34,6 +34,8 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
 /// Default time a client has to send its request headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client may accept none of a response's bytes before it is disconnected.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time in-flight requests get to finish after SIGTERM or SIGINT.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of good generations kept compiled.
@@ -107,6 +109,8 @@ pub struct Limits {
     pub max_header_bytes: u64,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Duration,
+    /// Time a client may accept none of a response's bytes before it is disconnected.
+    pub write_timeout: Duration,
 }
 
 /// The admin listener's settings.
@@ -266,6 +270,14 @@ impl Config {
                     fl.header_read_timeout.as_ref(),
                 )?)
                 .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            write_timeout: args
+                .write_timeout
+                .or(file_duration(
+                    l,
+                    "limits.write_timeout",
+                    fl.write_timeout.as_ref(),
+                )?)
+                .unwrap_or(DEFAULT_WRITE_TIMEOUT),
         };
         limits.validate()?;
 
@@ -387,6 +399,10 @@ impl Limits {
         ensure!(
             !self.header_read_timeout.is_zero(),
             "`--header-read-timeout` must be greater than zero"
+        );
+        ensure!(
+            !self.write_timeout.is_zero(),
+            "`--write-timeout` must be greater than zero"
         );
         Ok(())
     }

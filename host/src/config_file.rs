@@ -114,6 +114,8 @@ pub struct LimitsSection {
     pub max_header_bytes: Option<String>,
     /// `header_read_timeout = "10s"`
     pub header_read_timeout: Option<String>,
+    /// `write_timeout = "30s"`
+    pub write_timeout: Option<String>,
     /// `allow_outbound = ["api.example.com"]`
     pub allow_outbound: Option<Vec<String>>,
 }
@@ -229,6 +231,7 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # max_headers = 100
 # max_header_bytes = "64KiB"
 # header_read_timeout = "10s"
+# write_timeout = "30s"      # a client that accepts no response bytes this long is cut
 # allow_outbound = []        # e.g. ["api.example.com", "*.internal:8443"]
 
 [cache]

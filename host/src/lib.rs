@@ -30,6 +30,7 @@ pub mod signals;
 pub mod slot;
 pub mod telemetry;
 pub mod watcher;
+pub mod write_timeout;
 
 use anyhow::{Context, Result, bail};
 use cli::{Cli, Command, Mode};

@@ -2,6 +2,7 @@
 
 use crate::config::Limits;
 use crate::handler::Dispatcher;
+use crate::write_timeout::WriteTimeoutIo;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -75,9 +76,8 @@ pub async fn serve(
             let dispatcher = dispatcher.clone();
             async move { Ok::<_, Infallible>(dispatcher.handle(req).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let io = WriteTimeoutIo::new(TokioIo::new(stream), limits.write_timeout, peer);
+        let conn = builder.serve_connection(io, service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {

@@ -1,11 +1,18 @@
 //! Client input over the limits: request bodies, header fields and sections, and a client that
 //! stalls in its request head. Each is refused with the documented status before the guest runs
 //! (or as soon as the limit is crossed), and the host keeps serving. Also: a client that hangs up
-//! does not cut its guest short.
+//! does not cut its guest short, and one that stops reading neither keeps its guest past the
+//! deadline nor its connection past the write timeout.
 
 use crate::guardrails::{assert_healthy, example, misbehave};
 use hotswap_tests::{Client, Reply, Server, get, post, post_chunked, raw};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
 // ----- request bodies ----------------------------------------------------------------------
 
@@ -240,12 +247,38 @@ async fn a_guest_that_answers_with_an_error_code_is_answered_at_once_and_still_r
     assert_healthy(&mut server).await;
 }
 
+/// What a client that never reads posts to `/echo`: far more than the socket buffers between
+/// it and the guest hold, so the guest ends up blocked writing the echo.
+const UNREAD_BODY: usize = 32 << 20;
+
+/// Posts [`UNREAD_BODY`] bytes to `/echo` at `addr` and never reads the response. The task ends
+/// only when the connection fails (the server closed it); the counter says how much was sent.
+fn post_without_reading(addr: SocketAddr) -> (JoinHandle<io::Result<()>>, Arc<AtomicUsize>) {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let writer = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: {UNREAD_BODY}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'z'; 64 << 10];
+        for _ in 0..UNREAD_BODY / chunk.len() {
+            stream.write_all(&chunk).await?;
+            counter.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+        // Keep the connection open, still without reading.
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    (writer, sent)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline() {
-    // The client posts a large body to /echo and never reads the echo: once the socket buffers
-    // are full the guest blocks writing. It must still be stopped at the request deadline and
-    // give its concurrency slot back, or a few such clients would hold every slot forever.
-    const BODY: usize = 32 << 20;
+    // Once the socket buffers are full the guest blocks writing the echo. It must still be
+    // stopped at the request deadline and give its concurrency slot back, or a few such clients
+    // would hold every slot.
     let server = example(&[
         "--max-concurrency",
         "1",
@@ -256,31 +289,15 @@ async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline()
         "--max-body-size",
         "64MiB",
     ]);
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: {BODY}\r\n\r\n");
-    // Sends until the server stops reading (the guest is blocked), and never reads.
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = sent.clone();
-    let writer = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        stream.write_all(head.as_bytes()).await?;
-        let chunk = vec![b'z'; 64 << 10];
-        for _ in 0..BODY / chunk.len() {
-            stream.write_all(&chunk).await?;
-            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
-        }
-        // Keep the connection open, still without reading.
-        std::future::pending::<()>().await;
-        std::io::Result::Ok(())
-    });
+    let (writer, sent) = post_without_reading(server.addr);
 
     // The stuck guest is stopped at its deadline…
     server
         .expect_log("request deadline exceeded", Duration::from_secs(10))
         .await;
-    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let sent = sent.load(Ordering::Relaxed);
     assert!(
-        sent < BODY,
+        sent < UNREAD_BODY,
         "the whole body went through ({sent} bytes): the guest was never blocked"
     );
     // …and its slot is free again while its client still hangs on.
@@ -293,4 +310,33 @@ async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline()
         server.log()
     );
     writer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    // The guest's deadline frees its slot; the connection itself, with its buffers, goes once
+    // the client has accepted no response bytes for `--write-timeout`.
+    let server = example(&["--write-timeout", "1s", "--max-body-size", "64MiB"]);
+    let (writer, sent) = post_without_reading(server.addr);
+    server
+        .expect_log(
+            "accepted no response bytes within the write timeout",
+            Duration::from_secs(10),
+        )
+        .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .unwrap_or_else(|_| panic!("still connected 10 s later; log:\n{}", server.log()))
+        .unwrap();
+    assert!(
+        ended.is_err(),
+        "the client's sending should fail once the server hangs up"
+    );
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        sent < UNREAD_BODY,
+        "the whole body went through ({sent} bytes): the response never stalled"
+    );
+    let reply = get(server.addr, "/").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
