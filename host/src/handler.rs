@@ -4,7 +4,7 @@
 //! Each request waits (briefly) for a concurrency permit, takes an owned `Arc<Generation>` from
 //! the slot, and runs the guest with a fresh `Store` on the connection's own task: the handler
 //! polls the guest until it sets the response head (which comes back over a oneshot). A guest
-//! that has already ended by then (a small response: the common case) cost no task spawn; one
+//! that has already ended by then (a small response: the common case) costs no task spawn; one
 //! still running (streaming its body, or whose client went away) moves to a task of its own
 //! and runs to its end within its deadline, whether or not its client reads ([`GuestRun`],
 //! [`GuardedBody`]). The permit and the generation are released when the guest run ends.

@@ -34,8 +34,8 @@ impl<I> WriteTimeoutIo<I> {
         }
     }
 
-    /// Passes on the outcome of a write or flush, arming the timer when it has to wait and
-    /// turning a wait past the limit into an error.
+    /// Passes on the outcome of a write (or a flush that has to wait): progress disarms the
+    /// timer, a wait arms it, and a wait past the limit becomes an error.
     fn guard<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -99,6 +99,11 @@ impl<I: Write + Unpin> Write for WriteTimeoutIo<I> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        if polled.is_ready() {
+            // A finished flush (a no-op on TCP) says nothing about whether the client took any
+            // bytes: only a write's progress disarms the timer.
+            return polled;
+        }
         self.guard(cx, polled)
     }
 
