@@ -340,3 +340,47 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let reply = get(server.addr, "/").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline() {
+    // On HTTP/2 the stall comes from flow control, not from the socket: the client never reads
+    // the response body, so its stream window stays shut once the first 64 KiB are sent.
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let server = example(&[
+        "--max-concurrency",
+        "1",
+        "--queue-timeout",
+        "200ms",
+        "--request-timeout",
+        "1s",
+        "--max-body-size",
+        "64MiB",
+    ]);
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(65_535)
+        .handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::post(format!("http://{}/echo", server.addr))
+        .body(Full::new(bytes::Bytes::from(vec![b'z'; UNREAD_BODY])))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    server
+        .expect_log("request deadline exceeded", Duration::from_secs(10))
+        .await;
+    // The slot is free again while the stream is still open.
+    let reply = get(server.addr, "/").await.unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}; log:\n{}",
+        reply.text(),
+        server.log()
+    );
+    drop(response);
+}
