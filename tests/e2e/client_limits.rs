@@ -274,12 +274,10 @@ fn post_without_reading(addr: SocketAddr) -> (JoinHandle<io::Result<()>>, Arc<At
     (writer, sent)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline() {
-    // Once the socket buffers are full the guest blocks writing the echo. It must still be
-    // stopped at the request deadline and give its concurrency slot back, or a few such clients
-    // would hold every slot.
-    let server = example(&[
+/// guest-example with one concurrency slot, a 1 s request deadline and room for
+/// [`UNREAD_BODY`].
+fn one_slot_with_a_short_deadline() -> Server {
+    example(&[
         "--max-concurrency",
         "1",
         "--queue-timeout",
@@ -288,19 +286,15 @@ async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline()
         "1s",
         "--max-body-size",
         "64MiB",
-    ]);
-    let (writer, sent) = post_without_reading(server.addr);
+    ])
+}
 
-    // The stuck guest is stopped at its deadline…
+/// The stuck guest is stopped at its deadline, and its only slot serves again while its client
+/// still hangs on.
+async fn assert_the_deadline_frees_the_slot(server: &Server) {
     server
         .expect_log("request deadline exceeded", Duration::from_secs(10))
         .await;
-    let sent = sent.load(Ordering::Relaxed);
-    assert!(
-        sent < UNREAD_BODY,
-        "the whole body went through ({sent} bytes): the guest was never blocked"
-    );
-    // …and its slot is free again while its client still hangs on.
     let reply = get(server.addr, "/").await.unwrap();
     assert_eq!(
         reply.status,
@@ -308,6 +302,22 @@ async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline()
         "{}; log:\n{}",
         reply.text(),
         server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_deadline() {
+    // Once the socket buffers are full the guest blocks writing the echo. It must still be
+    // stopped at the request deadline and give its concurrency slot back, or a few such clients
+    // would hold every slot.
+    let server = one_slot_with_a_short_deadline();
+    let (writer, sent) = post_without_reading(server.addr);
+
+    assert_the_deadline_frees_the_slot(&server).await;
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        sent < UNREAD_BODY,
+        "the whole body went through ({sent} bytes): the guest was never blocked"
     );
     writer.abort();
 }
@@ -347,16 +357,7 @@ async fn an_http2_client_that_stops_reading_does_not_keep_its_guest_past_the_dea
     // the response body, so its stream window stays shut once the first 64 KiB are sent.
     use http_body_util::Full;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let server = example(&[
-        "--max-concurrency",
-        "1",
-        "--queue-timeout",
-        "200ms",
-        "--request-timeout",
-        "1s",
-        "--max-body-size",
-        "64MiB",
-    ]);
+    let server = one_slot_with_a_short_deadline();
     let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .initial_stream_window_size(65_535)
@@ -370,17 +371,6 @@ async fn an_http2_client_that_stops_reading_does_not_keep_its_guest_past_the_dea
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
 
-    server
-        .expect_log("request deadline exceeded", Duration::from_secs(10))
-        .await;
-    // The slot is free again while the stream is still open.
-    let reply = get(server.addr, "/").await.unwrap();
-    assert_eq!(
-        reply.status,
-        200,
-        "{}; log:\n{}",
-        reply.text(),
-        server.log()
-    );
+    assert_the_deadline_frees_the_slot(&server).await;
     drop(response);
 }
