@@ -8,7 +8,7 @@
 //! | `GET /status` | JSON: current generation, history, in-flight requests per generation |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /reload` | re-read the component file now; JSON report |
-//! | `POST /rollback[?generation=N]` | serve a kept generation again |
+//! | `POST /rollback[?generation=N]` | serve a kept generation again, until the file changes |
 //! | `PUT /component` | upload a component: validated, swapped in, written to the path |
 
 use crate::body::{ResponseBody, full};

@@ -105,6 +105,12 @@ pub struct Reloader {
     /// sha256 of the content that failed last, so the second file event of one bad deploy does
     /// not validate and log it again.
     last_failed: Option<[u8; 32]>,
+    /// sha256 of what the component file held when it was last loaded (or written by an
+    /// upload). A file event whose content still matches changes nothing, even when a rollback
+    /// made another generation current: one deploy raises several file events, and a late one
+    /// must not undo a rollback made in between. An explicit reload (admin, SIGHUP, build)
+    /// still loads the file.
+    file_loaded: Option<[u8; 32]>,
 }
 
 impl Reloader {
@@ -123,6 +129,7 @@ impl Reloader {
             cache,
             metrics,
             last_failed: None,
+            file_loaded: None,
         }
     }
 
@@ -155,16 +162,31 @@ impl Reloader {
         let started = Instant::now();
         let bytes = match read_component(&self.path).await {
             Ok(bytes) => bytes,
-            Err(reason) => return self.fail(trigger, reason, None),
+            Err(reason) => {
+                self.file_loaded = None;
+                return self.fail(trigger, reason, None);
+            }
         };
         self.metrics.phase("read", started.elapsed());
-        self.swap_in(trigger, bytes, started).await
+        let sha256 = loader::sha256(&bytes);
+        if trigger == FILE_CHANGE && self.file_loaded == Some(sha256) {
+            if let Some(current) = self.slot.current().filter(|g| g.sha256 != sha256) {
+                tracing::debug!(path = %self.path.display(), serving = current.number, "file event, but the file is the one loaded before the rollback; still serving generation {}", current.number);
+                return self.unchanged(&current, &sha256);
+            }
+        }
+        let report = self.swap_in(trigger, bytes, sha256, started).await;
+        if report.result != "failed" {
+            self.file_loaded = Some(sha256);
+        }
+        report
     }
 
     async fn upload(&mut self, bytes: Vec<u8>) -> Report {
         let started = Instant::now();
         let copy = bytes.clone();
-        let report = self.swap_in("admin upload", bytes, started).await;
+        let sha256 = loader::sha256(&bytes);
+        let report = self.swap_in("admin upload", bytes, sha256, started).await;
         if report.result != "failed" {
             let path = self.path.clone();
             let written = tokio::task::spawn_blocking(move || write_atomically(&path, &copy)).await;
@@ -175,24 +197,35 @@ impl Reloader {
                     ..report
                 };
             }
+            self.file_loaded = Some(sha256);
         }
         report
     }
 
-    async fn swap_in(&mut self, trigger: &'static str, bytes: Vec<u8>, started: Instant) -> Report {
-        let sha256 = loader::sha256(&bytes);
+    /// The report of a trigger that changes nothing: `current` keeps serving.
+    fn unchanged(&self, current: &Generation, sha256: &[u8; 32]) -> Report {
+        self.metrics.reload("unchanged");
+        Report {
+            result: "unchanged",
+            generation: Some(current.number),
+            sha256: Some(hex::encode(&sha256[..6])),
+            error: None,
+            cache_hit: false,
+        }
+    }
+
+    async fn swap_in(
+        &mut self,
+        trigger: &'static str,
+        bytes: Vec<u8>,
+        sha256: [u8; 32],
+        started: Instant,
+    ) -> Report {
         let short = hex::encode(&sha256[..6]);
         let current = self.slot.current();
         if let Some(generation) = current.as_ref().filter(|g| g.sha256 == sha256) {
             tracing::debug!(path = %self.path.display(), trigger, "component unchanged; no new generation");
-            self.metrics.reload("unchanged");
-            return Report {
-                result: "unchanged",
-                generation: Some(generation.number),
-                sha256: Some(short),
-                error: None,
-                cache_hit: false,
-            };
+            return self.unchanged(generation, &sha256);
         }
         if trigger == FILE_CHANGE && self.last_failed == Some(sha256) {
             tracing::debug!(path = %self.path.display(), "content unchanged since its last failure");

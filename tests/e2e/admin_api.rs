@@ -1,8 +1,8 @@
 //! The admin listener: health, status, rollback, upload, the token, and metrics.
 
-use crate::swapping::wait_for_generation;
+use crate::swapping::{SWAP_WAIT, wait_for_generation};
 use hotswap_tests::guests;
-use hotswap_tests::{Client, Reply, Server, deploy_atomic, get, with_custom_section};
+use hotswap_tests::{Client, Reply, Server, deploy_atomic, eventually, get, with_custom_section};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -163,6 +163,54 @@ async fn rollback_upload_and_the_token() {
     let reply = admin_call(admin, "POST", "/reload", Some(TOKEN), Vec::new()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("\"unchanged\""), "{}", reply.text());
+}
+
+/// One deploy raises several file events; a late one, or the same file written again, must not
+/// undo a rollback. Only new content in the file moves the server forward again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_holds_until_the_file_really_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, path, admin) = start_with_admin(dir.path());
+    let v2 = guests::example_version("v2");
+    deploy_atomic(&v2, &path);
+    wait_for_generation(&server, 2).await;
+    let reply = admin_call(admin, "POST", "/rollback", Some(TOKEN), Vec::new()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let unchanged = "hotswap_reloads_total{result=\"unchanged\"}";
+    let count = |metrics: &HashMap<String, f64>| metrics.get(unchanged).copied().unwrap_or(0.0);
+    let before = count(&parse_metrics(
+        &get(admin, "/metrics").await.unwrap().text(),
+    ));
+    deploy_atomic(&v2, &path);
+    let seen = eventually(SWAP_WAIT, || async {
+        let metrics = parse_metrics(&get(admin, "/metrics").await.ok()?.text());
+        (count(&metrics) > before).then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "the rewrite was never handled; log:\n{}",
+        server.log()
+    );
+    let served = get(server.addr, "/").await.unwrap();
+    assert_eq!(served.generation(), Some(1), "log:\n{}", server.log());
+    assert!(served.text().contains("version v1"), "{}", served.text());
+
+    // An explicit reload loads the file again…
+    let reply = admin_call(admin, "POST", "/reload", Some(TOKEN), Vec::new()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("\"loaded\""), "{}", reply.text());
+    let served = get(server.addr, "/").await.unwrap();
+    assert_eq!(served.generation(), Some(3));
+    assert!(served.text().contains("version v2"), "{}", served.text());
+
+    // …and after another rollback, new content in the file is a deploy like any other.
+    let reply = admin_call(admin, "POST", "/rollback", Some(TOKEN), Vec::new()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    deploy_atomic(&with_custom_section(&v2, "n", b"4"), &path);
+    let served = wait_for_generation(&server, 4).await;
+    assert!(served.text().contains("version v2"), "{}", served.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
