@@ -18,6 +18,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod config_file;
+pub mod conn_io;
 pub mod engine;
 pub mod guest_io;
 pub mod handler;
@@ -30,7 +31,6 @@ pub mod signals;
 pub mod slot;
 pub mod telemetry;
 pub mod watcher;
-pub mod write_timeout;
 
 use anyhow::{Context, Result, bail};
 use cli::{Cli, Command, Mode};

@@ -1,8 +1,8 @@
 //! The accept loop, connection settings, and graceful shutdown.
 
 use crate::config::Limits;
+use crate::conn_io::ConnIo;
 use crate::handler::Dispatcher;
-use crate::write_timeout::WriteTimeoutIo;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -76,7 +76,7 @@ pub async fn serve(
             let dispatcher = dispatcher.clone();
             async move { Ok::<_, Infallible>(dispatcher.handle(req).await) }
         });
-        let io = WriteTimeoutIo::new(TokioIo::new(stream), limits.write_timeout, peer);
+        let io = ConnIo::new(TokioIo::new(stream), limits.write_timeout, peer);
         let conn = builder.serve_connection(io, service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
