@@ -177,7 +177,15 @@ impl Runtime {
                 ctx.data_mut().timed_out = true;
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // Yield the way tokio's own `yield_now` does: the task is woken only after the
+                // worker has polled its sockets and timers. wasmtime's plain `Yield` wakes the
+                // task at once, which keeps the run queue from ever emptying, so on a worker
+                // busy with a spinning guest the sockets were polled only every 61st task poll
+                // (over half a second of 10 ms slices).
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store

@@ -97,6 +97,37 @@ async fn request_timeout_stops_a_spinning_guest_with_504() {
     deadline_stops("/loop").await;
 }
 
+/// A guest spinning on the CPU yields at every epoch tick in a way that lets the runtime poll
+/// its sockets, so other clients are answered within a few ticks even on a host with a single
+/// worker thread (one CPU), not only when the spinner's deadline ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_guest_leaves_room_for_other_clients_on_a_single_worker_thread() {
+    let mut server = Server::start_with_env(
+        Path::new(MISBEHAVE),
+        &["--request-timeout", "15s"],
+        &[("TOKIO_WORKER_THREADS", "1")],
+    );
+    let addr = server.addr;
+    let stuck = tokio::spawn(async move { get(addr, "/loop").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    for _ in 0..5 {
+        let ok = get(addr, "/ok").await.unwrap();
+        assert_eq!(ok.status, 200, "{}", ok.text());
+    }
+    let took = started.elapsed();
+    assert!(!stuck.is_finished(), "the spinner ended early");
+    // Each of the five needs a few 10 ms ticks; starved, each waited for tokio's I/O check every
+    // 61st task poll, i.e. 61 of the spinner's slices (over half a second).
+    assert!(
+        took < Duration::from_millis(1500),
+        "5 requests beside a spinning guest took {took:?}"
+    );
+    stuck.abort();
+    assert_healthy(&mut server).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn request_timeout_stops_a_blocked_guest_with_504() {
     deadline_stops("/sleep-forever").await;
