@@ -15,16 +15,63 @@
 //! runs on the same machine (a sidecar proxy, a local load balancer, a load generator) waking it
 //! costs the sender's CPU as much as a sixth of a small request (an inter-processor interrupt,
 //! dearer still in a VM). Back-to-back writes find it awake and wake it once per batch. The
-//! delay a response takes on is one turn of the run queue, which holds only requests that are
-//! ready: an idle server writes at once. BENCHMARKS.md has the measurements (hello: about a
-//! third less CPU per request at 32 connections, no change at one).
+//! delay a response takes on is one turn of the run queue. A connection only yields when
+//! another connection of the listener has become readable and not read yet ([`WaitingReads`]):
+//! with nothing to batch with (one client, a quiet server) the response is written at once.
+//! BENCHMARKS.md has the measurements (hello: about a third less CPU per request at 32
+//! connections).
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+/// How many connections of a listener have become readable and not read yet: requests waiting
+/// for their turn on the runtime, which a response about to be written can be batched with.
+/// Shared by the listener's connections; cheap to clone.
+#[derive(Clone, Default)]
+pub struct WaitingReads(Arc<AtomicUsize>);
+
+impl WaitingReads {
+    /// Connections counted right now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// `ReadState` values: not counted, counted in [`WaitingReads`], connection gone.
+const IDLE: u8 = 0;
+const WAITING: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// The waker a connection's socket is given when a read has to wait: it counts the connection
+/// in [`WaitingReads`] when the socket becomes readable, then wakes the connection's task.
+struct ReadWake {
+    state: Arc<AtomicU8>,
+    waiting: WaitingReads,
+    task: Waker,
+}
+
+impl Wake for ReadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self
+            .state
+            .compare_exchange(IDLE, WAITING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.waiting.0.fetch_add(1, Ordering::Relaxed);
+        }
+        self.task.wake_by_ref();
+    }
+}
 
 /// A connection's I/O: fails writes stalled for longer than the write timeout, and yields once
 /// before the first write after each read.
@@ -34,26 +81,35 @@ pub struct ConnIo<I> {
     peer: SocketAddr,
     /// Armed while a write waits for the client; disarmed by any progress.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Something was read since the last write: the next write yields once first.
+    /// Something was read since the last write: the next write may yield once first.
     read_since_write: bool,
+    /// This connection's part in `waiting` (`IDLE`, `WAITING` or `CLOSED`).
+    read_state: Arc<AtomicU8>,
+    waiting: WaitingReads,
+    /// The task's waker and the counting waker made for it, reused while the task's is the same.
+    read_waker: Option<(Waker, Waker)>,
 }
 
 impl<I> ConnIo<I> {
-    /// Wraps `inner`, the connection to `peer`, with the write timeout `limit`.
-    pub fn new(inner: I, limit: Duration, peer: SocketAddr) -> Self {
+    /// Wraps `inner`, the connection to `peer`, with the write timeout `limit`; `waiting` is
+    /// shared by the listener's connections.
+    pub fn new(inner: I, limit: Duration, peer: SocketAddr, waiting: WaitingReads) -> Self {
         ConnIo {
             inner,
             limit,
             peer,
             stall: None,
             read_since_write: false,
+            read_state: Arc::new(AtomicU8::new(IDLE)),
+            waiting,
+            read_waker: None,
         }
     }
 
     /// Whether this write should wait one turn of the run queue first (see the module docs); if
     /// so, the task has been woken to run again at the back of the queue.
     fn yield_before_write(&mut self, cx: &mut Context<'_>) -> bool {
-        if !std::mem::take(&mut self.read_since_write) {
+        if !std::mem::take(&mut self.read_since_write) || self.waiting.get() == 0 {
             return false;
         }
         // Woken from inside its own poll, a tokio task goes to the back of the run queue (not
@@ -92,15 +148,43 @@ impl<I> ConnIo<I> {
     }
 }
 
+impl<I> Drop for ConnIo<I> {
+    fn drop(&mut self) {
+        // Closed for good: a wake-up still on its way no longer counts the connection.
+        if self.read_state.swap(CLOSED, Ordering::AcqRel) == WAITING {
+            self.waiting.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl<I: Read + Unpin> Read for ConnIo<I> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let this = self.get_mut();
+        if this
+            .read_state
+            .compare_exchange(WAITING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            this.waiting.0.fetch_sub(1, Ordering::Relaxed);
+        }
+        let counting = match &this.read_waker {
+            Some((task, counting)) if task.will_wake(cx.waker()) => counting,
+            _ => {
+                let counting = Waker::from(Arc::new(ReadWake {
+                    state: this.read_state.clone(),
+                    waiting: this.waiting.clone(),
+                    task: cx.waker().clone(),
+                }));
+                &this.read_waker.insert((cx.waker().clone(), counting)).1
+            }
+        };
+        let polled = Pin::new(&mut this.inner).poll_read(&mut Context::from_waker(counting), buf);
         if matches!(polled, Poll::Ready(Ok(()))) {
-            self.read_since_write = true;
+            this.read_since_write = true;
         }
         polled
     }
@@ -154,10 +238,7 @@ impl<I: Write + Unpin> Write for ConnIo<I> {
 mod tests {
     use super::*;
     use hyper_util::rt::TokioIo;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Wake, Waker};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     /// Counts its wake-ups.
     struct Count(AtomicUsize);
@@ -171,59 +252,102 @@ mod tests {
         }
     }
 
-    fn read_some(io: &mut ConnIo<TokioIo<tokio::io::DuplexStream>>, cx: &mut Context<'_>) {
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn conn(waiting: &WaitingReads) -> (ConnIo<TokioIo<DuplexStream>>, DuplexStream) {
+        let (ours, client) = tokio::io::duplex(1024);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let io = ConnIo::new(
+            TokioIo::new(ours),
+            Duration::from_secs(5),
+            addr,
+            waiting.clone(),
+        );
+        (io, client)
+    }
+
+    fn poll_read(io: &mut ConnIo<TokioIo<DuplexStream>>, cx: &mut Context<'_>) -> Poll<()> {
         let mut bytes = [0u8; 64];
         let mut buf = hyper::rt::ReadBuf::new(&mut bytes[..]);
-        let polled = Pin::new(&mut *io).poll_read(cx, buf.unfilled());
-        assert!(matches!(polled, Poll::Ready(Ok(()))), "{polled:?}");
+        Pin::new(&mut *io)
+            .poll_read(cx, buf.unfilled())
+            .map(|r| r.unwrap())
     }
 
     #[tokio::test]
-    async fn the_first_write_after_a_read_yields_once_and_later_ones_go_at_once() {
-        let (ours, mut client) = tokio::io::duplex(1024);
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut io = ConnIo::new(TokioIo::new(ours), Duration::from_secs(5), addr);
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+    async fn a_connection_is_counted_from_readable_until_it_reads_or_closes() {
+        let waiting = WaitingReads::default();
+        let (mut io, mut client) = conn(&waiting);
+        let (woken, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        assert!(poll_read(&mut io, &mut cx).is_pending());
+        assert_eq!(waiting.get(), 0, "an idle connection is not counted");
+        client.write_all(b"GET").await.unwrap();
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1, "the task is woken");
+        assert_eq!(waiting.get(), 1, "readable, not read yet");
+        assert!(poll_read(&mut io, &mut cx).is_ready());
+        assert_eq!(waiting.get(), 0, "read");
+
+        // A connection that goes away while counted stops counting, and a late wake-up does not
+        // count it again.
+        assert!(poll_read(&mut io, &mut cx).is_pending());
+        client.write_all(b"GET").await.unwrap();
+        assert_eq!(waiting.get(), 1);
+        drop(io);
+        assert_eq!(waiting.get(), 0);
+        drop(client);
+        assert_eq!(waiting.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_response_waits_one_turn_only_while_another_connection_waits() {
+        let waiting = WaitingReads::default();
+        let (mut io, mut client) = conn(&waiting);
+        let (mut other, mut other_client) = conn(&waiting);
+        let (woken, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
 
         // No read yet (a server speaking first): the write goes out at once.
         let polled = Pin::new(&mut io).poll_write(&mut cx, b"a");
         assert!(matches!(polled, Poll::Ready(Ok(1))), "{polled:?}");
 
+        // A request, and nobody else waiting: the response goes out at once too.
         client.write_all(b"GET").await.unwrap();
-        read_some(&mut io, &mut cx);
-        // The response's first write waits one turn, with the task woken to come back…
+        assert!(poll_read(&mut io, &mut cx).is_ready());
         let polled = Pin::new(&mut io).poll_write(&mut cx, b"b");
-        assert!(polled.is_pending(), "{polled:?}");
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
-        // …and then goes through, as do the writes after it.
-        let slices = [io::IoSlice::new(b"c")];
-        for polled in [
-            Pin::new(&mut io).poll_write(&mut cx, b"b"),
-            Pin::new(&mut io).poll_write_vectored(&mut cx, &slices),
-        ] {
-            assert!(matches!(polled, Poll::Ready(Ok(1))), "{polled:?}");
-        }
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert!(matches!(polled, Poll::Ready(Ok(1))), "{polled:?}");
 
-        // Another request, another single yield (vectored writes too).
+        // The other connection becomes readable: the next response waits one turn, with its
+        // task woken to come back…
+        assert!(poll_read(&mut other, &mut cx).is_pending());
+        other_client.write_all(b"GET").await.unwrap();
+        assert_eq!(waiting.get(), 1);
+        let before = woken.0.load(Ordering::Relaxed);
         client.write_all(b"GET").await.unwrap();
-        read_some(&mut io, &mut cx);
+        assert!(poll_read(&mut io, &mut cx).is_ready());
+        let slices = [io::IoSlice::new(b"c")];
         assert!(
             Pin::new(&mut io)
                 .poll_write_vectored(&mut cx, &slices)
                 .is_pending()
         );
-        assert!(matches!(
+        assert_eq!(woken.0.load(Ordering::Relaxed), before + 1);
+        // …and then goes through, as do the writes after it.
+        for polled in [
             Pin::new(&mut io).poll_write_vectored(&mut cx, &slices),
-            Poll::Ready(Ok(1))
-        ));
-        assert_eq!(count.0.load(Ordering::Relaxed), 2);
+            Pin::new(&mut io).poll_write(&mut cx, b"d"),
+        ] {
+            assert!(matches!(polled, Poll::Ready(Ok(1))), "{polled:?}");
+        }
+        assert_eq!(woken.0.load(Ordering::Relaxed), before + 1);
 
         drop(io);
         let mut received = String::new();
         client.read_to_string(&mut received).await.unwrap();
-        assert_eq!(received, "abcc", "every byte arrives, in order");
+        assert_eq!(received, "abcd", "every byte arrives, in order");
     }
 }

@@ -1,7 +1,7 @@
 //! The accept loop, connection settings, and graceful shutdown.
 
 use crate::config::Limits;
-use crate::conn_io::ConnIo;
+use crate::conn_io::{ConnIo, WaitingReads};
 use crate::handler::Dispatcher;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -54,6 +54,7 @@ pub async fn serve(
 ) -> ShutdownReport {
     let builder = connection_builder(limits);
     let graceful = GracefulShutdown::new();
+    let waiting_reads = WaitingReads::default();
     tokio::pin!(shutdown);
 
     loop {
@@ -76,7 +77,12 @@ pub async fn serve(
             let dispatcher = dispatcher.clone();
             async move { Ok::<_, Infallible>(dispatcher.handle(req).await) }
         });
-        let io = ConnIo::new(TokioIo::new(stream), limits.write_timeout, peer);
+        let io = ConnIo::new(
+            TokioIo::new(stream),
+            limits.write_timeout,
+            peer,
+            waiting_reads.clone(),
+        );
         let conn = builder.serve_connection(io, service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
