@@ -7,10 +7,10 @@
 //! client arms the timer, so a response the guest is slow to produce (a long poll, a stream with
 //! pauses) is not affected, and a fast write costs nothing extra.
 //!
-//! **Batched responses.** The first write after a read (a response to the request just read)
-//! is not made at once: the connection's task yields once, to the back of the runtime's run
-//! queue, so the other connections whose requests are already waiting run their guests first,
-//! and the responses then leave back to back. Every write into the socket of a client that is
+//! **Batched responses.** When other requests are waiting, the first write after a read (a
+//! response to the request just read) is not made at once: the connection's task yields once,
+//! to the back of the runtime's run queue, so the other connections whose requests are waiting
+//! run their guests first, and the responses then leave back to back. Every write into the socket of a client that is
 //! idle, waiting for its response, makes the kernel wake the client's thread; when that thread
 //! runs on the same machine (a sidecar proxy, a local load balancer, a load generator) waking it
 //! costs the sender's CPU as much as a sixth of a small request (an inter-processor interrupt,
