@@ -10,16 +10,16 @@
 //! **Batched responses.** When other requests are waiting, the first write after a read (a
 //! response to the request just read) is not made at once: the connection's task yields once,
 //! to the back of the runtime's run queue, so the other connections whose requests are waiting
-//! run their guests first, and the responses then leave back to back. Every write into the socket of a client that is
-//! idle, waiting for its response, makes the kernel wake the client's thread; when that thread
-//! runs on the same machine (a sidecar proxy, a local load balancer, a load generator) waking it
-//! costs the sender's CPU as much as a sixth of a small request (an inter-processor interrupt,
-//! dearer still in a VM). Back-to-back writes find it awake and wake it once per batch. The
-//! delay a response takes on is one turn of the run queue. A connection only yields when
-//! another connection of the listener has become readable and not read yet ([`WaitingReads`]):
-//! with nothing to batch with (one client, a quiet server) the response is written at once.
-//! BENCHMARKS.md has the measurements (hello: about a third less CPU per request at 32
-//! connections).
+//! run their guests first, and the responses then leave back to back. Every write into the
+//! socket of a client that is idle, waiting for its response, makes the kernel wake the
+//! client's thread; when that thread runs on the same machine (a sidecar proxy, a local load
+//! balancer, a load generator) waking it costs the sender's CPU as much as a sixth of a small
+//! request (an inter-processor interrupt, dearer still in a VM). Back-to-back writes find it
+//! awake and wake it once per batch. The delay a response takes on is one turn of the run
+//! queue. A connection only yields when another connection of the listener has become readable
+//! and not read yet ([`WaitingReads`]): with nothing to batch with (one client, a quiet server)
+//! the response is written at once. BENCHMARKS.md has the measurements (hello: about a third
+//! less CPU per request at 32 connections).
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io;
@@ -43,7 +43,7 @@ impl WaitingReads {
     }
 }
 
-/// `ReadState` values: not counted, counted in [`WaitingReads`], connection gone.
+/// The states of a connection's `read_state`: not counted, counted in [`WaitingReads`], gone.
 const IDLE: u8 = 0;
 const WAITING: u8 = 1;
 const CLOSED: u8 = 2;
@@ -74,7 +74,7 @@ impl Wake for ReadWake {
 }
 
 /// A connection's I/O: fails writes stalled for longer than the write timeout, and yields once
-/// before the first write after each read.
+/// before the first write after each read while another connection waits to be read.
 pub struct ConnIo<I> {
     inner: I,
     limit: Duration,

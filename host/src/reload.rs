@@ -169,11 +169,13 @@ impl Reloader {
         };
         self.metrics.phase("read", started.elapsed());
         let sha256 = loader::sha256(&bytes);
+        // What was last loaded from the file: nothing to do, whether that content is serving or
+        // a rollback made another generation current.
         if trigger == FILE_CHANGE
             && self.file_loaded == Some(sha256)
-            && let Some(current) = self.slot.current().filter(|g| g.sha256 != sha256)
+            && let Some(current) = self.slot.current()
         {
-            tracing::debug!(path = %self.path.display(), serving = current.number, "file event, but the file is the one loaded before the rollback; still serving generation {}", current.number);
+            tracing::debug!(path = %self.path.display(), serving = current.number, "file unchanged since it was last loaded; still serving generation {}", current.number);
             return self.unchanged(&current, &sha256);
         }
         let report = self.swap_in(trigger, bytes, sha256, started).await;

@@ -179,13 +179,10 @@ async fn a_rollback_holds_until_the_file_really_changes() {
 
     let unchanged = "hotswap_reloads_total{result=\"unchanged\"}";
     let count = |metrics: &HashMap<String, f64>| metrics.get(unchanged).copied().unwrap_or(0.0);
-    let before = count(&parse_metrics(
-        &get(admin, "/metrics").await.unwrap().text(),
-    ));
+    let before = count(&scrape(admin).await.expect("GET /metrics failed"));
     deploy_atomic(&v2, &path);
     let seen = eventually(SWAP_WAIT, || async {
-        let metrics = parse_metrics(&get(admin, "/metrics").await.ok()?.text());
-        (count(&metrics) > before).then_some(())
+        (count(&scrape(admin).await?) > before).then_some(())
     })
     .await;
     assert!(
@@ -222,6 +219,11 @@ async fn mutating_calls_are_refused_when_no_token_is_configured() {
     let admin = server.admin.unwrap();
     let reply = admin_call(admin, "POST", "/reload", Some("anything"), Vec::new()).await;
     assert_eq!(reply.status, 403, "{}", reply.text());
+}
+
+/// The admin listener's metrics, parsed; `None` if the scrape itself failed.
+async fn scrape(admin: SocketAddr) -> Option<HashMap<String, f64>> {
+    Some(parse_metrics(&get(admin, "/metrics").await.ok()?.text()))
 }
 
 /// Parses Prometheus/OpenMetrics text into `series → value`, failing on any malformed line.
@@ -271,14 +273,14 @@ async fn metrics_parse_and_move_with_traffic_and_reloads() {
     let ok_gen1 = "hotswap_requests_total{status_class=\"2xx\",generation=\"1\"}";
     let loaded = "hotswap_reloads_total{result=\"loaded\"}";
 
-    let before = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    let before = scrape(admin).await.expect("GET /metrics failed");
     assert_eq!(before.get(loaded), Some(&1.0), "{before:?}");
     assert_eq!(before.get("hotswap_generation"), Some(&1.0));
     let served_before = before.get(ok_gen1).copied().unwrap_or(0.0);
     for _ in 0..5 {
         assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
     }
-    let mid = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    let mid = scrape(admin).await.expect("GET /metrics failed");
     assert_eq!(
         mid.get(ok_gen1).copied().unwrap_or(0.0) - served_before,
         5.0,
@@ -287,7 +289,7 @@ async fn metrics_parse_and_move_with_traffic_and_reloads() {
 
     deploy_atomic(&guests::example_version("v2"), &path);
     wait_for_generation(&server, 2).await;
-    let after = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    let after = scrape(admin).await.expect("GET /metrics failed");
     assert_eq!(after.get(loaded), Some(&2.0));
     assert_eq!(after.get("hotswap_generation"), Some(&2.0));
     assert_eq!(
@@ -308,7 +310,7 @@ async fn metrics_parse_and_move_with_traffic_and_reloads() {
         deploy_atomic(&with_custom_section(&v2, "n", &[n as u8]), &path);
         wait_for_generation(&server, n).await;
     }
-    let later = parse_metrics(&get(admin, "/metrics").await.unwrap().text());
+    let later = scrape(admin).await.expect("GET /metrics failed");
     let series_of = |generation: &str| -> Vec<String> {
         later
             .keys()
