@@ -1,5 +1,5 @@
 //! Builds the guest components the tests use, from source, for `wasm32-wasip2`, and names them
-//! by generated constants (`GUEST_EXAMPLE`, `MISBEHAVE`, `OTHER_WORLD`). No `.wasm` file is
+//! by generated constants (`GUEST_EXAMPLE`, `MISBEHAVE`, `OTHER_WORLD`, `STATEFUL`). No `.wasm` file is
 //! ever committed.
 
 use std::env;
@@ -34,6 +34,8 @@ fn main() {
          pub const MISBEHAVE: &str = {:?};\n\
          /// A component of another world (a wasi:cli command).\n\
          pub const OTHER_WORLD: &str = {:?};\n\
+         /// The test guest that reads wasi:config and keeps state in wasi:keyvalue.\n\
+         pub const STATEFUL: &str = {:?};\n\
          /// Workspace root.\n\
          pub const ROOT: &str = {:?};\n\
          /// Target directory the guests are built in.\n\
@@ -41,6 +43,7 @@ fn main() {
         out.join("guest_example.wasm"),
         out.join("misbehave.wasm"),
         out.join("other-world.wasm"),
+        out.join("stateful.wasm"),
         root,
         target_dir,
     );

@@ -143,6 +143,39 @@ pub struct ServeArgs {
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub guest_env: Vec<String>,
 
+    /// A value guests read through `wasi:config/store` (`KEY=VALUE`). Repeatable; wins over
+    /// the same key in the file. Values are never logged. File: `component.config` (a table,
+    /// re-read on save in dev mode and on SIGHUP or `POST /reload`).
+    #[arg(long = "config-var", value_name = "KEY=VALUE")]
+    pub config_vars: Vec<String>,
+
+    /// The store behind `wasi:keyvalue`: `sqlite` (a file under `$XDG_STATE_HOME/hotswap`),
+    /// `sqlite:PATH`, `memory` (lost on exit) or `redis://[user:password@]HOST[:PORT][/DB]`
+    /// (shared by replicas). Its state survives every swap. [default: sqlite].
+    /// File: `keyvalue.store`.
+    #[arg(
+        long,
+        value_name = "STORE",
+        env = "HOTSWAP_KEYVALUE",
+        hide_env_values = true
+    )]
+    pub keyvalue: Option<String>,
+
+    /// The namespace of this app's key-value buckets: apps sharing a store see only their own.
+    /// [default: the component file's stem]. File: `keyvalue.namespace`.
+    #[arg(long, value_name = "NAME", env = "HOTSWAP_KEYVALUE_NAMESPACE")]
+    pub keyvalue_namespace: Option<String>,
+
+    /// Largest value a guest may store under one key (e.g. `1MiB`); a larger one is an error
+    /// for the guest. [default: 1MiB]. File: `keyvalue.max_value_size`.
+    #[arg(long, value_name = "SIZE", env = "HOTSWAP_KEYVALUE_MAX_VALUE_SIZE", value_parser = parse_size)]
+    pub keyvalue_max_value_size: Option<u64>,
+
+    /// Largest number of keys in one bucket; adding one more is an error for the guest.
+    /// [default: 100000]. File: `keyvalue.max_keys`.
+    #[arg(long, value_name = "N", env = "HOTSWAP_KEYVALUE_MAX_KEYS")]
+    pub keyvalue_max_keys: Option<u64>,
+
     /// Time in-flight requests get to finish after SIGTERM or SIGINT before they are cut.
     /// [default: 30s]. File: `server.shutdown_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]

@@ -7,6 +7,8 @@
 
 use crate::cli::{LogFormat, Mode, ServeArgs, parse_duration, parse_size};
 use crate::config_file::{self, BuildSection, Loaded};
+use crate::guest_config::ConfigValues;
+use crate::keyvalue::{self, KvSettings, StoreSpec};
 use crate::outbound::OutboundPolicy;
 use anyhow::{Context, Result, bail, ensure};
 use std::net::SocketAddr;
@@ -86,6 +88,14 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Rebuild on save, if configured (dev mode only).
     pub build: Option<BuildConfig>,
+    /// Values served through `wasi:config/store`, from the file (re-read on reload).
+    pub config_values: ConfigValues,
+    /// `--config-var` values, on top of the file's.
+    pub config_overrides: ConfigValues,
+    /// The configuration file, if one was read (config values are re-read from it).
+    pub config_file: Option<PathBuf>,
+    /// The store behind `wasi:keyvalue`.
+    pub keyvalue: KvSettings,
     /// Warnings found while merging the settings, logged once logging is up.
     pub notes: Vec<String>,
 }
@@ -296,7 +306,7 @@ impl Config {
         } else {
             args.guest_env
                 .iter()
-                .map(|kv| parse_env(kv))
+                .map(|kv| parse_pair("--env", kv))
                 .collect::<Result<Vec<_>>>()?
         };
         let shutdown_timeout = args
@@ -348,6 +358,18 @@ impl Config {
             .filter(|t| !t.is_empty());
         let admin = admin_addr.map(|addr| AdminConfig { addr, token });
 
+        let config_values = match l {
+            Some(loaded) => config_file::config_values(loaded)?,
+            None => ConfigValues::default(),
+        };
+        let config_overrides = ConfigValues(
+            args.config_vars
+                .iter()
+                .map(|kv| parse_pair("--config-var", kv))
+                .collect::<Result<_>>()?,
+        );
+        let keyvalue = keyvalue_settings(&args, &f.keyvalue, l, &component)?;
+
         let mut notes = Vec::new();
         let build = build_config(&args, f.build.as_ref(), l, mode, &mut notes)?;
         // A build creates the component's directory; without one it must already exist.
@@ -369,9 +391,83 @@ impl Config {
             keep_generations,
             admin,
             build,
+            config_values,
+            config_overrides,
+            config_file: l.map(|l| l.path.clone()),
+            keyvalue,
             notes,
         })
     }
+}
+
+fn keyvalue_settings(
+    args: &ServeArgs,
+    file: &config_file::KeyValueSection,
+    l: Option<&Loaded>,
+    component: &Path,
+) -> Result<KvSettings> {
+    let store = match (&args.keyvalue, &file.store) {
+        (Some(s), _) => StoreSpec::parse(s).map_err(|e| anyhow::anyhow!("`--keyvalue`: {e}"))?,
+        (None, Some(s)) => {
+            match StoreSpec::parse(s).map_err(|e| in_file(l, "keyvalue.store", e))? {
+                // A relative path in the file is relative to the file.
+                StoreSpec::Sqlite(_) if s.starts_with("sqlite:") => {
+                    let path = Path::new(&s["sqlite:".len()..]);
+                    StoreSpec::Sqlite(
+                        l.map(|l| l.resolve(path))
+                            .unwrap_or_else(|| path.to_path_buf()),
+                    )
+                }
+                other => other,
+            }
+        }
+        (None, None) => StoreSpec::parse("sqlite").map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let namespace = match args.keyvalue_namespace.clone().or(file.namespace.clone()) {
+        Some(ns) => ns,
+        // The component's stem, made a valid name (`my app.wasm` → `my_app`).
+        None => component
+            .file_stem()
+            .map(|s| {
+                s.to_string_lossy()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .take(64)
+                    .collect::<String>()
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into()),
+    };
+    keyvalue::check_name(&namespace).map_err(|e| anyhow::anyhow!("`--keyvalue-namespace`: {e}"))?;
+    let max_value_size = args
+        .keyvalue_max_value_size
+        .or(file_size(
+            l,
+            "keyvalue.max_value_size",
+            file.max_value_size.as_ref(),
+        )?)
+        .unwrap_or(keyvalue::DEFAULT_MAX_VALUE_SIZE);
+    let max_keys = args
+        .keyvalue_max_keys
+        .or(file.max_keys)
+        .unwrap_or(keyvalue::DEFAULT_MAX_KEYS);
+    ensure!(max_keys >= 1, "`--keyvalue-max-keys` must be at least 1");
+    ensure!(
+        max_value_size <= 64 << 20,
+        "`--keyvalue-max-value-size` must be at most 64MiB, got `{max_value_size}` bytes"
+    );
+    Ok(KvSettings {
+        store,
+        namespace,
+        max_value_size,
+        max_keys,
+    })
 }
 
 impl Limits {
@@ -527,11 +623,13 @@ fn default_cache_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache").join("hotswap"))
 }
 
-fn parse_env(kv: &str) -> Result<(String, String)> {
+/// Splits `flag`'s `KEY=VALUE` on the first `=`. Errors name the key only: a value may be a
+/// secret.
+fn parse_pair(flag: &str, kv: &str) -> Result<(String, String)> {
     let Some((key, value)) = kv.split_once('=') else {
-        bail!("`--env {kv}` must have the form KEY=VALUE");
+        bail!("`{flag}` takes KEY=VALUE; got a value without `=`");
     };
-    ensure!(!key.is_empty(), "`--env {kv}` has an empty variable name");
+    ensure!(!key.is_empty(), "`{flag}` has an empty key (`=VALUE`)");
     Ok((key.to_string(), value.to_string()))
 }
 
@@ -541,13 +639,22 @@ mod tests {
 
     #[test]
     fn env_pairs_split_on_the_first_equals_sign() {
-        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert_eq!(
-            parse_env("EMPTY=").unwrap(),
+            parse_pair("--env", "A=b=c").unwrap(),
+            ("A".into(), "b=c".into())
+        );
+        assert_eq!(
+            parse_pair("--env", "EMPTY=").unwrap(),
             ("EMPTY".into(), String::new())
         );
-        assert!(parse_env("novalue").is_err());
-        assert!(parse_env("=x").is_err());
+        assert!(parse_pair("--env", "novalue").is_err());
+        let err = parse_pair("--config-var", "=hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--config-var") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]

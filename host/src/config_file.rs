@@ -3,6 +3,7 @@
 //! Values are kept as written (durations and sizes as strings) and checked when merged in
 //! [`crate::config`], so an error can name both the key and the file. Unknown keys are errors.
 
+use crate::guest_config::ConfigValues;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -38,6 +39,9 @@ pub struct FileConfig {
     /// `[log]`
     #[serde(default)]
     pub log: LogSection,
+    /// `[keyvalue]`
+    #[serde(default)]
+    pub keyvalue: KeyValueSection,
 }
 
 /// `[server]`: the HTTP listener.
@@ -62,6 +66,23 @@ pub struct ComponentSection {
     pub require: Option<bool>,
     /// `env = { KEY = "value" }`
     pub env: Option<BTreeMap<String, String>>,
+    /// `[component.config]`: values guests read through `wasi:config/store` (strings, numbers
+    /// or booleans; re-read without a restart).
+    pub config: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// `[keyvalue]`: the store behind `wasi:keyvalue`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyValueSection {
+    /// `store = "sqlite" | "sqlite:PATH" | "memory" | "redis://HOST:PORT/DB"`
+    pub store: Option<String>,
+    /// `namespace = "app"` (default: the component file's stem)
+    pub namespace: Option<String>,
+    /// `max_value_size = "1MiB"`
+    pub max_value_size: Option<String>,
+    /// `max_keys = 100000` (per bucket)
+    pub max_keys: Option<u64>,
 }
 
 /// `[watch]`: the component file watch.
@@ -193,6 +214,28 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     Ok(Some(Loaded { file, path, dir }))
 }
 
+/// The `[component.config]` values of a loaded file, as strings.
+pub fn config_values(loaded: &Loaded) -> Result<ConfigValues> {
+    let Some(table) = &loaded.file.component.config else {
+        return Ok(ConfigValues::default());
+    };
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => anyhow::bail!(
+                "`component.config.{key}` in `{}` must be a string, a number or a boolean",
+                loaded.path.display()
+            ),
+        };
+        values.insert(key.clone(), text);
+    }
+    Ok(ConfigValues(values))
+}
+
 /// The starter file `hotswap init` writes.
 pub const STARTER: &str = r#"# hotswap.toml: settings for `hotswap serve`.
 # Precedence: command-line flag > environment variable (HOTSWAP_*) > this file > default.
@@ -207,6 +250,11 @@ pub const STARTER: &str = r#"# hotswap.toml: settings for `hotswap serve`.
 path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # require = false            # fail at startup if it is missing or invalid
 # env = { GREETING = "hi" }  # the guest's whole environment
+
+# Values guests read with wasi:config/store (re-read on save in dev mode, on SIGHUP or
+# POST /reload in prod; --config-var KEY=VALUE wins). Never logged.
+# [component.config]
+# greeting = "hello"
 
 [watch]
 # enabled = true
@@ -245,6 +293,14 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 
 [log]
 # format = "pretty"          # pretty | json
+
+# The store behind wasi:keyvalue; its state survives every swap and, but for memory, restarts.
+[keyvalue]
+# store = "sqlite"           # sqlite | sqlite:PATH | memory | redis://127.0.0.1:6379/0
+#                            # (sqlite: $XDG_STATE_HOME/hotswap/keyvalue.sqlite3)
+# namespace = "app"          # buckets are this app's alone; default: the component's file stem
+# max_value_size = "1MiB"
+# max_keys = 100000          # per bucket
 "#;
 
 #[cfg(test)]
@@ -263,5 +319,34 @@ mod tests {
         assert!(err.to_string().contains("max_memroy"), "{err}");
         let err = toml::from_str::<FileConfig>("[servr]\n").unwrap_err();
         assert!(err.to_string().contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn config_values_are_strings_numbers_or_booleans() {
+        let loaded = |text: &str| Loaded {
+            file: toml::from_str(text).unwrap(),
+            path: PathBuf::from("/x/hotswap.toml"),
+            dir: PathBuf::from("/x"),
+        };
+        let values = config_values(&loaded(
+            "[component.config]\nname = \"a\"\nport = 8080\nratio = 0.5\non = true\n",
+        ))
+        .unwrap();
+        let pairs: Vec<(&str, &str)> = values
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("name", "a"),
+                ("on", "true"),
+                ("port", "8080"),
+                ("ratio", "0.5")
+            ]
+        );
+        let err = config_values(&loaded("[component.config]\nlist = [1]\n")).unwrap_err();
+        assert!(err.to_string().contains("component.config.list"), "{err}");
     }
 }

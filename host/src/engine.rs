@@ -2,11 +2,16 @@
 //! the state each request's [`Store`] carries.
 //!
 //! Guests are linked with all of WASI 0.2 (Rust std guests import `wasi:cli/*` beyond the proxy
-//! world) plus wasi:http, but granted nothing: no inherited environment, no preopened
-//! directories, no sockets, no outbound HTTP unless `--allow-outbound` says so.
+//! world) plus wasi:http, `wasi:config/store` and `wasi:keyvalue`, but granted nothing else: no
+//! inherited environment, no preopened directories, no sockets, no outbound HTTP unless
+//! `--allow-outbound` says so. Config values and key-value state belong to the host, not to a
+//! generation: a swap changes the code and keeps both.
 
 use crate::config::Config;
+use crate::guest_config::{GuestConfig, Snapshot};
 use crate::guest_io::{GuestLog, RequestTag};
+use crate::keyvalue::{KeyValue, KvView};
+use crate::metrics::Metrics;
 use crate::outbound::{OutboundHooks, OutboundPolicy};
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -50,6 +55,10 @@ pub struct Runtime {
     pub linker: Linker<HostState>,
     /// Settings that shape each request's store.
     pub store_settings: StoreSettings,
+    /// The values guests read through `wasi:config/store`.
+    pub guest_config: Arc<GuestConfig>,
+    /// The store behind `wasi:keyvalue`, shared by every generation.
+    pub keyvalue: Arc<KeyValue>,
 }
 
 /// Per-store settings taken from the configuration once.
@@ -64,9 +73,10 @@ pub struct StoreSettings {
 }
 
 impl Runtime {
-    /// Builds the engine (pooling allocator sized from the concurrency cap, epoch interruption on)
-    /// and the linker.
-    pub fn new(config: &Config) -> Result<Runtime> {
+    /// Builds the engine (pooling allocator sized from the concurrency cap, epoch interruption on),
+    /// the linker, the config values and the key-value store (opened on first use). Must run
+    /// inside the tokio runtime (a Redis client is set up there).
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Runtime> {
         let limits = &config.limits;
         let slots = u32::try_from(limits.max_concurrency)
             .context("`--max-concurrency` is too large")?
@@ -111,8 +121,29 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("failed to link wasi:http")?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut HostState| {
+            wasmtime_wasi_config::WasiConfig::new(&s.config.vars)
+        })
+        .map_err(anyhow::Error::from)
+        .context("failed to link wasi:config")?;
+        crate::keyvalue::add_to_linker(&mut linker, |s: &mut HostState| KvView {
+            kv: &s.keyvalue,
+            table: &mut s.table,
+        })
+        .map_err(anyhow::Error::from)
+        .context("failed to link wasi:keyvalue")?;
+
+        let guest_config = Arc::new(GuestConfig::new(
+            config.config_values.clone(),
+            config.config_overrides.clone(),
+            config.config_file.clone(),
+            metrics.clone(),
+        ));
+        let keyvalue = Arc::new(KeyValue::new(config.keyvalue.clone(), metrics)?);
 
         Ok(Runtime {
+            guest_config,
+            keyvalue,
             engine,
             linker,
             store_settings: StoreSettings {
@@ -168,6 +199,8 @@ impl Runtime {
             limiter: GuestLimiter::new(settings.max_memory),
             deadline,
             timed_out: false,
+            config: self.guest_config.snapshot(),
+            keyvalue: self.keyvalue.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -214,6 +247,9 @@ pub struct HostState {
     pub deadline: Instant,
     /// Set when the epoch callback interrupted the guest at its deadline.
     pub timed_out: bool,
+    /// The config values current when the request started.
+    config: Arc<Snapshot>,
+    keyvalue: Arc<KeyValue>,
 }
 
 impl WasiView for HostState {

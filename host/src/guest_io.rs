@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -40,40 +41,48 @@ pub struct RequestTag {
 }
 
 /// A guest output stream that becomes log lines, tagged with the request and inside its span.
+///
+/// One `GuestLog` is made per stream per request, and every handle the guest opens on that
+/// stream (each `get-stdout()` call returns a new one) writes into its one line buffer: a line
+/// written in pieces through several handles is still one log line, and a line never mixes two
+/// requests. What is left without a newline is logged when the request's store is dropped.
 #[derive(Clone, Debug)]
 pub struct GuestLog {
-    which: Which,
-    generation: u64,
-    request: Option<RequestTag>,
-    span: tracing::Span,
+    lines: Arc<Mutex<LineBuffer>>,
 }
 
 impl GuestLog {
     /// The guest's stdout while `generation` serves `request` (`None`: a validation run),
     /// logged inside `span`.
     pub fn stdout(generation: u64, request: Option<RequestTag>, span: tracing::Span) -> Self {
-        GuestLog {
-            which: Which::Stdout,
-            generation,
-            request,
-            span,
-        }
+        Self::new(Which::Stdout, generation, request, span)
     }
 
     /// The guest's stderr, as [`GuestLog::stdout`].
     pub fn stderr(generation: u64, request: Option<RequestTag>, span: tracing::Span) -> Self {
+        Self::new(Which::Stderr, generation, request, span)
+    }
+
+    fn new(
+        which: Which,
+        generation: u64,
+        request: Option<RequestTag>,
+        span: tracing::Span,
+    ) -> Self {
         GuestLog {
-            which: Which::Stderr,
-            generation,
-            request,
-            span,
+            lines: Arc::new(Mutex::new(LineBuffer {
+                which,
+                generation,
+                request,
+                span,
+                buf: Vec::new(),
+            })),
         }
     }
 
     fn writer(&self) -> LineWriter {
         LineWriter {
-            log: self.clone(),
-            buf: Vec::new(),
+            lines: self.lines.clone(),
         }
     }
 }
@@ -94,13 +103,17 @@ impl StdoutStream for GuestLog {
     }
 }
 
-/// Buffers bytes until a newline, then logs the line.
-struct LineWriter {
-    log: GuestLog,
+/// The bytes of one stream of one request since its last newline, and what to tag lines with.
+#[derive(Debug)]
+struct LineBuffer {
+    which: Which,
+    generation: u64,
+    request: Option<RequestTag>,
+    span: tracing::Span,
     buf: Vec<u8>,
 }
 
-impl LineWriter {
+impl LineBuffer {
     fn push(&mut self, mut bytes: &[u8]) {
         while let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
             self.buf.extend_from_slice(&bytes[..pos]);
@@ -120,15 +133,15 @@ impl LineWriter {
         let line = line.strip_suffix('\r').unwrap_or(&line);
         // Entering the request span only here, when a line is logged, attaches guest output to
         // its request without instrumenting every poll of the guest (costly for streaming).
-        let request = self.log.request.as_ref();
-        self.log.span.in_scope(|| {
+        let request = self.request.as_ref();
+        self.span.in_scope(|| {
             tracing::info!(
                 target: "hotswap::guest",
-                generation = self.log.generation,
+                generation = self.generation,
                 request_id = request.map(|r| r.id),
                 method = request.map(|r| tracing::field::display(&r.method)),
                 path = request.map(|r| tracing::field::display(r.uri.path())),
-                stream = self.log.which.name(),
+                stream = self.which.name(),
                 "{line}"
             )
         });
@@ -136,11 +149,25 @@ impl LineWriter {
     }
 }
 
-impl Drop for LineWriter {
+impl Drop for LineBuffer {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
             self.emit();
         }
+    }
+}
+
+/// One guest handle on a stream; every handle of the stream shares its [`LineBuffer`].
+struct LineWriter {
+    lines: Arc<Mutex<LineBuffer>>,
+}
+
+impl LineWriter {
+    fn push(&self, bytes: &[u8]) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(bytes);
     }
 }
 
@@ -170,7 +197,7 @@ impl tokio::io::AsyncWrite for LineWriter {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().push(buf);
+        self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
 

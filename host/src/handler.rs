@@ -291,10 +291,21 @@ impl Dispatcher {
                     None => guest.await,
                 };
                 if exceeded.load(Ordering::Relaxed) {
-                    too_large(self.limits.max_body_size)
-                } else {
-                    failure_response(outcome.err(), self.expose_errors)
+                    return too_large(self.limits.max_body_size);
                 }
+                if outcome.is_ok() {
+                    // A failure was logged where it happened; a clean return without a
+                    // response is logged here, once.
+                    self.metrics.trap("no_response");
+                    tracing::warn!(
+                        request_id = id,
+                        method = %tag.method,
+                        path = %tag.uri.path(),
+                        generation = number,
+                        "guest returned without setting a response; answering 500"
+                    );
+                }
+                failure_response(outcome.err(), self.expose_errors)
             }
         }
     }

@@ -20,8 +20,10 @@ pub mod config;
 pub mod config_file;
 pub mod conn_io;
 pub mod engine;
+pub mod guest_config;
 pub mod guest_io;
 pub mod handler;
+pub mod keyvalue;
 pub mod loader;
 pub mod metrics;
 pub mod outbound;
@@ -92,9 +94,9 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Serves `config.component` until a stop signal, reloading it as it changes.
 pub async fn serve(config: Config) -> Result<()> {
-    let runtime = Arc::new(engine::Runtime::new(&config)?);
-    runtime.start_epoch_ticker()?;
     let metrics = Arc::new(metrics::Metrics::default());
+    let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
+    runtime.start_epoch_ticker()?;
     let slot = Arc::new(slot::Slot::new(config.keep_generations));
     let cache = match &config.cache_dir {
         Some(dir) => match cache::CompileCache::open(dir, &runtime.engine) {
@@ -116,13 +118,28 @@ pub async fn serve(config: Config) -> Result<()> {
 
     // Watch before the first read, so a change landing in between is not missed.
     let _watcher = if config.watch {
+        let triggers = triggers.clone();
         Some(watcher::watch(
             &config.component,
             config.debounce,
-            triggers.clone(),
+            move || triggers.send(reload::Trigger::FileChanged),
         )?)
     } else {
         None
+    };
+    // Dev mode: config values are re-read when the configuration file is saved (in prod mode
+    // only on SIGHUP or `POST /reload`).
+    let _config_watcher = match (
+        &config.config_file,
+        config.watch && config.mode == Mode::Dev,
+    ) {
+        (Some(file), true) => {
+            let guest_config = runtime.guest_config.clone();
+            Some(watcher::watch(file, config.debounce, move || {
+                guest_config.reload("file change")
+            })?)
+        }
+        _ => None,
     };
 
     // Dev loop: build once now, then on every source change.

@@ -12,7 +12,8 @@ use std::time::Duration;
 /// Labels of a reload counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    /// `loaded`, `unchanged`, `failed` (reloads) or `ok`, `failed`, `timeout` (builds).
+    /// `loaded`, `unchanged`, `failed` (reloads), `ok`, `failed`, `timeout` (builds) or
+    /// `changed`, `unchanged`, `failed` (config reloads).
     pub result: &'static str,
 }
 
@@ -38,8 +39,19 @@ pub struct RequestLabels {
 /// Labels of the guest-trap counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// `timeout`, `memory`, `trap`, `pool`.
+    /// `timeout`, `memory`, `trap`, `pool`, `no_response`.
     pub kind: &'static str,
+}
+
+/// Labels of the key-value operation counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyValueLabels {
+    /// `get`, `set`, `delete`, `exists`, `list_keys`, `increment`, `get_many`, `set_many`,
+    /// `delete_many`, `open`.
+    pub op: &'static str,
+    /// `ok`, `refused` (a limit or a bad argument: the guest's fault) or `error` (the backend
+    /// failed).
+    pub result: &'static str,
 }
 
 /// Every metric the host exports.
@@ -61,6 +73,12 @@ pub struct Metrics {
     pub guest_traps: Family<KindLabel, Counter>,
     /// Build runs by result.
     pub builds: Family<ResultLabel, Counter>,
+    /// Key-value operations by operation and result.
+    pub keyvalue_ops: Family<KeyValueLabels, Counter>,
+    /// Time of one key-value operation.
+    pub keyvalue_seconds: Histogram,
+    /// Re-reads of the `wasi:config` values by result.
+    pub config_reloads: Family<ResultLabel, Counter>,
     /// Request series of generations below this number have been dropped.
     forgotten_below: AtomicU64,
 }
@@ -110,8 +128,29 @@ impl Default for Metrics {
         registry.register("guest_traps", "Guest failures by kind", guest_traps.clone());
         let builds = Family::<ResultLabel, Counter>::default();
         registry.register("builds", "Build runs by result", builds.clone());
+        let keyvalue_ops = Family::<KeyValueLabels, Counter>::default();
+        registry.register(
+            "keyvalue_operations",
+            "Key-value operations by operation and result",
+            keyvalue_ops.clone(),
+        );
+        let keyvalue_seconds = Histogram::new(exponential_buckets(0.00001, 2.5, 14));
+        registry.register(
+            "keyvalue_operation_duration_seconds",
+            "Time of one key-value operation",
+            keyvalue_seconds.clone(),
+        );
+        let config_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Re-reads of the wasi:config values by result (changed, unchanged, failed)",
+            config_reloads.clone(),
+        );
         Metrics {
             registry,
+            keyvalue_ops,
+            keyvalue_seconds,
+            config_reloads,
             reloads,
             reload_seconds,
             generation,
@@ -171,6 +210,23 @@ impl Metrics {
     /// Counts one guest failure.
     pub fn trap(&self, kind: &'static str) {
         self.guest_traps.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts and times one key-value operation.
+    pub fn keyvalue_op(&self, op: &'static str, result: &'static str, took: Duration) {
+        self.keyvalue_ops
+            .get_or_create(&KeyValueLabels { op, result })
+            .inc();
+        if op != "open" {
+            self.keyvalue_seconds.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts one re-read of the config values.
+    pub fn config_reload(&self, result: &'static str) {
+        self.config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// Counts one build run.

@@ -143,6 +143,10 @@ impl Reloader {
     /// Handles one trigger and returns what happened.
     pub async fn handle(&mut self, trigger: Trigger) -> Report {
         let name = trigger.name();
+        // An explicit reload re-reads the config values too (the only way in prod mode).
+        if matches!(trigger, Trigger::Signal | Trigger::Admin(_)) {
+            self.runtime.guest_config.reload(name);
+        }
         match trigger {
             Trigger::Admin(reply) => {
                 let report = self.reload_file(name).await;

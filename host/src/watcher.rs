@@ -1,10 +1,10 @@
-//! "The component file may have changed" events, from notify with debouncing.
+//! "This file may have changed" events (the component, or `hotswap.toml` for its config
+//! values), from notify with debouncing.
 //!
 //! The watch is on the file's parent directory, not the file: deploying by atomic rename
 //! replaces the inode, and a watch on the old inode would never fire again. Events are filtered
 //! to the component's file name, and reads (including our own) are ignored.
 
-use crate::reload::{Trigger, TriggerSender};
 use anyhow::{Context, Result};
 use notify::Watcher;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
@@ -12,6 +12,7 @@ use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A running watch; dropping it stops watching.
@@ -40,8 +41,8 @@ pub enum WatchError {
     },
 }
 
-/// Starts watching `component` and sends [`Trigger::FileChanged`] after each debounced burst of
-/// changes to it.
+/// Starts watching `file` and calls `on_change` after each debounced burst of changes to it
+/// (for the component: send [`crate::reload::Trigger::FileChanged`]).
 ///
 /// Two watches run side by side. The debounced one sees every kind of change and fires once a
 /// burst has been quiet for `delay`. The immediate one fires at once on the events after which
@@ -50,18 +51,23 @@ pub enum WatchError {
 /// (the later debounced trigger then finds the content unchanged and does nothing), and the
 /// debouncer drops a creation and a removal that fall in one window as if neither happened, so
 /// a file deployed and deleted again quickly would never be reported as gone.
-pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Result<FileWatcher> {
-    let dir = component
+pub fn watch(
+    file: &Path,
+    delay: Duration,
+    on_change: impl Fn() + Send + Sync + 'static,
+) -> Result<FileWatcher> {
+    let dir = file
         .parent()
-        .context("the component path has no parent directory")?
+        .context("the watched path has no parent directory")?
         .to_path_buf();
-    let name: OsString = component
+    let name: OsString = file
         .file_name()
-        .context("the component path has no file name")?
+        .context("the watched path has no file name")?
         .to_owned();
 
+    let on_change = Arc::new(on_change);
     let immediate_name = name.clone();
-    let immediate_triggers = triggers.clone();
+    let immediate_change = on_change.clone();
     let mut immediate =
         notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
             if let Ok(event) = result
@@ -71,7 +77,7 @@ pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Resu
                     .iter()
                     .any(|p| p.file_name() == Some(immediate_name.as_os_str()))
             {
-                immediate_triggers.send(Trigger::FileChanged);
+                immediate_change();
             }
         })
         .map_err(|source| classify(&dir, source))?;
@@ -86,7 +92,7 @@ pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Resu
                     && event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))
             });
             if relevant {
-                triggers.send(Trigger::FileChanged);
+                on_change();
             }
         }
         Err(errors) => {
@@ -99,7 +105,7 @@ pub fn watch(component: &Path, delay: Duration, triggers: TriggerSender) -> Resu
     debouncer
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|source| classify(&dir, source))?;
-    tracing::debug!(dir = %dir.display(), "watching for component changes");
+    tracing::debug!(file = %file.display(), "watching for changes");
     Ok(FileWatcher {
         _debouncer: debouncer,
         _immediate: immediate,

@@ -468,6 +468,11 @@ async fn exhausted_instance_pool_is_a_503_with_retry_after_not_a_crash() {
         .find(|l| l.contains("instance pool exhausted"))
         .unwrap();
     assert!(line.contains("memor"), "{line}");
+    // Logged once, at WARN, with the request's fields.
+    assert_eq!(server.log_count("instance pool exhausted"), 1, "{log}");
+    for field in ["WARN", "request_id=", "method=GET", "path=/ok"] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
 
     for holder in holders {
         let reply = holder.await.unwrap().unwrap();

@@ -30,7 +30,7 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         panic!("not `serve`")
     };
     let config = Config::from_args(*args).expect("valid configuration");
-    Runtime::new(&config).expect("runtime")
+    Runtime::new(&config, Default::default()).expect("runtime")
 });
 
 fn compile(bytes: &[u8]) -> Result<(), LoadError> {

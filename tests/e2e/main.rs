@@ -4,9 +4,11 @@
 mod admin_api;
 mod bad_input;
 mod client_limits;
+mod conformance;
 mod core_serving;
 mod dev_loop;
 mod guardrails;
 mod loader_fuzz;
 mod shutdown;
+mod state;
 mod swapping;

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod guests;
 pub mod raw;
+pub mod redis;
 pub mod server;
 pub mod upstream;
 

@@ -18,6 +18,8 @@
 //! | `/stdio`          | prints `hello stdout` to stdout and `hello stderr` to stderr, then 200 `ok` |
 //! | `/late-log?ms=N`  | sleeps N ms, prints `late-log done after N ms` to stdout, then 200 `ok` (so a test can tell whether a guest whose client hung up ran to its end); with `&head=first` it sends 200 and `started\n` first, then sleeps, prints and ends the body with `done\n` |
 //! | `/refuse-then-log?ms=N` | answers with error code `internal-error`, then sleeps N ms and prints `refuse-then-log done after N ms` to stdout |
+//! | `/no-response`    | returns without ever setting the response |
+//! | `/print-pieces`   | writes `start a print `, `1`, `2`, `3`, `4`, `\n` to stderr, each through a new `get-stderr()` handle, then 200 `ok` |
 //! | `/leftovers`      | 200 `count=C dirty=D`: C is a static counter's value before this request bumps it, D the number of nonzero bytes in 8 fresh pages from `memory.grow`, which it then fills with 0xAB; a fresh instance sees `count=0 dirty=0` |
 
 mod http;
@@ -35,6 +37,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
+use bindings::wasi::cli::stderr;
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::outgoing_handler;
 use bindings::wasi::http::types::{
@@ -99,6 +102,13 @@ impl Guest for Component {
                 None => respond(out, 400, "expected ?ms=<milliseconds>"),
             },
             "/leftovers" => respond(out, 200, &leftovers()),
+            "/no-response" => drop(out),
+            "/print-pieces" => {
+                for piece in ["start a print ", "1", "2", "3", "4", "\n"] {
+                    let _ = stderr::get_stderr().blocking_write_and_flush(piece.as_bytes());
+                }
+                respond(out, 200, "ok");
+            }
             "/stdio" => {
                 println!("hello stdout");
                 eprintln!("hello stderr");

@@ -1,0 +1,618 @@
+//! `wasi:keyvalue` (store, atomics, batch; `0.2.0-draft`) kept outside the guest, so state
+//! outlives every instance, every swap and (with SQLite or Redis) every restart: new code, same
+//! state.
+//!
+//! A guest opens a bucket by name (`""` is `default`); the host files it under the app's
+//! namespace (`--keyvalue-namespace`, default: the component file's stem), so two apps sharing
+//! a backend never see each other's keys. Values are byte strings; `increment` works on the
+//! decimal text of an unsigned number, the same way on every backend. Limits (value size, keys
+//! per bucket, key length, batch length) are errors the guest receives (`error::other`), and so
+//! is a backend that is down: the host never traps the guest or crashes for them.
+//!
+//! Backends ([`StoreSpec`]): `sqlite` (default; a file, written in WAL mode, so a killed process
+//! loses no acknowledged write), `memory` (gone with the process) and `redis://…` (shared by a
+//! fleet of replicas). The store is opened on first use, so hosts whose guests never touch it
+//! never create the file or connect.
+
+mod memory;
+mod redis_store;
+mod sqlite;
+
+use crate::metrics::Metrics;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit/deps/keyvalue.wit",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store.error" => crate::keyvalue::KvError,
+        },
+    });
+}
+
+use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// Default largest value, in bytes.
+pub const DEFAULT_MAX_VALUE_SIZE: u64 = 1 << 20;
+/// Default largest number of keys in one bucket.
+pub const DEFAULT_MAX_KEYS: u64 = 100_000;
+/// Largest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest number of keys in one batch call.
+pub const MAX_BATCH: usize = 1000;
+/// Keys per `list-keys` page.
+const PAGE: usize = 1000;
+/// Longest bucket or namespace name.
+const MAX_NAME: usize = 64;
+
+/// Which backend holds the state, as given to `--keyvalue`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `memory`: a map in the host process (survives swaps, not restarts).
+    Memory,
+    /// `sqlite` or `sqlite:PATH`: a file (default path: see [`default_sqlite_path`]).
+    Sqlite(PathBuf),
+    /// `redis://[user:password@]host[:port][/db]`.
+    Redis(String),
+}
+
+impl StoreSpec {
+    /// Parses `memory`, `sqlite`, `sqlite:PATH` or a `redis://` / `rediss://` URL.
+    pub fn parse(s: &str) -> Result<StoreSpec, String> {
+        let s = s.trim();
+        if s == "memory" {
+            return Ok(StoreSpec::Memory);
+        }
+        if s == "sqlite" {
+            return default_sqlite_path().map(StoreSpec::Sqlite);
+        }
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("`sqlite:` needs a file path after the colon".into());
+            }
+            return std::path::absolute(path)
+                .map(StoreSpec::Sqlite)
+                .map_err(|e| format!("cannot resolve `{path}`: {e}"));
+        }
+        if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://")
+        {
+            redis::Client::open(s)
+                .map_err(|e| format!("invalid Redis URL `{}`: {e}", redact(s)))?;
+            return Ok(StoreSpec::Redis(s.to_string()));
+        }
+        Err(format!(
+            "unknown key-value store `{}`: expected `sqlite`, `sqlite:PATH`, `memory` or a `redis://` URL",
+            redact(s)
+        ))
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    /// The store as logs show it: a Redis URL without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Memory => f.write_str("memory"),
+            StoreSpec::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreSpec::Redis(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((auth, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => format!("{scheme}://***@{host}"),
+    }
+}
+
+/// `$XDG_STATE_HOME/hotswap/keyvalue.sqlite3`, else `~/.local/state/hotswap/keyvalue.sqlite3`.
+pub fn default_sqlite_path() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("hotswap/keyvalue.sqlite3"));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or(
+        "neither XDG_STATE_HOME nor HOME is set; pass `--keyvalue sqlite:PATH` or `--keyvalue memory`",
+    )?;
+    Ok(PathBuf::from(home).join(".local/state/hotswap/keyvalue.sqlite3"))
+}
+
+/// Checks a bucket or namespace name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use 1 to {MAX_NAME} of the characters A-Z a-z 0-9 _ . -"
+        ))
+    }
+}
+
+/// The key-value settings, validated.
+#[derive(Debug, Clone)]
+pub struct KvSettings {
+    /// The backend.
+    pub store: StoreSpec,
+    /// Prefix of every bucket of this app.
+    pub namespace: String,
+    /// Largest value, in bytes.
+    pub max_value_size: u64,
+    /// Largest number of keys per bucket.
+    pub max_keys: u64,
+}
+
+/// What a guest's key-value call failed with.
+#[derive(Debug)]
+pub enum KvError {
+    /// `open` of a store that does not exist.
+    NoSuchStore,
+    /// A limit, a bad argument or a backend failure; the text says which.
+    Other(String),
+}
+
+impl From<wasmtime::component::ResourceTableError> for KvError {
+    fn from(err: wasmtime::component::ResourceTableError) -> Self {
+        KvError::Other(err.to_string())
+    }
+}
+
+/// An open bucket, as the guest's `bucket` resource.
+pub struct Bucket {
+    name: String,
+}
+
+/// A page of keys and where the next starts.
+type KeyPage = (Vec<String>, Option<u64>);
+
+/// A failure inside a backend: either the guest's fault (a limit, a non-number to increment),
+/// reported as is, or the backend's (down, full disk), which is also logged.
+#[derive(Debug)]
+pub(crate) enum BackendError {
+    /// The request cannot be done: the text says why.
+    Refused(String),
+    /// The backend failed.
+    Unavailable(String),
+}
+
+/// The key-value store of one host: a backend, the app's namespace, the limits.
+pub struct KeyValue {
+    backend: Backend,
+    settings: KvSettings,
+    metrics: Arc<Metrics>,
+    /// Whether the last backend call failed, so an outage is logged once, not per call.
+    failing: AtomicBool,
+}
+
+enum Backend {
+    Memory(memory::Memory),
+    Sqlite(sqlite::Sqlite),
+    Redis(redis_store::Redis),
+}
+
+impl KeyValue {
+    /// The store `settings` describe. Nothing is opened or connected yet (a Redis connection is
+    /// made lazily, so this must run inside the tokio runtime).
+    pub fn new(settings: KvSettings, metrics: Arc<Metrics>) -> anyhow::Result<KeyValue> {
+        let backend = match &settings.store {
+            StoreSpec::Memory => Backend::Memory(memory::Memory::default()),
+            StoreSpec::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::new(path.clone())),
+            StoreSpec::Redis(url) => Backend::Redis(redis_store::Redis::new(url)?),
+        };
+        Ok(KeyValue {
+            backend,
+            settings,
+            metrics,
+            failing: AtomicBool::new(false),
+        })
+    }
+
+    /// The settings this store runs with.
+    pub fn settings(&self) -> &KvSettings {
+        &self.settings
+    }
+
+    /// Times and counts one operation; logs a backend outage once and its end once.
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, KvError> {
+        let started = Instant::now();
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(BackendError::Refused(_)) => "refused",
+            Err(BackendError::Unavailable(_)) => "error",
+        };
+        self.metrics.keyvalue_op(op, outcome, started.elapsed());
+        match result {
+            Ok(value) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(store = %self.settings.store, "key-value store reachable again");
+                }
+                Ok(value)
+            }
+            Err(BackendError::Refused(reason)) => Err(KvError::Other(reason)),
+            Err(BackendError::Unavailable(reason)) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(store = %self.settings.store, op, error = %reason, "key-value store unavailable; guests get an error until it is back");
+                }
+                Err(KvError::Other(format!(
+                    "key-value store unavailable: {reason}"
+                )))
+            }
+        }
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), BackendError> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(BackendError::Refused(format!(
+                "the key is {} bytes, more than the {MAX_KEY_BYTES} byte limit",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, key: &str, value: &[u8]) -> Result<(), BackendError> {
+        self.check_key(key)?;
+        if value.len() as u64 > self.settings.max_value_size {
+            return Err(BackendError::Refused(format!(
+                "the value of `{key}` is {} bytes, more than the {} byte limit",
+                value.len(),
+                self.settings.max_value_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_batch(n: usize) -> Result<(), BackendError> {
+        if n > MAX_BATCH {
+            return Err(BackendError::Refused(format!(
+                "a batch of {n} keys is more than the {MAX_BATCH} key limit"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn get_many(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        Self::check_batch(keys.len())?;
+        for key in &keys {
+            self.check_key(key)?;
+        }
+        let ns = &self.settings.namespace;
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.get_many(ns, bucket, &keys)),
+            Backend::Sqlite(s) => s.get_many(ns, bucket, &keys),
+            Backend::Redis(r) => r.get_many(ns, bucket, &keys).await,
+        }
+    }
+
+    async fn set_many(
+        &self,
+        bucket: &str,
+        pairs: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), BackendError> {
+        Self::check_batch(pairs.len())?;
+        for (key, value) in &pairs {
+            self.check_value(key, value)?;
+        }
+        let (ns, max) = (&self.settings.namespace, self.settings.max_keys);
+        match &self.backend {
+            Backend::Memory(m) => m.set_many(ns, bucket, pairs, max),
+            Backend::Sqlite(s) => s.set_many(ns, bucket, &pairs, max),
+            Backend::Redis(r) => r.set_many(ns, bucket, &pairs, max).await,
+        }
+    }
+
+    async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), BackendError> {
+        Self::check_batch(keys.len())?;
+        for key in &keys {
+            self.check_key(key)?;
+        }
+        let ns = &self.settings.namespace;
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.delete_many(ns, bucket, &keys);
+                Ok(())
+            }
+            Backend::Sqlite(s) => s.delete_many(ns, bucket, &keys),
+            Backend::Redis(r) => r.delete_many(ns, bucket, &keys).await,
+        }
+    }
+
+    async fn list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
+        let ns = &self.settings.namespace;
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.list_keys(ns, bucket, cursor)),
+            Backend::Sqlite(s) => s.list_keys(ns, bucket, cursor),
+            Backend::Redis(r) => r.list_keys(ns, bucket, cursor).await,
+        }
+    }
+
+    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, BackendError> {
+        self.check_key(key)?;
+        let (ns, max) = (&self.settings.namespace, self.settings.max_keys);
+        match &self.backend {
+            Backend::Memory(m) => m.increment(ns, bucket, key, delta, max),
+            Backend::Sqlite(s) => s.increment(ns, bucket, key, delta, max),
+            Backend::Redis(r) => r.increment(ns, bucket, key, delta, max).await,
+        }
+    }
+}
+
+/// Adds `n` to the decimal text `current` (absent: 0), as every backend's `increment` does.
+pub(crate) fn add_decimal(
+    key: &str,
+    current: Option<&[u8]>,
+    delta: u64,
+) -> Result<u64, BackendError> {
+    let now = match current {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                BackendError::Refused(format!(
+                    "the value of `{key}` is not an unsigned decimal number"
+                ))
+            })?,
+    };
+    now.checked_add(delta).ok_or_else(|| {
+        BackendError::Refused(format!("incrementing `{key}` by {delta} overflows a u64"))
+    })
+}
+
+/// The error for a set that would add a key to a full bucket.
+pub(crate) fn bucket_full(bucket: &str, max: u64) -> BackendError {
+    BackendError::Refused(format!(
+        "bucket `{bucket}` is full: it holds the limit of {max} keys"
+    ))
+}
+
+/// One request's view of the key-value store: the store and the request's resource table.
+pub struct KvView<'a> {
+    /// The host's store.
+    pub kv: &'a KeyValue,
+    /// The request's resources (open buckets live here).
+    pub table: &'a mut ResourceTable,
+}
+
+impl KvView<'_> {
+    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<String, KvError> {
+        Ok(self.table.get(bucket)?.name.clone())
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+        let name = if identifier.is_empty() {
+            "default".to_string()
+        } else {
+            identifier
+        };
+        check_name(&name).map_err(KvError::Other)?;
+        self.kv
+            .metrics
+            .keyvalue_op("open", "ok", std::time::Duration::ZERO);
+        Ok(self.table.push(Bucket { name })?)
+    }
+
+    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
+        Ok(match err {
+            KvError::NoSuchStore => store::Error::NoSuchStore,
+            KvError::Other(text) => store::Error::Other(text),
+        })
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        let name = self.bucket(&bucket)?;
+        let mut values = self
+            .kv
+            .run("get", self.kv.get_many(&name, vec![key]))
+            .await?;
+        Ok(values.pop().flatten())
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        let name = self.bucket(&bucket)?;
+        self.kv
+            .run("set", self.kv.set_many(&name, vec![(key, value)]))
+            .await
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvError> {
+        let name = self.bucket(&bucket)?;
+        self.kv
+            .run("delete", self.kv.delete_many(&name, vec![key]))
+            .await
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvError> {
+        let name = self.bucket(&bucket)?;
+        let values = self
+            .kv
+            .run("exists", self.kv.get_many(&name, vec![key]))
+            .await?;
+        Ok(values.first().is_some_and(Option::is_some))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, KvError> {
+        let name = self.bucket(&bucket)?;
+        let (keys, cursor) = self
+            .kv
+            .run("list_keys", self.kv.list_keys(&name, cursor.unwrap_or(0)))
+            .await?;
+        Ok(store::KeyResponse { keys, cursor })
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, KvError> {
+        let name = self.bucket(&bucket)?;
+        self.kv
+            .run("increment", self.kv.increment(&name, &key, delta))
+            .await
+    }
+}
+
+impl batch::Host for KvView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        let name = self.bucket(&bucket)?;
+        let values = self
+            .kv
+            .run("get_many", self.kv.get_many(&name, keys.clone()))
+            .await?;
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .map(|(key, value)| value.map(|v| (key, v)))
+            .collect())
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KvError> {
+        let name = self.bucket(&bucket)?;
+        self.kv
+            .run("set_many", self.kv.set_many(&name, key_values))
+            .await
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), KvError> {
+        let name = self.bucket(&bucket)?;
+        self.kv
+            .run("delete_many", self.kv.delete_many(&name, keys))
+            .await
+    }
+}
+
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Adds `wasi:keyvalue/{store, atomics, batch}` to `linker`; `view` finds a store's view.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<_, HasKv>(linker, view)?;
+    atomics::add_to_linker::<_, HasKv>(linker, view)?;
+    batch::add_to_linker::<_, HasKv>(linker, view)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_specs_parse_and_hide_passwords() {
+        assert_eq!(StoreSpec::parse("memory"), Ok(StoreSpec::Memory));
+        assert!(matches!(
+            StoreSpec::parse("sqlite"),
+            Ok(StoreSpec::Sqlite(_))
+        ));
+        assert_eq!(
+            StoreSpec::parse("sqlite:/tmp/kv.db"),
+            Ok(StoreSpec::Sqlite(PathBuf::from("/tmp/kv.db")))
+        );
+        let redis = StoreSpec::parse("redis://app:hunter2@127.0.0.1:6379/0").unwrap();
+        assert_eq!(redis.to_string(), "redis://app:***@127.0.0.1:6379/0");
+        let err = StoreSpec::parse("postgres://app:hunter2@db").unwrap_err();
+        assert!(err.contains("unknown key-value store"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(StoreSpec::parse("sqlite:").is_err());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("default").is_ok());
+        assert!(check_name("app-1.v2_x").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a:b").is_err());
+        assert!(check_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn increments_work_on_decimal_text() {
+        assert_eq!(add_decimal("k", None, 3).unwrap(), 3);
+        assert_eq!(add_decimal("k", Some(b"41"), 1).unwrap(), 42);
+        assert!(matches!(
+            add_decimal("k", Some(b"forty"), 1),
+            Err(BackendError::Refused(_))
+        ));
+        assert!(matches!(
+            add_decimal("k", Some(u64::MAX.to_string().as_bytes()), 1),
+            Err(BackendError::Refused(_))
+        ));
+    }
+}
