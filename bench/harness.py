@@ -652,11 +652,68 @@ class Bench:
         (self.work / "perf-report.txt").write_text(rep.stdout + "\n" + dsos.stdout)
         log(f"perf: full report in {self.work / 'perf-report.txt'}")
 
+    # -- 7: key-value state per request -----------------------------------------------------
+
+    def state(self) -> None:
+        """Rounds of four hotswap runs at c=hello_conns: guest-example's hello, the stateful guest's
+        /hello (the same guest, no store call), its /kv/getset (a get and a set per request) on
+        the embedded SQLite store, and the same on Redis (redis-server on loopback, pinned to the
+        load generator's CPU). The report gives getset / hello per round."""
+        if not self.args.stateful:
+            self.notes.append("key-value scenario left out (no stateful guest given)")
+            return
+        redis = None
+        if self.args.redis:
+            redis = RedisServer(self.args.redis, self.work / "redis", self.logs)
+        else:
+            self.notes.append("key-value scenario: Redis left out (redis-server not found)")
+        stateful = Path(self.args.stateful).read_bytes()
+        try:
+            for rnd in range(1, self.s.rounds + 1):
+                cases = [("hello", self.guest, [], "/"),
+                         ("stateful /hello", stateful, ["--keyvalue", "memory"], "/hello")]
+                kv_file = self.work / f"kv-{rnd}" / "kv.sqlite3"
+                cases.append(("getset sqlite", stateful, ["--keyvalue", f"sqlite:{kv_file}"],
+                              "/kv/getset?key=n"))
+                if redis:
+                    cases.append(("getset redis", stateful,
+                                  ["--keyvalue", redis.url, "--keyvalue-namespace", f"bench{rnd}"],
+                                  "/kv/getset?key=n"))
+                for label, wasm, extra, path in cases:
+                    d = self.work / f"state-{rnd}-{label.replace(' ', '-').replace('/', '')}"
+                    d.mkdir(parents=True, exist_ok=True)
+                    component = d / "guest.wasm"
+                    component.write_bytes(wasm)
+                    peer = Peer("hotswap", lambda c, extra=extra: [
+                        self.args.hotswap, "serve", str(c), "--addr", "127.0.0.1:0",
+                        "--shutdown-timeout", "2s", *extra])
+                    with peer.start(component, self.logs, log_name=f"state-{rnd}-{d.name}") as server:
+                        addr = server.wait_ready()
+                        client = Client(addr)
+                        status, _, body = client.request("GET", path)
+                        client.close()
+                        if status != 200:
+                            raise HarnessError(f"{label}: GET {path} answered {status} {body[:120]!r}")
+                        url = f"http://{addr}{path}"
+                        log(f"state: round {rnd}/{self.s.rounds} {label} warm-up {self.s.warmup}s, "
+                            f"then {self.s.duration}s, c={self.s.hello_conns}")
+                        run_wrk(url, self.s.warmup, self.s.hello_conns)
+                        cpu_before = cpu_seconds(server.proc.pid)
+                        result = run_wrk(url, self.s.duration, self.s.hello_conns)
+                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
+                                                  / max(result.requests, 1) * 1e6)
+                        log(f"state: round {rnd} {label} {result.rps:.0f} rps, p99 {result.p99_ms:.2f} ms, "
+                            f"{result.extra['cpu_us']:.1f} us CPU/request, non-2xx {result.non_2xx}")
+                        self.results.setdefault("state", {}).setdefault(label, []).append(result)
+        finally:
+            if redis:
+                redis.stop()
+
     # -- run all --------------------------------------------------------------------------------
 
     def run(self) -> None:
         steps = [("load", self.load), ("swap", self.swap_latency), ("swap_load", self.swaps_under_load),
-                 ("rss", self.rss), ("startup", self.startup)]
+                 ("rss", self.rss), ("startup", self.startup), ("state", self.state)]
         only = set(self.args.only.split(",")) if self.args.only else None
         if self.args.perf or (only and "perf" in only):
             steps.append(("perf", self.profile))
@@ -666,6 +723,45 @@ class Bench:
         for name, step in steps:
             if only is None or name in only:
                 step()
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, pinned to the load generator's CPU, keeping
+    nothing on disk."""
+
+    def __init__(self, binary: str, work: Path, log_dir: Path):
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        work.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_dir / "redis.log", "a", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", str(CLIENT_CPU), binary, "--bind", "127.0.0.1", "--port", str(self.port),
+             "--save", "", "--appendonly", "no", "--dir", str(work)],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise HarnessError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
 
 
 STATUS_LUA = r"""
@@ -864,6 +960,31 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
                       "cache can help; the OS page cache is warm); warm: a second start with the same "
                       "directories. The time includes compiling the component and `taskset`'s exec.", ""])
 
+    state = r.get("state")
+    if state:
+        lines.extend([f"## 7. key-value state per request (hotswap only), c={settings.hello_conns}", "",
+                      "| run | req/s (median) | p50 ms | p99 ms | CPU µs/request | req/s per round "
+                      "| non-2xx | socket errors |",
+                      "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"])
+        for name, runs in state.items():
+            lines.append(
+                f"| {name} | {med([w.rps for w in runs]):,.0f} | {med([w.p50_ms for w in runs]):.2f} | "
+                f"{med([w.p99_ms for w in runs]):.2f} | {med([w.extra['cpu_us'] for w in runs]):.1f} | "
+                f"{' / '.join(f'{w.rps:,.0f}' for w in runs)} | {sum(w.non_2xx for w in runs)} | "
+                f"{sum(w.socket_errors for w in runs)} |")
+        hello = state.get("hello")
+        lines.append("")
+        for name in ("getset sqlite", "getset redis"):
+            runs = state.get(name)
+            if hello and runs:
+                xs = sorted(a.rps / b.rps for a, b in zip(runs, hello))
+                spread = f" (rounds {xs[0]:.2f}–{xs[-1]:.2f}×)" if len(xs) > 1 else ""
+                lines.append(f"- {name} / hello req/s: {med(xs):.2f}×{spread}")
+        lines.extend(["- hello is guest-example's `GET /`; `stateful /hello` is the stateful guest "
+                      "answering without a store call; getset is `GET /kv/getset?key=n`: a `get` and a "
+                      "`set` of one key per request (SQLite: WAL, synchronous=NORMAL, a fresh file per "
+                      "round; Redis: one redis-server on loopback pinned to the load generator's CPU)", ""])
+
     perf = r.get("perf")
     if perf:
         lines.extend([f"## profile: hotswap hello path ({settings.perf_seconds}s, perf record -e cpu-clock -g, self time)",
@@ -880,18 +1001,20 @@ def main() -> int:
     ap.add_argument("--guest", required=True)
     ap.add_argument("--native", required=True)
     ap.add_argument("--wasmtime", default="")
+    ap.add_argument("--stateful", default="", help="the stateful test guest (key-value scenario)")
+    ap.add_argument("--redis", default="", help="redis-server binary (key-value scenario)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,perf")
+    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,state,perf")
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--command", default="bench/run.sh")
     ap.add_argument("--skip-note", action="append", default=[])
     args = ap.parse_args()
     # Servers run in their own directories: every path must be absolute.
-    for name in ("hotswap", "guest", "native", "wasmtime", "work_dir"):
+    for name in ("hotswap", "guest", "native", "wasmtime", "work_dir", "stateful"):
         if getattr(args, name):
             setattr(args, name, str(Path(getattr(args, name)).resolve()))
 

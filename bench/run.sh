@@ -13,7 +13,7 @@
 #   --perf             also profile hotswap's hello path with `perf record -e cpu-clock -g`
 #   --duration SECS    seconds per measured load run (default 5; smoke 2)
 #   --rounds N         interleaved rounds of the hello/echo runs (default 5; smoke 1)
-#   --only LIST        only these steps: load,swap,swap_load,rss,startup,perf
+#   --only LIST        only these steps: load,swap,swap_load,rss,startup,state,perf
 #   --out FILE         where the markdown table goes (default bench/results/latest.md;
 #                      smoke: bench/results/smoke.md)
 #
@@ -85,12 +85,16 @@ log "building guest-example (release, wasm32-wasip2)"
 env -u GUEST_VERSION "${NICE[@]}" cargo build --release --target wasm32-wasip2 \
     --manifest-path guest-example/Cargo.toml --target-dir target/guests
 guest_wasm="$ROOT/target/guests/wasm32-wasip2/release/guest_example.wasm"
+log "building the stateful test guest (release, wasm32-wasip2)"
+"${NICE[@]}" cargo build --release --target wasm32-wasip2 \
+    --manifest-path tests/guests/Cargo.toml --target-dir target/guests -p stateful
+stateful_wasm="$ROOT/target/guests/wasm32-wasip2/release/stateful.wasm"
 
 log "building the native peer (bench/hello-native, release)"
 "${NICE[@]}" cargo build --release --manifest-path bench/hello-native/Cargo.toml --target-dir target/bench
 native_bin="$ROOT/target/bench/release/hello-native"
 
-for f in "$hotswap_bin" "$guest_wasm" "$native_bin"; do
+for f in "$hotswap_bin" "$guest_wasm" "$stateful_wasm" "$native_bin"; do
     [[ -e "$f" ]] || die "build output missing: $f"
 done
 
@@ -119,9 +123,14 @@ else
 fi
 
 # --- measure -------------------------------------------------------------------------------
-args=(--hotswap "$hotswap_bin" --guest "$guest_wasm" --native "$native_bin"
+args=(--hotswap "$hotswap_bin" --guest "$guest_wasm" --native "$native_bin" --stateful "$stateful_wasm"
       --work-dir "$ROOT/target/bench/runs" --out "$out" --command "$command_line")
 [[ -n "$wasmtime_bin" ]] && args+=(--wasmtime "$wasmtime_bin")
+if command -v redis-server >/dev/null; then
+    args+=(--redis "$(command -v redis-server)")
+else
+    log "redis-server not found: the key-value scenario runs without Redis (apt-get install redis-server)"
+fi
 [[ $smoke == 1 ]] && args+=(--smoke)
 [[ $perf == 1 ]] && args+=(--perf)
 [[ -n "$duration" ]] && args+=(--duration "$duration")
