@@ -2,15 +2,27 @@
 # Runs the whole test suite on a fresh machine: installs the wasm target the guests need, builds
 # the host and every test guest from source, runs all tests, then runs the benchmark harness in
 # smoke mode (a few seconds per scenario; it proves the harness works and asserts no speed).
-# Installs what the tests need and cannot build: Redis, from Debian's packages.
+# Installs what the tests need and cannot build: Redis and an OCI registry from Debian's
+# packages, oras from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
-# The key-value tests run a real Redis on loopback (Debian's package; seconds to install).
-if ! command -v redis-server >/dev/null; then
-    echo "installing redis-server with apt-get (for the wasi:keyvalue Redis tests)"
+# Real peers the tests run on loopback, from Debian's packages (seconds to install): Redis for
+# the wasi:keyvalue tests, an OCI registry (CNCF distribution) and htpasswd for the registry
+# tests; and oras (PyPI) to push to it.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "installing ${missing[*]} with apt-get"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# apt starts packaged services where it can; the tests start their own on free ports.
+if ! python3 -c 'import oras.client' 2>/dev/null; then
+    echo "installing oras (PyPI) for the registry tests"
+    python3 -m pip install -q oras
 fi
 cargo fmt --all --check
 cargo test --workspace --locked

@@ -41,6 +41,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// Bearer token for mutating calls.
     pub token: Option<String>,
+    /// Largest upload accepted.
+    pub max_component_size: u64,
 }
 
 /// Binds the admin listener (before anything is served, so a bad address fails startup).
@@ -155,7 +157,7 @@ impl Admin {
     }
 
     async fn upload(&self, req: Request<Incoming>) -> Response<ResponseBody> {
-        let limit = usize::try_from(crate::reload::MAX_COMPONENT_BYTES).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.max_component_size).unwrap_or(usize::MAX);
         let bytes = match Limited::new(req.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes().to_vec(),
             Err(err) => {
@@ -208,7 +210,7 @@ impl Admin {
             };
         match self.slot.rollback(target) {
             Ok(generation) => {
-                self.metrics.generation.set(generation.number as i64);
+                self.metrics.serving(&generation);
                 tracing::info!(generation = generation.number, sha256 = %generation.short_hash(), "rolled back to generation {}", generation.number);
                 json(
                     StatusCode::OK,
@@ -236,7 +238,8 @@ fn describe(g: &Generation) -> serde_json::Value {
     serde_json::json!({
         "generation": g.number,
         "sha256": hex::encode(g.sha256),
-        "source": g.source.display().to_string(),
+        "source": g.origin,
+        "digest": g.digest,
         "size": g.size,
         "loaded_at_unix_ms": g.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         "compile_ms": g.compile_time.as_secs_f64() * 1000.0,

@@ -45,7 +45,9 @@ pub struct InitArgs {
 pub struct ServeArgs {
     /// The component to serve (a `wasi:http/proxy` component, e.g. built with
     /// `cargo build --target wasm32-wasip2`). It need not exist yet: until a valid component
-    /// lands at this path, requests are answered 503. File: `component.path`.
+    /// lands at this path, requests are answered 503. Or `oci://REGISTRY/REPO:TAG` (or
+    /// `@sha256:DIGEST`): a component artifact in an OCI registry, polled for new digests.
+    /// File: `component.path` or `component.source`.
     #[arg(value_name = "COMPONENT.wasm", env = "HOTSWAP_COMPONENT")]
     pub component: Option<PathBuf>,
 
@@ -74,6 +76,49 @@ pub struct ServeArgs {
     /// File: `watch.enabled = false`.
     #[arg(long, env = "HOTSWAP_NO_WATCH")]
     pub no_watch: bool,
+
+    /// How the component file is watched: `native` (the OS's file events) or `poll` (read its
+    /// metadata and content every `--poll-interval`: for network filesystems, which send no
+    /// events). [default: native]. File: `watch.mode`.
+    #[arg(long, value_name = "MODE", env = "HOTSWAP_WATCH")]
+    pub watch: Option<WatchMode>,
+
+    /// How often a registry tag is checked for a new digest (one `HEAD` request), or the
+    /// component file under `--watch poll`. [default: 10s for a registry, 1s for a file].
+    /// File: `registry.poll_interval`, `watch.poll_interval`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_POLL_INTERVAL", value_parser = parse_duration)]
+    pub poll_interval: Option<Duration>,
+
+    /// A registry (`HOST[:PORT]`) reached over plain HTTP instead of HTTPS. Repeatable;
+    /// loopback registries always are. Comma-separated in the environment variable.
+    /// File: `registry.insecure` (a list).
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "HOTSWAP_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+
+    /// User name for the registry (basic auth). Without one, the docker config file's `auths`
+    /// entry for the registry is used, else none. File: `registry.username`.
+    #[arg(long, value_name = "NAME", env = "HOTSWAP_REGISTRY_USERNAME")]
+    pub registry_username: Option<String>,
+
+    /// Password for the registry. Prefer the environment variable to the flag (flags show in
+    /// `ps`). File: `registry.password`.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "HOTSWAP_REGISTRY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<String>,
+
+    /// Largest component accepted, from a file, an upload or a registry layer (e.g. `64MiB`).
+    /// [default: 256MiB]. File: `limits.max_component_size`.
+    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_COMPONENT_SIZE", value_parser = parse_size)]
+    pub max_component_size: Option<u64>,
 
     /// Quiet period after the last change to the component file before it is reloaded
     /// (e.g. `150ms`, `1s`). [default: 150ms]. File: `watch.debounce`.
@@ -228,6 +273,16 @@ pub enum Mode {
     Dev,
     /// No builds, trap details only in logs, JSON logs, component required.
     Prod,
+}
+
+/// How the component file is watched; see `--watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    /// The operating system's file events (inotify).
+    Native,
+    /// Periodic scans: network filesystems send no events.
+    Poll,
 }
 
 /// How log lines are written to stderr.

@@ -42,6 +42,23 @@ pub struct FileConfig {
     /// `[keyvalue]`
     #[serde(default)]
     pub keyvalue: KeyValueSection,
+    /// `[registry]`
+    #[serde(default)]
+    pub registry: RegistrySection,
+}
+
+/// `[registry]`: following a component in an OCI registry (`component.source = "oci://…"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// `poll_interval = "10s"`
+    pub poll_interval: Option<String>,
+    /// `insecure = ["registry.local:5000"]`: plain HTTP (loopback registries always are)
+    pub insecure: Option<Vec<String>>,
+    /// `username = "…"`
+    pub username: Option<String>,
+    /// `password = "…"` (prefer `HOTSWAP_REGISTRY_PASSWORD`)
+    pub password: Option<String>,
 }
 
 /// `[server]`: the HTTP listener.
@@ -62,6 +79,8 @@ pub struct ServerSection {
 pub struct ComponentSection {
     /// `path = "app.wasm"` (relative to the file)
     pub path: Option<PathBuf>,
+    /// `source = "oci://registry.example.com/app:v1"`: a registry component instead of a file
+    pub source: Option<String>,
     /// `require = true`
     pub require: Option<bool>,
     /// `env = { KEY = "value" }`
@@ -93,6 +112,10 @@ pub struct WatchSection {
     pub enabled: Option<bool>,
     /// `debounce = "150ms"`
     pub debounce: Option<String>,
+    /// `mode = "native" | "poll"` (poll: for network filesystems, which send no events)
+    pub mode: Option<crate::cli::WatchMode>,
+    /// `poll_interval = "1s"` (with `mode = "poll"`)
+    pub poll_interval: Option<String>,
 }
 
 /// `[build]`: rebuild on save (dev mode).
@@ -137,6 +160,8 @@ pub struct LimitsSection {
     pub header_read_timeout: Option<String>,
     /// `write_timeout = "30s"`
     pub write_timeout: Option<String>,
+    /// `max_component_size = "256MiB"` (files, uploads and registry layers)
+    pub max_component_size: Option<String>,
     /// `allow_outbound = ["api.example.com"]`
     pub allow_outbound: Option<Vec<String>>,
 }
@@ -248,6 +273,7 @@ pub const STARTER: &str = r#"# hotswap.toml: settings for `hotswap serve`.
 
 [component]
 path = "app.wasm"            # the wasi:http/proxy component to serve and watch
+# source = "oci://registry.example.com/app:v1"   # or follow a registry tag instead of a file
 # require = false            # fail at startup if it is missing or invalid
 # env = { GREETING = "hi" }  # the guest's whole environment
 
@@ -259,6 +285,8 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 [watch]
 # enabled = true
 # debounce = "150ms"
+# mode = "native"            # native | poll (network filesystems send no file events)
+# poll_interval = "1s"       # with mode = "poll"
 
 # Rebuild on save (dev mode): source changes run `cmd`; its output lands at component.path.
 # [build]
@@ -280,6 +308,7 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # max_header_bytes = "64KiB"
 # header_read_timeout = "10s"
 # write_timeout = "30s"      # a client that accepts no response bytes this long is cut
+# max_component_size = "256MiB"  # component files, uploads and registry layers
 # allow_outbound = []        # e.g. ["api.example.com", "*.internal:8443"]
 
 [cache]
@@ -293,6 +322,13 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 
 [log]
 # format = "pretty"          # pretty | json
+
+# Following a registry tag (component.source = "oci://..."): polled with a HEAD per interval.
+[registry]
+# poll_interval = "10s"
+# insecure = []              # registries reached over plain HTTP (loopback ones always are)
+# username = "..."           # better: HOTSWAP_REGISTRY_USERNAME / HOTSWAP_REGISTRY_PASSWORD,
+#                            # or an `auths` entry in ~/.docker/config.json
 
 # The store behind wasi:keyvalue; its state survives every swap and, but for memory, restarts.
 [keyvalue]

@@ -26,6 +26,7 @@ pub mod handler;
 pub mod keyvalue;
 pub mod loader;
 pub mod metrics;
+pub mod oci;
 pub mod outbound;
 pub mod reload;
 pub mod server;
@@ -92,7 +93,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Serves `config.component` until a stop signal, reloading it as it changes.
+/// Serves the configured component until a stop signal, reloading it as it changes.
 pub async fn serve(config: Config) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
@@ -116,16 +117,18 @@ pub async fn serve(config: Config) -> Result<()> {
         None => None,
     };
 
-    // Watch before the first read, so a change landing in between is not missed.
-    let _watcher = if config.watch {
-        let triggers = triggers.clone();
-        Some(watcher::watch(
-            &config.component,
-            config.debounce,
-            move || triggers.send(reload::Trigger::FileChanged),
-        )?)
-    } else {
-        None
+    // Watch before the first read, so a change landing in between is not missed. (A registry
+    // component is polled by its reloader instead.)
+    let _watcher = match (config.origin.file(), config.watch) {
+        (Some(file), true) => {
+            let triggers = triggers.clone();
+            let changed = move || triggers.send(reload::Trigger::FileChanged);
+            Some(match config.watch_mode {
+                cli::WatchMode::Native => watcher::watch(file, config.debounce, changed)?,
+                cli::WatchMode::Poll => watcher::poll(file, config.file_poll_interval, changed)?,
+            })
+        }
+        _ => None,
     };
     // Dev mode: config values are re-read when the configuration file is saved (in prod mode
     // only on SIGHUP or `POST /reload`).
@@ -152,10 +155,17 @@ pub async fn serve(config: Config) -> Result<()> {
         None => None,
     };
 
+    let origin = match &config.origin {
+        config::ComponentOrigin::File(path) => reload::Origin::File(path.clone()),
+        config::ComponentOrigin::Registry(spec) => reload::Origin::Registry(Arc::new(
+            oci::Registry::new(spec, config.cache_dir.as_deref(), config.max_component_size)?,
+        )),
+    };
     let mut reloader = reload::Reloader::new(
         runtime.clone(),
         slot.clone(),
-        config.component.clone(),
+        origin,
+        config.max_component_size,
         cache,
         metrics.clone(),
     );
@@ -163,7 +173,7 @@ pub async fn serve(config: Config) -> Result<()> {
     if let (Some(reason), true) = (&report.error, config.require_component)
         && report.result == "failed"
     {
-        bail!("cannot serve `{}`: {reason}", config.component.display());
+        bail!("cannot serve `{}`: {reason}", config.origin.display());
     }
     tokio::spawn(reloader.run(trigger_rx));
 
@@ -185,10 +195,11 @@ pub async fn serve(config: Config) -> Result<()> {
             triggers: triggers.clone(),
             metrics: metrics.clone(),
             token: config.admin.as_ref().and_then(|a| a.token.clone()),
+            max_component_size: config.max_component_size,
         });
         tokio::spawn(admin::serve(listener, admin));
     }
-    tracing::info!(%addr, component = %config.component.display(), mode = ?config.mode, "listening");
+    tracing::info!(%addr, component = %config.origin.display(), mode = ?config.mode, "listening");
     println!("Serving HTTP on http://{addr}/");
     std::io::stdout()
         .flush()

@@ -54,6 +54,20 @@ pub struct KeyValueLabels {
     pub result: &'static str,
 }
 
+/// Labels of the serving-digest gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DigestLabel {
+    /// The manifest digest of the component being served (`sha256:…`).
+    pub digest: String,
+}
+
+/// Labels of the registry error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryErrorLabel {
+    /// `unreachable`, `auth`, `not_found`, `not_wasm`, `digest_mismatch`, `too_large`, `other`.
+    pub kind: &'static str,
+}
+
 /// Every metric the host exports.
 pub struct Metrics {
     registry: Registry,
@@ -79,6 +93,12 @@ pub struct Metrics {
     pub keyvalue_seconds: Histogram,
     /// Re-reads of the `wasi:config` values by result.
     pub config_reloads: Family<ResultLabel, Counter>,
+    /// Registry polls by result (`unchanged`, `new`, `error`).
+    pub registry_polls: Family<ResultLabel, Counter>,
+    /// Registry failures by kind.
+    pub registry_errors: Family<RegistryErrorLabel, Counter>,
+    /// 1 for the manifest digest being served (a registry component only).
+    pub serving_digest: Family<DigestLabel, Gauge>,
     /// Request series of generations below this number have been dropped.
     forgotten_below: AtomicU64,
 }
@@ -146,8 +166,29 @@ impl Default for Metrics {
             "Re-reads of the wasi:config values by result (changed, unchanged, failed)",
             config_reloads.clone(),
         );
+        let registry_polls = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "registry_polls",
+            "Registry polls by result (unchanged, new, error)",
+            registry_polls.clone(),
+        );
+        let registry_errors = Family::<RegistryErrorLabel, Counter>::default();
+        registry.register(
+            "registry_errors",
+            "Registry failures by kind",
+            registry_errors.clone(),
+        );
+        let serving_digest = Family::<DigestLabel, Gauge>::default();
+        registry.register(
+            "serving_digest",
+            "1 for the manifest digest of the registry component being served",
+            serving_digest.clone(),
+        );
         Metrics {
             registry,
+            registry_polls,
+            registry_errors,
+            serving_digest,
             keyvalue_ops,
             keyvalue_seconds,
             config_reloads,
@@ -226,6 +267,34 @@ impl Metrics {
     pub fn config_reload(&self, result: &'static str) {
         self.config_reloads
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Records that `generation` now serves: the generation gauge, and the digest series (the
+    /// previous digest's series is removed, so a dashboard sees one digest per replica).
+    pub fn serving(&self, generation: &crate::slot::Generation) {
+        self.generation.set(generation.number as i64);
+        self.serving_digest.clear();
+        if let Some(digest) = &generation.digest {
+            self.serving_digest
+                .get_or_create(&DigestLabel {
+                    digest: digest.clone(),
+                })
+                .set(1);
+        }
+    }
+
+    /// Counts one registry poll.
+    pub fn registry_poll(&self, result: &'static str) {
+        self.registry_polls
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts one registry failure.
+    pub fn registry_error(&self, kind: &'static str) {
+        self.registry_errors
+            .get_or_create(&RegistryErrorLabel { kind })
             .inc();
     }
 

@@ -9,11 +9,18 @@
 //! before, otherwise compiles on a blocking thread, instantiates once as a check, and only then
 //! swaps the slot. Any failure is logged with the path and the reason and leaves the serving
 //! generation untouched. Admin calls carry a reply channel and get the [`Report`] back.
+//!
+//! A component from a registry ([`Origin::Registry`]) takes the same path from "bytes" on: the
+//! reloader polls the tag itself every `--poll-interval` (backing off while the registry fails),
+//! pulls a new manifest digest, and swaps it in; a digest that failed is not pulled again until
+//! the tag moves. At startup with the registry unreachable it serves the last component it
+//! pulled (kept under the cache directory).
 
 use crate::cache::CompileCache;
 use crate::engine::Runtime;
 use crate::loader::{self, Compiled, Source};
 use crate::metrics::Metrics;
+use crate::oci::{self, Registry};
 use crate::slot::{Generation, Slot};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -23,9 +30,31 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The trigger name of watcher events.
 const FILE_CHANGE: &str = "file change";
+/// The trigger name of registry polls.
+const POLL: &str = "registry poll";
+/// Longest wait between two polls of a registry that keeps failing.
+const MAX_POLL_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Largest component file the host will read.
+/// Default largest component (file, upload or registry layer) the host will read.
 pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+/// Where a reloader gets its component.
+pub enum Origin {
+    /// A file, watched or reloaded on request.
+    File(PathBuf),
+    /// A registry reference, polled.
+    Registry(Arc<Registry>),
+}
+
+impl Origin {
+    /// The path or `oci://` reference, for logs and `/status`.
+    pub fn display(&self) -> String {
+        match self {
+            Origin::File(path) => path.display().to_string(),
+            Origin::Registry(registry) => registry.display().to_string(),
+        }
+    }
+}
 
 /// Why a reload was asked for.
 pub enum Trigger {
@@ -37,6 +66,8 @@ pub enum Trigger {
     Built,
     /// SIGHUP.
     Signal,
+    /// Time to poll the registry.
+    Poll,
     /// `POST /reload` on the admin API.
     Admin(oneshot::Sender<Report>),
     /// `PUT /component` on the admin API: these bytes, to be validated, swapped in and then
@@ -51,6 +82,7 @@ impl Trigger {
             Trigger::FileChanged => FILE_CHANGE,
             Trigger::Built => "build",
             Trigger::Signal => "SIGHUP",
+            Trigger::Poll => POLL,
             Trigger::Admin(_) => "admin reload",
             Trigger::Upload(..) => "admin upload",
         }
@@ -95,11 +127,12 @@ pub struct Report {
     pub cache_hit: bool,
 }
 
-/// Runs reloads for one component path.
+/// Runs reloads for one component.
 pub struct Reloader {
     runtime: Arc<Runtime>,
     slot: Arc<Slot>,
-    path: PathBuf,
+    origin: Origin,
+    max_bytes: u64,
     cache: Option<Arc<CompileCache>>,
     metrics: Arc<Metrics>,
     /// sha256 of the content that failed last, so the second file event of one bad deploy does
@@ -111,33 +144,73 @@ pub struct Reloader {
     /// must not undo a rollback made in between. An explicit reload (admin, SIGHUP, build)
     /// still loads the file.
     file_loaded: Option<[u8; 32]>,
+    /// The registry's counterpart of `file_loaded`: the manifest digest last loaded.
+    digest_loaded: Option<String>,
+    /// The manifest digest whose component failed last: polls skip it until the tag moves.
+    digest_failed: Option<String>,
+    /// Registry polls that failed in a row (the next poll backs off).
+    poll_failures: u32,
 }
 
 impl Reloader {
-    /// A reloader for the component at `path`, swapping into `slot`.
+    /// A reloader for the component from `origin` (at most `max_bytes`), swapping into `slot`.
     pub fn new(
         runtime: Arc<Runtime>,
         slot: Arc<Slot>,
-        path: PathBuf,
+        origin: Origin,
+        max_bytes: u64,
         cache: Option<Arc<CompileCache>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Reloader {
             runtime,
             slot,
-            path,
+            origin,
+            max_bytes,
             cache,
             metrics,
             last_failed: None,
             file_loaded: None,
+            digest_loaded: None,
+            digest_failed: None,
+            poll_failures: 0,
         }
     }
 
-    /// Handles triggers until every sender is gone.
+    /// Handles triggers until every sender is gone, and polls a registry tag in between.
     pub async fn run(mut self, mut triggers: mpsc::Receiver<Trigger>) {
-        while let Some(trigger) = triggers.recv().await {
-            self.handle(trigger).await;
+        loop {
+            let poll = self.next_poll();
+            tokio::select! {
+                trigger = triggers.recv() => match trigger {
+                    Some(trigger) => {
+                        self.handle(trigger).await;
+                    }
+                    None => return,
+                },
+                () = tokio::time::sleep(poll.unwrap_or(Duration::MAX)), if poll.is_some() => {
+                    self.handle(Trigger::Poll).await;
+                }
+            }
         }
+    }
+
+    /// When to poll next: `None` for a file or a pinned digest; the interval, doubled per
+    /// failure in a row up to 8× (and at most [`MAX_POLL_BACKOFF`]) while the registry fails.
+    fn next_poll(&self) -> Option<Duration> {
+        let Origin::Registry(registry) = &self.origin else {
+            return None;
+        };
+        if registry.pinned() && self.digest_loaded.is_some() {
+            return None;
+        }
+        let interval = registry.poll_interval();
+        let factor = 1u32 << self.poll_failures.min(3);
+        Some(
+            interval
+                .saturating_mul(factor)
+                .min(MAX_POLL_BACKOFF.max(interval)),
+        )
     }
 
     /// Handles one trigger and returns what happened.
@@ -149,7 +222,7 @@ impl Reloader {
         }
         match trigger {
             Trigger::Admin(reply) => {
-                let report = self.reload_file(name).await;
+                let report = self.reload(name).await;
                 let _ = reply.send(report.clone());
                 report
             }
@@ -158,13 +231,114 @@ impl Reloader {
                 let _ = reply.send(report.clone());
                 report
             }
-            _ => self.reload_file(name).await,
+            _ => self.reload(name).await,
         }
     }
 
-    async fn reload_file(&mut self, trigger: &'static str) -> Report {
+    async fn reload(&mut self, trigger: &'static str) -> Report {
+        match &self.origin {
+            Origin::File(path) => {
+                let path = path.clone();
+                self.reload_file(&path, trigger).await
+            }
+            Origin::Registry(registry) => {
+                let registry = registry.clone();
+                self.reload_registry(&registry, trigger).await
+            }
+        }
+    }
+
+    async fn reload_registry(&mut self, registry: &Registry, trigger: &'static str) -> Report {
         let started = Instant::now();
-        let bytes = match read_component(&self.path).await {
+        // A poll compares with what was last pulled, so a rollback holds until the tag moves;
+        // an explicit reload compares with what serves, so it undoes a rollback.
+        let known = match trigger {
+            POLL | "startup" => self.digest_loaded.clone(),
+            _ => self.slot.current().and_then(|g| g.digest.clone()),
+        };
+        let polled = registry.poll(known.as_deref()).await;
+        let pulled = match polled {
+            Ok(oci::Poll::Unchanged(digest)) => {
+                self.metrics.registry_poll("unchanged");
+                self.poll_failures = 0;
+                if let Some(current) = self.slot.current() {
+                    tracing::debug!(reference = registry.display(), %digest, "tag unchanged");
+                    let sha = current.sha256;
+                    return self.unchanged(&current, &sha);
+                }
+                return self.fail(trigger, format!("{digest} is not loaded"), None);
+            }
+            Ok(oci::Poll::StillBad(digest)) => {
+                self.metrics.registry_poll("unchanged");
+                self.poll_failures = 0;
+                tracing::debug!(reference = registry.display(), %digest, "digest unchanged since its last failure");
+                return Report {
+                    result: "failed",
+                    generation: self.slot.current().map(|g| g.number),
+                    sha256: None,
+                    error: Some(format!("{digest} was refused before; push a new version")),
+                    cache_hit: false,
+                };
+            }
+            Ok(oci::Poll::New(pulled)) => {
+                self.metrics.registry_poll("new");
+                self.poll_failures = 0;
+                pulled
+            }
+            Err(err) => {
+                self.metrics.registry_poll("error");
+                self.metrics.registry_error(err.kind());
+                if err.is_registry_failure() {
+                    self.poll_failures = self.poll_failures.saturating_add(1);
+                }
+                let reason = err.to_string();
+                // Nothing serves yet (a start with the registry down): the last pull will do.
+                if self.slot.current().is_none()
+                    && let Some(pulled) = registry.last_pulled()
+                {
+                    tracing::warn!(reference = registry.display(), digest = %pulled.digest, "cannot poll the registry: {reason}; serving the component last pulled from it");
+                    return self.swap_in_pulled(trigger, pulled, started).await;
+                }
+                return self.fail(trigger, reason, None);
+            }
+        };
+        if trigger == POLL && self.digest_failed.as_deref() == Some(pulled.digest.as_str()) {
+            tracing::debug!(reference = registry.display(), digest = %pulled.digest, "digest unchanged since its last failure");
+            return Report {
+                result: "failed",
+                generation: self.slot.current().map(|g| g.number),
+                sha256: None,
+                error: Some("unchanged since the last failed attempt".into()),
+                cache_hit: false,
+            };
+        }
+        self.metrics.phase("read", started.elapsed());
+        self.swap_in_pulled(trigger, pulled, started).await
+    }
+
+    async fn swap_in_pulled(
+        &mut self,
+        trigger: &'static str,
+        pulled: oci::Pulled,
+        started: Instant,
+    ) -> Report {
+        let sha256 = loader::sha256(&pulled.bytes);
+        let digest = pulled.digest;
+        let report = self
+            .swap_in(trigger, pulled.bytes, sha256, Some(digest.clone()), started)
+            .await;
+        if report.result == "failed" {
+            self.digest_failed = Some(digest);
+        } else {
+            self.digest_loaded = Some(digest);
+            self.digest_failed = None;
+        }
+        report
+    }
+
+    async fn reload_file(&mut self, path: &Path, trigger: &'static str) -> Report {
+        let started = Instant::now();
+        let bytes = match read_component(path, self.max_bytes).await {
             Ok(bytes) => bytes,
             Err(reason) => {
                 self.file_loaded = None;
@@ -179,10 +353,10 @@ impl Reloader {
             && self.file_loaded == Some(sha256)
             && let Some(current) = self.slot.current()
         {
-            tracing::debug!(path = %self.path.display(), serving = current.number, "file unchanged since it was last loaded; still serving generation {}", current.number);
+            tracing::debug!(path = %path.display(), serving = current.number, "file unchanged since it was last loaded; still serving generation {}", current.number);
             return self.unchanged(&current, &sha256);
         }
-        let report = self.swap_in(trigger, bytes, sha256, started).await;
+        let report = self.swap_in(trigger, bytes, sha256, None, started).await;
         if report.result != "failed" {
             self.file_loaded = Some(sha256);
         }
@@ -190,15 +364,26 @@ impl Reloader {
     }
 
     async fn upload(&mut self, bytes: Vec<u8>) -> Report {
+        let Origin::File(path) = &self.origin else {
+            let reason = format!(
+                "the component comes from `{}`: push a new version to the registry instead",
+                self.origin.display()
+            );
+            return self.fail("admin upload", reason, None);
+        };
+        let path = path.clone();
         let started = Instant::now();
         let copy = bytes.clone();
         let sha256 = loader::sha256(&bytes);
-        let report = self.swap_in("admin upload", bytes, sha256, started).await;
+        let report = self
+            .swap_in("admin upload", bytes, sha256, None, started)
+            .await;
         if report.result != "failed" {
-            let path = self.path.clone();
-            let written = tokio::task::spawn_blocking(move || write_atomically(&path, &copy)).await;
+            let target = path.clone();
+            let written =
+                tokio::task::spawn_blocking(move || write_atomically(&target, &copy)).await;
             if let Err(err) | Ok(Err(err)) = written.map_err(|e| e.to_string()) {
-                tracing::warn!(path = %self.path.display(), error = %err, "uploaded component is serving but could not be saved; a restart will not keep it");
+                tracing::warn!(path = %path.display(), error = %err, "uploaded component is serving but could not be saved; a restart will not keep it");
                 return Report {
                     error: Some(format!("serving, but not saved to disk: {err}")),
                     ..report
@@ -226,16 +411,20 @@ impl Reloader {
         trigger: &'static str,
         bytes: Vec<u8>,
         sha256: [u8; 32],
+        digest: Option<String>,
         started: Instant,
     ) -> Report {
         let short = hex::encode(&sha256[..6]);
         let current = self.slot.current();
-        if let Some(generation) = current.as_ref().filter(|g| g.sha256 == sha256) {
-            tracing::debug!(path = %self.path.display(), trigger, "component unchanged; no new generation");
+        if let Some(generation) = current
+            .as_ref()
+            .filter(|g| g.sha256 == sha256 && g.digest == digest)
+        {
+            tracing::debug!(origin = %self.origin.display(), trigger, "component unchanged; no new generation");
             return self.unchanged(generation, &sha256);
         }
         if trigger == FILE_CHANGE && self.last_failed == Some(sha256) {
-            tracing::debug!(path = %self.path.display(), "content unchanged since its last failure");
+            tracing::debug!(origin = %self.origin.display(), "content unchanged since its last failure");
             return Report {
                 result: "failed",
                 generation: current.map(|g| g.number),
@@ -261,9 +450,11 @@ impl Reloader {
                 );
                 self.metrics.phase("validate", compiled.validate_time);
                 self.last_failed = None;
-                let generation = self.slot.install(compiled, sha256, size, self.path.clone());
+                let generation =
+                    self.slot
+                        .install(compiled, sha256, size, self.origin.display(), digest);
                 self.metrics.reload("loaded");
-                self.metrics.generation.set(generation.number as i64);
+                self.metrics.serving(&generation);
                 if let Some(oldest) = self.slot.history().first() {
                     self.metrics.forget_generations_below(oldest.number);
                 }
@@ -285,7 +476,7 @@ impl Reloader {
 
     fn fail(&self, trigger: &'static str, reason: String, sha256: Option<String>) -> Report {
         self.metrics.reload("failed");
-        let path = self.path.display();
+        let path = self.origin.display();
         let current = self.slot.current();
         match &current {
             Some(generation) => tracing::warn!(
@@ -338,7 +529,8 @@ fn log_loaded(generation: &Generation, trigger: &'static str, total: Duration) {
         cache_hit = generation.code_source.cache_hit(),
         total_ms = total.as_millis() as u64,
         trigger,
-        path = %generation.source.display(),
+        path = %generation.origin,
+        digest = generation.digest.as_deref(),
         "loaded generation {} ({}, {} bytes, {how})",
         generation.number,
         generation.short_hash(),
@@ -346,7 +538,7 @@ fn log_loaded(generation: &Generation, trigger: &'static str, total: Duration) {
     );
 }
 
-async fn read_component(path: &Path) -> Result<Vec<u8>, String> {
+async fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let metadata = match tokio::fs::metadata(path).await {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -357,11 +549,10 @@ async fn read_component(path: &Path) -> Result<Vec<u8>, String> {
     if !metadata.is_file() {
         return Err("the component path is not a regular file".into());
     }
-    if metadata.len() > MAX_COMPONENT_BYTES {
+    if metadata.len() > max_bytes {
         return Err(format!(
-            "the component file is {} bytes, more than the {} byte limit",
+            "the component file is {} bytes, more than the {max_bytes} byte limit",
             metadata.len(),
-            MAX_COMPONENT_BYTES
         ));
     }
     tokio::fs::read(path)

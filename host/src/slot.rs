@@ -7,7 +7,6 @@
 use crate::loader::{Compiled, Source};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -25,8 +24,10 @@ pub struct Generation {
     pub sha256: [u8; 32],
     /// Size of the component bytes.
     pub size: usize,
-    /// Where the bytes were read from.
-    pub source: PathBuf,
+    /// Where the bytes came from: the component file's path, or the `oci://` reference.
+    pub origin: String,
+    /// The manifest digest, for a component pulled from a registry.
+    pub digest: Option<String>,
     /// When this generation started serving.
     pub loaded_at: SystemTime,
     /// How long compilation (or loading from the cache) took.
@@ -133,14 +134,16 @@ impl Slot {
         compiled: Compiled,
         sha256: [u8; 32],
         size: usize,
-        source: PathBuf,
+        origin: String,
+        digest: Option<String>,
     ) -> Arc<Generation> {
         let generation = Arc::new(Generation {
             number: self.next_number.fetch_add(1, Ordering::Relaxed),
             pre: compiled.pre,
             sha256,
             size,
-            source,
+            origin,
+            digest,
             loaded_at: SystemTime::now(),
             compile_time: compiled.compile_time,
             code_source: compiled.source,

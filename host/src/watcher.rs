@@ -16,9 +16,63 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A running watch; dropping it stops watching.
-pub struct FileWatcher {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
-    _immediate: notify::RecommendedWatcher,
+pub enum FileWatcher {
+    /// OS file events: a debounced watch and an immediate one.
+    Native {
+        /// Fires once a burst of changes has been quiet for the debounce delay.
+        _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+        /// Fires at once on the events after which the file is complete.
+        _immediate: notify::RecommendedWatcher,
+    },
+    /// A scan of the directory every interval.
+    Poll(notify::PollWatcher),
+}
+
+/// Watches `file` by scanning its directory every `interval`, comparing each file's metadata
+/// and content, for filesystems that send no events (NFS, SMB, many container volumes). Calls
+/// `on_change` after a scan that saw the file created, changed or removed.
+pub fn poll(
+    file: &Path,
+    interval: Duration,
+    on_change: impl Fn() + Send + Sync + 'static,
+) -> Result<FileWatcher> {
+    let (dir, name) = split(file)?;
+    let config = notify::Config::default()
+        .with_poll_interval(interval)
+        .with_compare_contents(true);
+    let mut watcher = notify::PollWatcher::new(
+        move |result: notify::Result<notify::Event>| match result {
+            Ok(event)
+                if is_change(&event.kind)
+                    && event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str())) =>
+            {
+                on_change();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "file poll error; still serving the current generation");
+            }
+        },
+        config,
+    )
+    .map_err(|source| classify(&dir, source))?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| classify(&dir, source))?;
+    tracing::debug!(file = %file.display(), ?interval, "polling for changes");
+    Ok(FileWatcher::Poll(watcher))
+}
+
+fn split(file: &Path) -> Result<(PathBuf, OsString)> {
+    let dir = file
+        .parent()
+        .context("the watched path has no parent directory")?
+        .to_path_buf();
+    let name = file
+        .file_name()
+        .context("the watched path has no file name")?
+        .to_owned();
+    Ok((dir, name))
 }
 
 /// Why the watch could not start.
@@ -56,15 +110,7 @@ pub fn watch(
     delay: Duration,
     on_change: impl Fn() + Send + Sync + 'static,
 ) -> Result<FileWatcher> {
-    let dir = file
-        .parent()
-        .context("the watched path has no parent directory")?
-        .to_path_buf();
-    let name: OsString = file
-        .file_name()
-        .context("the watched path has no file name")?
-        .to_owned();
-
+    let (dir, name) = split(file)?;
     let on_change = Arc::new(on_change);
     let immediate_name = name.clone();
     let immediate_change = on_change.clone();
@@ -106,7 +152,7 @@ pub fn watch(
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|source| classify(&dir, source))?;
     tracing::debug!(file = %file.display(), "watching for changes");
-    Ok(FileWatcher {
+    Ok(FileWatcher::Native {
         _debouncer: debouncer,
         _immediate: immediate,
     })

@@ -9,6 +9,7 @@ mod core_serving;
 mod dev_loop;
 mod guardrails;
 mod loader_fuzz;
+mod registry;
 mod shutdown;
 mod state;
 mod swapping;

@@ -451,22 +451,68 @@ async fn buckets_are_isolated_and_limits_are_errors_for_the_guest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn apps_sharing_a_file_see_only_their_own_namespace() {
+async fn namespaces_keep_apps_apart_and_a_file_is_one_hosts_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = stateful_in(dir.path());
     let store = format!("sqlite:{}", dir.path().join("kv.sqlite3").display());
     let start =
         |ns: &str| Server::start(&path, &["--keyvalue", &store, "--keyvalue-namespace", ns]);
-    let (one, two, one_again) = (start("one"), start("two"), start("one"));
+
+    let one = start("one");
     assert_eq!(
         call(one.addr, "/kv/set?key=k&value=from-one").await,
         (200, "ok".into())
     );
+    // A second host on the same file is refused at once, with the reason; it serves on.
+    let other = start("two");
+    let started = Instant::now();
+    let (status, body) = call(other.addr, "/kv/get?key=k").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("in use by another hotswap process"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(call(other.addr, "/hello").await, (200, "hello".into()));
+    drop(other);
+    drop(one);
+
+    // One after the other, each app sees its own keys only.
+    let two = start("two");
     assert_eq!(call(two.addr, "/kv/get?key=k").await, (404, "none".into()));
+    assert_eq!(
+        call(two.addr, "/kv/set?key=k&value=from-two").await,
+        (200, "ok".into())
+    );
+    drop(two);
+    let one_again = start("one");
     assert_eq!(
         call(one_again.addr, "/kv/get?key=k").await,
         (200, "from-one".into())
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_store_is_a_file_per_app_under_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let env = [("XDG_STATE_HOME", state.to_str().unwrap())];
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (app_a, app_b) = (stateful_in(&a), b.join("other.wasm"));
+    std::fs::write(&app_b, guests::bytes(STATEFUL)).unwrap();
+    // Two apps at once, each with the default store.
+    let first = Server::start_with_env(&app_a, &[], &env);
+    let second = Server::start_with_env(&app_b, &[], &env);
+    assert_eq!(call(first.addr, "/kv/incr?key=n").await, (200, "1".into()));
+    assert_eq!(call(second.addr, "/kv/incr?key=n").await, (200, "1".into()));
+    for name in ["app", "other"] {
+        let file = state.join(format!("hotswap/keyvalue/{name}.sqlite3"));
+        assert!(file.is_file(), "{} missing", file.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

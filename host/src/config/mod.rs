@@ -5,10 +5,13 @@
 //! user input happens in [`Config::from_args`], before any socket is bound or any file is
 //! watched, so a wrong setting is an error message and exit code 1.
 
-use crate::cli::{LogFormat, Mode, ServeArgs, parse_duration, parse_size};
-use crate::config_file::{self, BuildSection, Loaded};
+mod parts;
+
+use crate::cli::{LogFormat, Mode, ServeArgs, WatchMode, parse_duration, parse_size};
+use crate::config_file::{self, Loaded};
 use crate::guest_config::ConfigValues;
-use crate::keyvalue::{self, KvSettings, StoreSpec};
+use crate::keyvalue::KvSettings;
+use crate::oci::{self, OciSpec};
 use crate::outbound::OutboundPolicy;
 use anyhow::{Context, Result, bail, ensure};
 use std::net::SocketAddr;
@@ -18,6 +21,8 @@ use std::time::Duration;
 /// Default address the HTTP listener binds to.
 pub const DEFAULT_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+/// Default time between two checks of a component file under `--watch poll`.
+pub const DEFAULT_FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default quiet period after the last file event before a reload is attempted.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(150);
 /// Default wall-clock deadline for one request, guest execution and body streaming included.
@@ -60,14 +65,20 @@ pub const MAX_MEMORY: u64 = 4 << 30;
 pub struct Config {
     /// `dev` or `prod`.
     pub mode: Mode,
-    /// Absolute path of the component file that is served and watched.
-    pub component: PathBuf,
+    /// Where the component comes from: a file (watched) or a registry reference (polled).
+    pub origin: ComponentOrigin,
     /// Address the HTTP listener binds to.
     pub addr: SocketAddr,
     /// Fail at startup when no valid component can be loaded.
     pub require_component: bool,
     /// Watch the component file for changes.
     pub watch: bool,
+    /// How the file is watched: OS events, or polling (network filesystems).
+    pub watch_mode: WatchMode,
+    /// How often a polled file is checked.
+    pub file_poll_interval: Duration,
+    /// Largest component (file, upload or registry layer) accepted.
+    pub max_component_size: u64,
     /// Quiet period after the last file event before a reload.
     pub debounce: Duration,
     /// Bounds on guests and clients.
@@ -98,6 +109,33 @@ pub struct Config {
     pub keyvalue: KvSettings,
     /// Warnings found while merging the settings, logged once logging is up.
     pub notes: Vec<String>,
+}
+
+/// Where the component comes from.
+#[derive(Debug, Clone)]
+pub enum ComponentOrigin {
+    /// A file, by absolute path.
+    File(PathBuf),
+    /// A registry reference (`oci://…`).
+    Registry(OciSpec),
+}
+
+impl ComponentOrigin {
+    /// The path or the `oci://` reference, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            ComponentOrigin::File(path) => path.display().to_string(),
+            ComponentOrigin::Registry(spec) => format!("{}{}", oci::SCHEME, spec.reference),
+        }
+    }
+
+    /// The file, for a file component.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ComponentOrigin::File(path) => Some(path),
+            ComponentOrigin::Registry(_) => None,
+        }
+    }
 }
 
 /// Bounds on what one guest or one client may use.
@@ -161,7 +199,7 @@ pub struct BuildConfig {
 }
 
 /// Parses a duration written in the file, naming the key and file on error.
-fn file_duration(
+pub(crate) fn file_duration(
     loaded: Option<&Loaded>,
     key: &str,
     value: Option<&String>,
@@ -172,13 +210,17 @@ fn file_duration(
 }
 
 /// Parses a size written in the file, naming the key and file on error.
-fn file_size(loaded: Option<&Loaded>, key: &str, value: Option<&String>) -> Result<Option<u64>> {
+pub(crate) fn file_size(
+    loaded: Option<&Loaded>,
+    key: &str,
+    value: Option<&String>,
+) -> Result<Option<u64>> {
     value
         .map(|v| parse_size(v).map_err(|e| in_file(loaded, key, e)))
         .transpose()
 }
 
-fn in_file(loaded: Option<&Loaded>, key: &str, msg: String) -> anyhow::Error {
+pub(crate) fn in_file(loaded: Option<&Loaded>, key: &str, msg: String) -> anyhow::Error {
     let file = loaded
         .map(|l| l.path.display().to_string())
         .unwrap_or_default();
@@ -194,14 +236,7 @@ impl Config {
         let f = l.map(|l| &l.file).unwrap_or(&empty);
 
         let mode = args.mode.or(f.server.mode).unwrap_or(Mode::Dev);
-        let component = match (&args.component, &f.component.path) {
-            (Some(p), _) => absolute(p)?,
-            (None, Some(p)) => l.map(|l| l.resolve(p)).unwrap_or_else(|| p.clone()),
-            (None, None) => bail!(
-                "no component given: pass `hotswap serve COMPONENT.wasm`, or set `component.path` in {}",
-                config_file::DEFAULT_FILE
-            ),
-        };
+        let origin = parts::origin(&args, f, l)?;
 
         let addr = match (args.addr, &f.server.addr) {
             (Some(a), _) => a,
@@ -213,6 +248,31 @@ impl Config {
         let require_component =
             args.require_component || f.component.require.unwrap_or(false) || mode == Mode::Prod;
         let watch = !args.no_watch && f.watch.enabled.unwrap_or(true);
+        let watch_mode = args.watch.or(f.watch.mode).unwrap_or(WatchMode::Native);
+        let file_poll_interval = args
+            .poll_interval
+            .or(file_duration(
+                l,
+                "watch.poll_interval",
+                f.watch.poll_interval.as_ref(),
+            )?)
+            .unwrap_or(DEFAULT_FILE_POLL_INTERVAL);
+        ensure!(
+            !file_poll_interval.is_zero(),
+            "`--poll-interval` must be greater than zero"
+        );
+        let max_component_size = args
+            .max_component_size
+            .or(file_size(
+                l,
+                "limits.max_component_size",
+                f.limits.max_component_size.as_ref(),
+            )?)
+            .unwrap_or(crate::reload::MAX_COMPONENT_BYTES);
+        ensure!(
+            max_component_size >= 8,
+            "`--max-component-size` must be at least 8 bytes"
+        );
         let debounce = args
             .debounce
             .or(file_duration(
@@ -368,19 +428,29 @@ impl Config {
                 .map(|kv| parse_pair("--config-var", kv))
                 .collect::<Result<_>>()?,
         );
-        let keyvalue = keyvalue_settings(&args, &f.keyvalue, l, &component)?;
+        let keyvalue = parts::keyvalue_settings(&args, &f.keyvalue, l, &origin)?;
 
         let mut notes = Vec::new();
-        let build = build_config(&args, f.build.as_ref(), l, mode, &mut notes)?;
-        // A build creates the component's directory; without one it must already exist.
-        check_component_path(&component, build.is_some())?;
+        let build = parts::build_config(&args, f.build.as_ref(), l, mode, &mut notes)?;
+        match &origin {
+            // A build creates the component's directory; without one it must already exist.
+            ComponentOrigin::File(path) => parts::check_component_path(path, build.is_some())?,
+            ComponentOrigin::Registry(_) => ensure!(
+                build.is_none(),
+                "a build command needs a component file to build into, not `{}`",
+                origin.display()
+            ),
+        }
 
         Ok(Config {
             mode,
-            component,
+            origin,
             addr,
             require_component,
             watch,
+            watch_mode,
+            file_poll_interval,
+            max_component_size,
             debounce,
             limits,
             outbound,
@@ -398,76 +468,6 @@ impl Config {
             notes,
         })
     }
-}
-
-fn keyvalue_settings(
-    args: &ServeArgs,
-    file: &config_file::KeyValueSection,
-    l: Option<&Loaded>,
-    component: &Path,
-) -> Result<KvSettings> {
-    let store = match (&args.keyvalue, &file.store) {
-        (Some(s), _) => StoreSpec::parse(s).map_err(|e| anyhow::anyhow!("`--keyvalue`: {e}"))?,
-        (None, Some(s)) => {
-            match StoreSpec::parse(s).map_err(|e| in_file(l, "keyvalue.store", e))? {
-                // A relative path in the file is relative to the file.
-                StoreSpec::Sqlite(_) if s.starts_with("sqlite:") => {
-                    let path = Path::new(&s["sqlite:".len()..]);
-                    StoreSpec::Sqlite(
-                        l.map(|l| l.resolve(path))
-                            .unwrap_or_else(|| path.to_path_buf()),
-                    )
-                }
-                other => other,
-            }
-        }
-        (None, None) => StoreSpec::parse("sqlite").map_err(|e| anyhow::anyhow!("{e}"))?,
-    };
-    let namespace = match args.keyvalue_namespace.clone().or(file.namespace.clone()) {
-        Some(ns) => ns,
-        // The component's stem, made a valid name (`my app.wasm` → `my_app`).
-        None => component
-            .file_stem()
-            .map(|s| {
-                s.to_string_lossy()
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .take(64)
-                    .collect::<String>()
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "default".into()),
-    };
-    keyvalue::check_name(&namespace).map_err(|e| anyhow::anyhow!("`--keyvalue-namespace`: {e}"))?;
-    let max_value_size = args
-        .keyvalue_max_value_size
-        .or(file_size(
-            l,
-            "keyvalue.max_value_size",
-            file.max_value_size.as_ref(),
-        )?)
-        .unwrap_or(keyvalue::DEFAULT_MAX_VALUE_SIZE);
-    let max_keys = args
-        .keyvalue_max_keys
-        .or(file.max_keys)
-        .unwrap_or(keyvalue::DEFAULT_MAX_KEYS);
-    ensure!(max_keys >= 1, "`--keyvalue-max-keys` must be at least 1");
-    ensure!(
-        max_value_size <= 64 << 20,
-        "`--keyvalue-max-value-size` must be at most 64MiB, got `{max_value_size}` bytes"
-    );
-    Ok(KvSettings {
-        store,
-        namespace,
-        max_value_size,
-        max_keys,
-    })
 }
 
 impl Limits {
@@ -504,109 +504,12 @@ impl Limits {
     }
 }
 
-fn build_config(
-    args: &ServeArgs,
-    file: Option<&BuildSection>,
-    l: Option<&Loaded>,
-    mode: Mode,
-    notes: &mut Vec<String>,
-) -> Result<Option<BuildConfig>> {
-    let cmd = args.build_cmd.clone().or(file.and_then(|b| b.cmd.clone()));
-    let Some(cmd) = cmd.filter(|c| !c.trim().is_empty()) else {
-        return Ok(None);
-    };
-    if mode == Mode::Prod {
-        notes.push(
-            "a build command is configured but builds are off in prod mode; ignoring it".into(),
-        );
-        return Ok(None);
-    }
-    let resolve = |p: &Path| l.map(|l| l.resolve(p)).unwrap_or_else(|| p.to_path_buf());
-    let dir = match file.and_then(|b| b.dir.as_ref()) {
-        Some(d) => resolve(d),
-        None => l.map(|l| l.dir.clone()).unwrap_or(std::env::current_dir()?),
-    };
-    ensure!(
-        dir.is_dir(),
-        "the build directory `{}` does not exist",
-        dir.display()
-    );
-    let watch = match file.and_then(|b| b.watch.as_ref()) {
-        Some(paths) => paths.iter().map(|p| resolve(p)).collect(),
-        None => vec![dir.clone()],
-    };
-    for p in &watch {
-        ensure!(
-            p.exists(),
-            "the build watch path `{}` does not exist",
-            p.display()
-        );
-    }
-    let include_ext = file.and_then(|b| b.include_ext.clone()).unwrap_or_else(|| {
-        DEFAULT_BUILD_EXTENSIONS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    });
-    let mut exclude_dir = file.and_then(|b| b.exclude_dir.clone()).unwrap_or_default();
-    if !exclude_dir.iter().any(|d| d == "target") {
-        exclude_dir.push("target".into());
-    }
-    let delay = file_duration(l, "build.delay", file.and_then(|b| b.delay.as_ref()))?
-        .unwrap_or(DEFAULT_BUILD_DELAY);
-    let timeout = file_duration(l, "build.timeout", file.and_then(|b| b.timeout.as_ref()))?
-        .unwrap_or(DEFAULT_BUILD_TIMEOUT);
-    Ok(Some(BuildConfig {
-        cmd,
-        dir,
-        watch,
-        include_ext,
-        exclude_dir,
-        delay,
-        timeout,
-    }))
-}
-
-fn check_component_path(component: &Path, built: bool) -> Result<()> {
-    let parent = component.parent().with_context(|| {
-        format!(
-            "component path `{}` has no parent directory",
-            component.display()
-        )
-    })?;
-    if built && !parent.exists() {
-        std::fs::create_dir_all(parent).with_context(|| {
-            format!(
-                "cannot create the component's directory `{}`",
-                parent.display()
-            )
-        })?;
-    }
-    ensure!(
-        parent.is_dir(),
-        "the directory of the component, `{}`, does not exist",
-        parent.display()
-    );
-    ensure!(
-        component.file_name().is_some(),
-        "component path `{}` does not name a file",
-        component.display()
-    );
-    if component.is_dir() {
-        bail!(
-            "component path `{}` is a directory, not a file",
-            component.display()
-        );
-    }
-    Ok(())
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
     ensure!(!path.as_os_str().is_empty(), "the component path is empty");
     std::path::absolute(path).with_context(|| format!("cannot resolve `{}`", path.display()))
 }
 
-fn expand_home(p: &Path) -> PathBuf {
+pub(crate) fn expand_home(p: &Path) -> PathBuf {
     match (p.strip_prefix("~"), std::env::var_os("HOME")) {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => p.to_path_buf(),

@@ -9,9 +9,9 @@
 //! per bucket, key length, batch length) are errors the guest receives (`error::other`), and so
 //! is a backend that is down: the host never traps the guest or crashes for them.
 //!
-//! Backends ([`StoreSpec`]): `sqlite` (default; a file, written in WAL mode, so a killed process
-//! loses no acknowledged write), `memory` (gone with the process) and `redis://…` (shared by a
-//! fleet of replicas). The store is opened on first use, so hosts whose guests never touch it
+//! Backends ([`StoreSpec`]): `sqlite` (default; a file per app, written in WAL mode, so a killed
+//! process loses no acknowledged write), `memory` (gone with the process) and `redis://…` (shared
+//! by a fleet of replicas). The store is opened on first use, so hosts whose guests never touch it
 //! never create the file or connect.
 
 mod memory;
@@ -60,8 +60,10 @@ const MAX_NAME: usize = 64;
 pub enum StoreSpec {
     /// `memory`: a map in the host process (survives swaps, not restarts).
     Memory,
-    /// `sqlite` or `sqlite:PATH`: a file (default path: see [`default_sqlite_path`]).
+    /// `sqlite:PATH`: a file.
     Sqlite(PathBuf),
+    /// `sqlite`: a file per namespace in the state directory ([`default_sqlite_path`]).
+    SqliteDefault,
     /// `redis://[user:password@]host[:port][/db]`.
     Redis(String),
 }
@@ -74,7 +76,7 @@ impl StoreSpec {
             return Ok(StoreSpec::Memory);
         }
         if s == "sqlite" {
-            return default_sqlite_path().map(StoreSpec::Sqlite);
+            return Ok(StoreSpec::SqliteDefault);
         }
         if let Some(path) = s.strip_prefix("sqlite:") {
             if path.is_empty() {
@@ -103,6 +105,7 @@ impl fmt::Display for StoreSpec {
         match self {
             StoreSpec::Memory => f.write_str("memory"),
             StoreSpec::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreSpec::SqliteDefault => f.write_str("sqlite"),
             StoreSpec::Redis(url) => f.write_str(&redact(url)),
         }
     }
@@ -128,15 +131,17 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// `$XDG_STATE_HOME/hotswap/keyvalue.sqlite3`, else `~/.local/state/hotswap/keyvalue.sqlite3`.
-pub fn default_sqlite_path() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("hotswap/keyvalue.sqlite3"));
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or(
-        "neither XDG_STATE_HOME nor HOME is set; pass `--keyvalue sqlite:PATH` or `--keyvalue memory`",
-    )?;
-    Ok(PathBuf::from(home).join(".local/state/hotswap/keyvalue.sqlite3"))
+/// `$XDG_STATE_HOME/hotswap/keyvalue/NAMESPACE.sqlite3`, else under `~/.local/state`: one file
+/// per app, so two apps on one machine each have theirs.
+pub fn default_sqlite_path(namespace: &str) -> Result<PathBuf, String> {
+    let state = match std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or(
+            "neither XDG_STATE_HOME nor HOME is set; pass `--keyvalue sqlite:PATH` or `--keyvalue memory`",
+        )?)
+        .join(".local/state"),
+    };
+    Ok(state.join(format!("hotswap/keyvalue/{namespace}.sqlite3")))
 }
 
 /// Checks a bucket or namespace name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
@@ -223,6 +228,9 @@ impl KeyValue {
         let backend = match &settings.store {
             StoreSpec::Memory => Backend::Memory(memory::Memory::default()),
             StoreSpec::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::new(path.clone())),
+            StoreSpec::SqliteDefault => Backend::Sqlite(sqlite::Sqlite::new(
+                default_sqlite_path(&settings.namespace).map_err(anyhow::Error::msg)?,
+            )),
             StoreSpec::Redis(url) => Backend::Redis(redis_store::Redis::new(url)?),
         };
         Ok(KeyValue {
@@ -577,10 +585,7 @@ mod tests {
     #[test]
     fn store_specs_parse_and_hide_passwords() {
         assert_eq!(StoreSpec::parse("memory"), Ok(StoreSpec::Memory));
-        assert!(matches!(
-            StoreSpec::parse("sqlite"),
-            Ok(StoreSpec::Sqlite(_))
-        ));
+        assert_eq!(StoreSpec::parse("sqlite"), Ok(StoreSpec::SqliteDefault));
         assert_eq!(
             StoreSpec::parse("sqlite:/tmp/kv.db"),
             Ok(StoreSpec::Sqlite(PathBuf::from("/tmp/kv.db")))

@@ -1,0 +1,579 @@
+//! Components from an OCI registry: `oci://REGISTRY/REPOSITORY:TAG` or `…@sha256:DIGEST`.
+//!
+//! The artifact is the one `wkg oci push` and `oras` make for a wasm component: a manifest whose
+//! config has the media type `application/vnd.wasm.config.v0+json` and whose one layer is the
+//! component (`application/wasm`). A tag is polled with a `HEAD` on its manifest (one request
+//! per poll); only a new manifest digest is pulled. The layer's bytes are checked against the
+//! descriptor (size and sha256) before they go to the loader, like a file's bytes.
+//!
+//! Pulled layers are kept under the cache directory (`oci/`), with the digest each reference
+//! last resolved to, so a host restarted while the registry is down still serves the last good
+//! component it pulled.
+//!
+//! Credentials: `--registry-username`/`--registry-password` (`HOTSWAP_REGISTRY_*`), else the
+//! docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths` entries),
+//! else anonymous. HTTPS unless the registry is on loopback or named by `--insecure-registry`.
+
+use crate::loader;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The scheme of a registry component reference.
+pub const SCHEME: &str = "oci://";
+/// Default time between two polls of a tag.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// The config media type of a wasm component artifact.
+pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+/// The media type of the component layer.
+pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+/// Connect and read deadline of one registry request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a component comes from, as configured.
+#[derive(Clone)]
+pub struct OciSpec {
+    /// The reference without `oci://`.
+    pub reference: String,
+    /// Registries (`HOST[:PORT]`) reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Time between two polls of a tag.
+    pub poll_interval: Duration,
+    /// Basic-auth user name, if given.
+    pub username: Option<String>,
+    /// Basic-auth password, if given.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for OciSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OciSpec")
+            .field("reference", &self.reference)
+            .field("insecure", &self.insecure)
+            .field("poll_interval", &self.poll_interval)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Parses `oci://REGISTRY/REPO[:TAG][@sha256:…]`; `None` if `s` is not an `oci://` reference.
+pub fn parse(s: &str) -> Option<Result<Reference, String>> {
+    let rest = s.strip_prefix(SCHEME)?;
+    Some(parse_reference(rest))
+}
+
+fn parse_reference(rest: &str) -> Result<Reference, String> {
+    if !rest.contains('/') {
+        return Err(format!(
+            "`{SCHEME}{rest}` needs a registry and a repository, e.g. `{SCHEME}registry.example.com/app:v1`"
+        ));
+    }
+    Reference::try_from(rest).map_err(|e| format!("invalid OCI reference `{SCHEME}{rest}`: {e}"))
+}
+
+/// Why a poll or a pull failed. The serving generation is never touched by one.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No connection, or no answer in time.
+    #[error("cannot reach the registry `{registry}`: {detail}")]
+    Unreachable {
+        /// The registry.
+        registry: String,
+        /// What failed.
+        detail: String,
+    },
+    /// 401/403: no or wrong credentials.
+    #[error(
+        "the registry `{registry}` refused access ({detail}); set HOTSWAP_REGISTRY_USERNAME and \
+         HOTSWAP_REGISTRY_PASSWORD, or add the registry to the docker config file"
+    )]
+    Auth {
+        /// The registry.
+        registry: String,
+        /// What it said.
+        detail: String,
+    },
+    /// The repository, tag or digest does not exist.
+    #[error("`{reference}` was not found in the registry: {detail}")]
+    NotFound {
+        /// The reference.
+        reference: String,
+        /// What the registry said.
+        detail: String,
+    },
+    /// The manifest is not a wasm component artifact.
+    #[error("`{reference}` is not a wasm component artifact: {detail}")]
+    NotWasm {
+        /// The reference.
+        reference: String,
+        /// Which part is wrong.
+        detail: String,
+    },
+    /// The layer's bytes do not hash to its descriptor's digest.
+    #[error("the layer of `{reference}` does not match its digest: {detail}")]
+    DigestMismatch {
+        /// The reference.
+        reference: String,
+        /// Expected and actual.
+        detail: String,
+    },
+    /// The layer is larger than `--max-component-size`.
+    #[error("the layer of `{reference}` is {size} bytes, more than the {limit} byte limit")]
+    TooLarge {
+        /// The reference.
+        reference: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Anything else the registry or the client reported.
+    #[error("registry `{registry}`: {detail}")]
+    Other {
+        /// The registry.
+        registry: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl RegistryError {
+    /// A short name for metrics: `unreachable`, `auth`, `not_found`, `not_wasm`,
+    /// `digest_mismatch`, `too_large`, `other`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryError::Unreachable { .. } => "unreachable",
+            RegistryError::Auth { .. } => "auth",
+            RegistryError::NotFound { .. } => "not_found",
+            RegistryError::NotWasm { .. } => "not_wasm",
+            RegistryError::DigestMismatch { .. } => "digest_mismatch",
+            RegistryError::TooLarge { .. } => "too_large",
+            RegistryError::Other { .. } => "other",
+        }
+    }
+
+    /// Whether the registry itself failed (worth backing off), rather than what it holds.
+    pub fn is_registry_failure(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Unreachable { .. } | RegistryError::Other { .. }
+        )
+    }
+}
+
+/// A component pulled from the registry (or from the local copy of an earlier pull).
+pub struct Pulled {
+    /// The manifest digest (`sha256:…`), what the replica serves.
+    pub digest: String,
+    /// The component's bytes, checked against the layer descriptor.
+    pub bytes: Vec<u8>,
+}
+
+/// What a poll found.
+pub enum Poll {
+    /// The reference still resolves to this manifest digest.
+    Unchanged(String),
+    /// The reference resolves to a manifest whose pull failed for its content (not a wasm
+    /// artifact, too large, bad digest): not pulled again until the reference moves.
+    StillBad(String),
+    /// A new manifest, pulled.
+    New(Pulled),
+}
+
+/// One registry reference the host follows.
+pub struct Registry {
+    reference: Reference,
+    display: String,
+    client: Client,
+    auth: RegistryAuth,
+    /// `CACHE/oci`, where layers and resolved digests are kept.
+    store: Option<PathBuf>,
+    max_bytes: u64,
+    poll_interval: Duration,
+    /// The manifest digest whose content was refused last.
+    bad: std::sync::Mutex<Option<String>>,
+}
+
+impl Registry {
+    /// A client for `spec`, keeping pulled layers under `cache_dir/oci` (if caching is on) and
+    /// refusing layers over `max_bytes`.
+    pub fn new(spec: &OciSpec, cache_dir: Option<&Path>, max_bytes: u64) -> anyhow::Result<Self> {
+        // One TLS provider for the process; a second install (another route) is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let reference = parse_reference(&spec.reference).map_err(anyhow::Error::msg)?;
+        let registry = reference.resolve_registry().to_string();
+        let mut plain = spec.insecure.clone();
+        if is_loopback(&registry) {
+            plain.push(registry.clone());
+        }
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain),
+            read_timeout: Some(REQUEST_TIMEOUT),
+            connect_timeout: Some(REQUEST_TIMEOUT),
+            user_agent: concat!("hotswap/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        });
+        let auth = match (&spec.username, &spec.password) {
+            (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            (Some(_), None) | (None, Some(_)) => anyhow::bail!(
+                "a registry user name needs a password and a password needs a user name"
+            ),
+            (None, None) => docker_config_auth(&registry).unwrap_or(RegistryAuth::Anonymous),
+        };
+        Ok(Registry {
+            display: format!("{SCHEME}{}", spec.reference),
+            reference,
+            client,
+            auth,
+            store: cache_dir.map(|d| d.join("oci")),
+            max_bytes,
+            poll_interval: spec.poll_interval,
+            bad: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// `oci://…` as configured.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Whether the reference names a digest: it never changes, so it is never polled.
+    pub fn pinned(&self) -> bool {
+        self.reference.digest().is_some()
+    }
+
+    /// Time between two polls.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// Resolves the reference (a `HEAD` on the manifest) and pulls it unless it resolves to
+    /// `known`.
+    pub async fn poll(&self, known: Option<&str>) -> Result<Poll, RegistryError> {
+        let digest = match self.reference.digest() {
+            Some(pinned) => pinned.to_string(),
+            None => self
+                .client
+                .fetch_manifest_digest(&self.reference, &self.auth)
+                .await
+                .map_err(|e| self.classify(e))?,
+        };
+        if known == Some(digest.as_str()) {
+            return Ok(Poll::Unchanged(digest));
+        }
+        if self.bad().as_deref() == Some(digest.as_str()) {
+            return Ok(Poll::StillBad(digest));
+        }
+        let pulled = match self.stored(&digest) {
+            Some(bytes) => Pulled { digest, bytes },
+            None => match self.pull(digest.clone()).await {
+                Ok(pulled) => pulled,
+                Err(err) => {
+                    // What the manifest holds will not get better by pulling it again.
+                    if !err.is_registry_failure() && !matches!(err, RegistryError::Auth { .. }) {
+                        *self.bad() = Some(digest);
+                    }
+                    return Err(err);
+                }
+            },
+        };
+        self.remember(&pulled);
+        Ok(Poll::New(pulled))
+    }
+
+    fn bad(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.bad.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The component this reference resolved to last time, from the local copy.
+    pub fn last_pulled(&self) -> Option<Pulled> {
+        let digest = std::fs::read_to_string(self.ref_file()?).ok()?;
+        let digest = digest.trim().to_string();
+        let bytes = self.stored(&digest)?;
+        Some(Pulled { digest, bytes })
+    }
+
+    async fn pull(&self, digest: String) -> Result<Pulled, RegistryError> {
+        let by_digest = self.reference.clone_with_digest(digest.clone());
+        let (manifest, digest) = self
+            .client
+            .pull_image_manifest(&by_digest, &self.auth)
+            .await
+            .map_err(|e| self.classify(e))?;
+        let not_wasm = |detail: String| RegistryError::NotWasm {
+            reference: self.display.clone(),
+            detail,
+        };
+        if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
+            return Err(not_wasm(format!(
+                "its config media type is `{}`, not `{WASM_CONFIG_MEDIA_TYPE}`",
+                manifest.config.media_type
+            )));
+        }
+        let layer = match manifest.layers.as_slice() {
+            [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => layer.clone(),
+            [layer] => {
+                return Err(not_wasm(format!(
+                    "its layer's media type is `{}`, not `{WASM_LAYER_MEDIA_TYPE}`",
+                    layer.media_type
+                )));
+            }
+            layers => {
+                return Err(not_wasm(format!(
+                    "it has {} layers; a component artifact has one",
+                    layers.len()
+                )));
+            }
+        };
+        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
+        if size > self.max_bytes {
+            return Err(RegistryError::TooLarge {
+                reference: self.display.clone(),
+                size,
+                limit: self.max_bytes,
+            });
+        }
+        let bytes = self.pull_layer(&by_digest, &layer).await?;
+        let actual = format!("sha256:{}", hex::encode(loader::sha256(&bytes)));
+        if actual != layer.digest || bytes.len() as u64 != size {
+            return Err(RegistryError::DigestMismatch {
+                reference: self.display.clone(),
+                detail: format!(
+                    "the descriptor says {} ({size} bytes), the bytes are {actual} ({} bytes)",
+                    layer.digest,
+                    bytes.len()
+                ),
+            });
+        }
+        let pulled = Pulled { digest, bytes };
+        self.store(&pulled);
+        Ok(pulled)
+    }
+
+    async fn pull_layer(
+        &self,
+        image: &Reference,
+        layer: &OciDescriptor,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let mut bytes = Vec::new();
+        match self.client.pull_blob(image, layer, &mut bytes).await {
+            Ok(()) => Ok(bytes),
+            Err(OciDistributionError::DigestError(err)) => Err(RegistryError::DigestMismatch {
+                reference: self.display.clone(),
+                detail: err.to_string(),
+            }),
+            Err(err) => Err(self.classify(err)),
+        }
+    }
+
+    fn classify(&self, err: OciDistributionError) -> RegistryError {
+        let registry = self.reference.resolve_registry().to_string();
+        let detail = err.to_string();
+        match &err {
+            OciDistributionError::AuthenticationFailure(_)
+            | OciDistributionError::UnauthorizedError { .. } => {
+                RegistryError::Auth { registry, detail }
+            }
+            OciDistributionError::ServerError {
+                code: 401 | 403, ..
+            } => RegistryError::Auth { registry, detail },
+            OciDistributionError::ImageManifestNotFoundError(_)
+            | OciDistributionError::ServerError { code: 404, .. } => RegistryError::NotFound {
+                reference: self.display.clone(),
+                detail,
+            },
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        format!("{:?}", e.code).as_str(),
+                        "ManifestUnknown" | "NameUnknown" | "BlobUnknown"
+                    )
+                }) =>
+            {
+                RegistryError::NotFound {
+                    reference: self.display.clone(),
+                    detail,
+                }
+            }
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(format!("{:?}", e.code).as_str(), "Unauthorized" | "Denied")
+                }) =>
+            {
+                RegistryError::Auth { registry, detail }
+            }
+            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+                RegistryError::Unreachable {
+                    registry,
+                    detail: error_chain(e),
+                }
+            }
+            OciDistributionError::RequestError(e) => RegistryError::Other {
+                registry,
+                detail: error_chain(e),
+            },
+            _ => RegistryError::Other { registry, detail },
+        }
+    }
+
+    // -- the local copy ----------------------------------------------------------------------
+
+    fn blob_file(&self, digest: &str) -> Option<PathBuf> {
+        let hex = digest.strip_prefix("sha256:")?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(
+            self.store
+                .as_ref()?
+                .join("manifests")
+                .join(format!("{hex}.wasm")),
+        )
+    }
+
+    fn ref_file(&self) -> Option<PathBuf> {
+        let name: String = self
+            .display
+            .trim_start_matches(SCHEME)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(self.store.as_ref()?.join("refs").join(name))
+    }
+
+    /// The component of manifest `digest`, if pulled before.
+    fn stored(&self, digest: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.blob_file(digest)?).ok()
+    }
+
+    fn store(&self, pulled: &Pulled) {
+        if let Some(path) = self.blob_file(&pulled.digest)
+            && let Err(err) = write_atomically(&path, &pulled.bytes)
+        {
+            tracing::warn!(reference = %self.display, error = %err, "cannot keep a local copy of the pulled component");
+        }
+    }
+
+    fn remember(&self, pulled: &Pulled) {
+        if let Some(path) = self.ref_file()
+            && let Err(err) = write_atomically(&path, pulled.digest.as_bytes())
+        {
+            tracing::warn!(reference = %self.display, error = %err, "cannot record the digest the reference resolved to");
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// An error and its causes, `a: b: c` (reqwest's own `Display` leaves the cause out).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Credentials for `registry` from the docker config file, if it has an `auths` entry for it.
+fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
+    let path = match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => PathBuf::from(dir).join("config.json"),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker/config.json"),
+    };
+    let text = std::fs::read_to_string(&path).ok()?;
+    let config: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "cannot parse the docker config file; pulling anonymously");
+            return None;
+        }
+    };
+    let auths = config.get("auths")?.as_object()?;
+    let entry = auths.iter().find_map(|(key, value)| {
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        let host = host
+            .strip_suffix("/v1")
+            .or(host.strip_suffix("/v2"))
+            .unwrap_or(host);
+        (host == registry).then_some(value)
+    })?;
+    if let (Some(user), Some(password)) = (
+        entry.get("username").and_then(|v| v.as_str()),
+        entry.get("password").and_then(|v| v.as_str()),
+    ) {
+        return Some(RegistryAuth::Basic(user.into(), password.into()));
+    }
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(entry.get("auth")?.as_str()?)
+        .ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(RegistryAuth::Basic(user.into(), password.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_parse_and_name_what_is_missing() {
+        let r = parse("oci://127.0.0.1:5000/apps/hello:v1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+        assert_eq!(r.repository(), "apps/hello");
+        assert_eq!(r.tag(), Some("v1"));
+        let pinned = format!("oci://ghcr.io/org/app@sha256:{}", "a".repeat(64));
+        assert!(parse(&pinned).unwrap().unwrap().digest().is_some());
+        assert!(parse("app.wasm").is_none());
+        let err = parse("oci://app").unwrap().unwrap_err();
+        assert!(err.contains("needs a registry and a repository"), "{err}");
+        assert!(parse("oci://host/UPPER:case").unwrap().is_err());
+    }
+
+    #[test]
+    fn loopback_registries_are_recognised() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.example.com"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+    }
+}

@@ -1,0 +1,421 @@
+//! Components from a real OCI registry (docker-registry on loopback, pushed to with oras): a
+//! tag followed and swapped in place, every failure keeping the last good generation, a fleet of
+//! replicas converging on a push with no failed request, and the poll watcher for file systems
+//! that send no events.
+
+use hotswap_tests::guests::{self, GUEST_EXAMPLE};
+use hotswap_tests::oci::Registry;
+use hotswap_tests::server::run_to_exit;
+use hotswap_tests::{Client, Server, deploy_in_place, eventually, get};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+const POLL: &str = "300ms";
+const TOKEN: &str = "registry-test-token";
+
+/// A host following `reference`, polling every 300 ms, its compile cache and pulled layers in
+/// `cache`.
+fn follow(reference: &str, cache: &Path, extra: &[&str]) -> Server {
+    let cache = cache.to_str().unwrap();
+    let mut args = vec![
+        "--poll-interval",
+        POLL,
+        "--cache-dir",
+        cache,
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Server::start_with_env(
+        Path::new(reference),
+        &args,
+        &[("HOTSWAP_ADMIN_TOKEN", TOKEN)],
+    )
+}
+
+/// The text guest-example answers `GET /` with, e.g. `... version v2`.
+async fn version(server: &Server) -> String {
+    get(server.addr, "/")
+        .await
+        .map(|r| r.text())
+        .unwrap_or_default()
+}
+
+async fn wait_for_version(server: &Server, v: &str) -> Duration {
+    let start = Instant::now();
+    let seen = eventually(WAIT, || async {
+        version(server)
+            .await
+            .contains(&format!("version {v}"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "never served {v}; serving {:?}; log:\n{}",
+        version(server).await,
+        server.log()
+    );
+    start.elapsed()
+}
+
+async fn status(server: &Server) -> serde_json::Value {
+    let text = get(server.admin.unwrap(), "/status").await.unwrap().text();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_followed_tag_swaps_in_place_and_bad_pushes_keep_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"));
+    let v1 = registry.push("apps/hello:live", &guests::example_version("v1"));
+    let server = follow(
+        &registry.reference("apps/hello:live"),
+        &dir.path().join("cache"),
+        &[],
+    );
+    assert!(version(&server).await.contains("version v1"));
+    let current = &status(&server).await["current"];
+    assert_eq!(current["digest"], v1.as_str(), "{current}");
+    assert_eq!(
+        current["source"],
+        registry.reference("apps/hello:live").as_str()
+    );
+
+    let v2 = registry.push("apps/hello:live", &guests::example_version("v2"));
+    let took = wait_for_version(&server, "v2").await;
+    assert!(took < Duration::from_secs(10), "v2 took {took:?}");
+    assert_eq!(status(&server).await["current"]["digest"], v2.as_str());
+    let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
+    let series = format!("hotswap_serving_digest{{digest=\"{v2}\"}} 1");
+    assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+    assert!(
+        !metrics.contains(&v1),
+        "the old digest's series is gone:\n{metrics}"
+    );
+
+    // Not a component; then not a wasm artifact at all: v2 keeps serving, the log says why.
+    registry.push("apps/hello:live", b"this is not wasm");
+    server.expect_log("not a WebAssembly file", WAIT).await;
+    registry.push_as(
+        "apps/hello:live",
+        &guests::bytes(GUEST_EXAMPLE),
+        Some("application/vnd.oci.image.config.v1+json"),
+    );
+    server
+        .expect_log("is not a wasm component artifact", WAIT)
+        .await;
+    assert!(version(&server).await.contains("version v2"));
+    let line = server
+        .log()
+        .lines()
+        .find(|l| l.contains("is not a wasm component artifact"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains(&registry.reference("apps/hello:live")),
+        "{line}"
+    );
+    // A failed digest is not pulled again at every poll.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        server.log_count("is not a wasm component artifact"),
+        1,
+        "{}",
+        server.log()
+    );
+    let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
+    assert!(
+        metrics.contains("hotswap_registry_errors_total{kind=\"not_wasm\"} 1"),
+        "{metrics}"
+    );
+    // Uploads do not apply to a registry component: the registry is where versions go.
+    let auth = format!("Bearer {TOKEN}");
+    let reply = Client::connect(server.admin.unwrap())
+        .await
+        .unwrap()
+        .send_with(
+            "PUT",
+            "/component",
+            &[("authorization", &auth)],
+            guests::example_version("v1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert!(
+        reply.text().contains("push a new version to the registry"),
+        "{}",
+        reply.text()
+    );
+    assert!(version(&server).await.contains("version v2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_registry_keeps_the_host_serving_and_v3_lands_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut registry = Registry::start(&dir.path().join("registry"));
+    registry.push("app:live", &guests::example_version("v1"));
+    let reference = registry.reference("app:live");
+    let server = follow(&reference, &cache, &[]);
+    assert!(version(&server).await.contains("version v1"));
+
+    registry.stop();
+    server.expect_log("cannot reach the registry", WAIT).await;
+    for _ in 0..5 {
+        assert!(version(&server).await.contains("version v1"));
+    }
+    // A restart while the registry is down serves the last component pulled.
+    drop(server);
+    let server = follow(&reference, &cache, &["--require-component"]);
+    assert!(
+        version(&server).await.contains("version v1"),
+        "{}",
+        server.log()
+    );
+    server
+        .expect_log("serving the component last pulled from it", WAIT)
+        .await;
+    let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
+    assert!(
+        metrics.contains("hotswap_registry_errors_total{kind=\"unreachable\"}"),
+        "{metrics}"
+    );
+
+    registry.restart();
+    registry.push("app:live", &guests::example_version("v3"));
+    wait_for_version(&server, "v3").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_credentials_come_from_env_or_docker_config_and_wrong_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with_auth(&dir.path().join("registry"), "alice", "wonderland");
+    registry.push("private/app:v1", &guests::example_version("v1"));
+    let reference = registry.reference("private/app:v1");
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+
+    let out = run_to_exit(
+        &[
+            "serve",
+            &reference,
+            "--require-component",
+            "--cache-dir",
+            cache,
+            "--registry-username",
+            "alice",
+            "--registry-password",
+            "wrong",
+            "--addr",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success());
+    let registry_name = registry.addr.to_string();
+    assert!(
+        out.stderr.contains("refused access") && out.stderr.contains(&registry_name),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("wrong"),
+        "the password is not shown: {}",
+        out.stderr
+    );
+
+    let server = Server::start_with_env(
+        Path::new(&reference),
+        &["--cache-dir", cache],
+        &[
+            ("HOTSWAP_REGISTRY_USERNAME", "alice"),
+            ("HOTSWAP_REGISTRY_PASSWORD", "wonderland"),
+        ],
+    );
+    assert!(version(&server).await.contains("version v1"));
+    drop(server);
+
+    // The docker config file's `auths` entry, as `docker login` writes it.
+    let docker = dir.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{registry_name}": {{"auth": "YWxpY2U6d29uZGVybGFuZA=="}}}}}}"#),
+    )
+    .unwrap();
+    let fresh_cache = dir.path().join("cache2");
+    let server = Server::start_with_env(
+        Path::new(&reference),
+        &["--cache-dir", fresh_cache.to_str().unwrap()],
+        &[("DOCKER_CONFIG", docker.to_str().unwrap())],
+    );
+    assert!(
+        version(&server).await.contains("version v1"),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pinned_digests_layers_that_do_not_match_and_oversize_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"));
+    let bytes = guests::example_version("v1");
+    let digest = registry.push("app:v1", &bytes);
+    let pinned = format!("{}@{digest}", registry.reference("app"));
+    let cache = dir.path().join("cache");
+
+    // Pinned: served, and never polled.
+    let server = follow(&pinned, &cache, &[]);
+    assert!(version(&server).await.contains("version v1"));
+    let heads = registry.manifest_heads();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        registry.manifest_heads(),
+        heads,
+        "a pinned digest is not polled"
+    );
+    drop(server);
+
+    let start = |cache: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            pinned.as_str(),
+            "--require-component",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        run_to_exit(&args, Duration::from_secs(60))
+    };
+    let out = start(
+        &dir.path().join("cache-small"),
+        &["--max-component-size", "1KiB"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("more than the 1024 byte limit"),
+        "{}",
+        out.stderr
+    );
+
+    // The registry's copy of the layer goes bad on disk.
+    let layer = format!("sha256:{}", sha256_hex(&bytes));
+    registry.corrupt_blob(&layer);
+    let out = start(&dir.path().join("cache-fresh"), &[]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("does not match its digest"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    hotswap::loader::sha256(bytes)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_of_three_converges_on_a_push_with_no_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"));
+    registry.push("fleet/app:stable", &guests::example_version("v1"));
+    let reference = registry.reference("fleet/app:stable");
+    let replicas: Vec<Server> = (0..3)
+        .map(|i| follow(&reference, &dir.path().join(format!("cache-{i}")), &[]))
+        .collect();
+    let addrs: Vec<_> = replicas.iter().map(|s| s.addr).collect();
+
+    // A client that round-robins over the replicas, from 6 connections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..6)
+        .map(|t| {
+            let addrs = addrs.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut clients = Vec::new();
+                for addr in &addrs {
+                    clients.push(Client::connect(*addr).await.unwrap());
+                }
+                let (mut ok, mut bad) = (0u64, Vec::new());
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    match clients[i % 3].get("/").await {
+                        Ok(r)
+                            if r.status == 200
+                                && (r.text().contains("version v1")
+                                    || r.text().contains("version v2")) =>
+                        {
+                            ok += 1
+                        }
+                        Ok(r) => bad.push(format!("{} {}", r.status, r.text())),
+                        Err(e) => bad.push(e),
+                    }
+                    i += 1;
+                }
+                (ok, bad)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v2 = registry.push("fleet/app:stable", &guests::example_version("v2"));
+    let pushed = Instant::now();
+    for replica in &replicas {
+        wait_for_version(replica, "v2").await;
+    }
+    let converged = pushed.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut bad) = (0, Vec::new());
+    for task in load {
+        let (o, b) = task.await.unwrap();
+        ok += o;
+        bad.extend(b);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} failed: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests");
+    assert!(
+        converged < Duration::from_secs(10),
+        "converged in {converged:?}"
+    );
+    for replica in &replicas {
+        assert_eq!(status(replica).await["current"]["digest"], v2.as_str());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_poll_watcher_sees_a_file_changed_where_no_events_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    std::fs::write(&path, guests::example_version("v1")).unwrap();
+    let server = Server::start(&path, &["--watch", "poll", "--poll-interval", "200ms"]);
+    assert!(version(&server).await.contains("version v1"));
+    deploy_in_place(&guests::example_version("v2"), &path);
+    wait_for_version(&server, "v2").await;
+    hotswap_tests::deploy_atomic(&guests::example_version("v3"), &path);
+    wait_for_version(&server, "v3").await;
+    // A deleted file keeps the last good generation, as with native events.
+    std::fs::remove_file(&path).unwrap();
+    server
+        .expect_log("the component file does not exist", WAIT)
+        .await;
+    assert!(version(&server).await.contains("version v3"));
+}
