@@ -37,6 +37,8 @@ CACHE_HIT = re.compile(r"cache[\s_=:\"-]*hit(?![\s=:\"]*false)", re.IGNORECASE)
 GEN_HEADER = "x-hotswap-generation"
 BENCH_DIR = Path(__file__).resolve().parent
 RSS_WINDOW = 5
+# The fleet scenario's poll interval (`--poll-interval` of each replica).
+FLEET_POLL = "1s"
 
 
 def log(msg: str) -> None:
@@ -709,11 +711,132 @@ class Bench:
             if redis:
                 redis.stop()
 
+    # -- 8: a fleet following a registry tag ------------------------------------------------
+
+    def fleet(self) -> None:
+        """Three hotswap replicas follow one tag of a docker-registry on loopback (poll interval
+        FLEET_POLL), each under its own wrk load (c=8). Each push of a new variant of guest-example
+        (oras, support/oci_push.py) is timed from the push's return to the moment every replica
+        answers with its next generation; the time is compared with the poll interval plus the
+        slowest replica's compile. Then a quiet window counts the registry's manifest HEADs: the
+        polling cost."""
+        if not (self.args.registry and self.args.oci_push):
+            self.notes.append("fleet scenario left out (docker-registry or oras not available)")
+            return
+        pushes = 3 if self.s.smoke else 10
+        quiet = 3.0 if self.s.smoke else 20.0
+        reg_dir = self.work / "registry"
+        reg_dir.mkdir(parents=True, exist_ok=True)
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        (reg_dir / "config.yml").write_text(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {reg_dir / 'data'}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        reg_log = open(self.logs / "registry.log", "w", encoding="utf-8")
+        registry = subprocess.Popen(["taskset", "-c", str(CLIENT_CPU), self.args.registry, "serve",
+                                     str(reg_dir / "config.yml")],
+                                    stdin=subprocess.DEVNULL, stdout=reg_log, stderr=subprocess.STDOUT)
+        repo = f"127.0.0.1:{port}/bench/hello:live"
+        status_lua = self.work / "status.lua"
+        status_lua.write_text(STATUS_LUA)
+
+        def push(tag: str) -> float:
+            blob = self.work / "push" / "guest.wasm"
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(with_custom_section(self.guest, f"{RUN_NONCE}-fleet-{tag}"))
+            out = subprocess.run(["taskset", "-c", str(CLIENT_CPU), sys.executable, self.args.oci_push,
+                                  repo, str(blob)], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise HarnessError(f"oras push failed: {out.stderr}")
+            return time.perf_counter()
+
+        servers: list[Server] = []
+        wrks: list[subprocess.Popen] = []
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise HarnessError("docker-registry did not start")
+                    time.sleep(0.05)
+            push("v0")
+            for i in range(3):
+                d = self.work / f"fleet-{i}"
+                d.mkdir(parents=True, exist_ok=True)
+                peer = Peer("hotswap", lambda c: [self.args.hotswap, "serve", f"oci://{repo}",
+                                                  "--addr", "127.0.0.1:0", "--poll-interval", FLEET_POLL,
+                                                  "--shutdown-timeout", "2s"])
+                servers.append(peer.start(d / "unused.wasm", self.logs, log_name=f"fleet-{i}"))
+            addrs = [srv.wait_ready() for srv in servers]
+            clients = [Client(a) for a in addrs]
+            bound = 600 if not self.s.smoke else 120
+            for a in addrs:
+                wrks.append(subprocess.Popen(wrk_argv(f"http://{a}/", bound, 8, status_lua),
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            time.sleep(1.0)
+            rollouts = []
+            for n in range(1, pushes + 1):
+                starts = [len(srv.lines) for srv in servers]
+                t0 = push(f"v{n}")
+                seen = [None] * 3
+                while None in seen:
+                    for i, c in enumerate(clients):
+                        if seen[i] is None:
+                            status, gen = c.generation()
+                            if status == 200 and gen >= n + 1:
+                                seen[i] = time.perf_counter() - t0
+                    if time.perf_counter() - t0 > 60:
+                        raise HarnessError(f"push {n}: replicas did not converge in 60 s")
+                    time.sleep(0.002)
+                compiles = []
+                for i, srv in enumerate(servers):
+                    idx, _, _ = srv.wait_line(LOADED.format(n=n + 1), 10.0, starts[i])
+                    m = re.search(r"compile_ms\"?[=:](\d+)", srv.lines[idx][1])
+                    compiles.append(float(m.group(1)) if m else 0.0)
+                rollouts.append({"last_ms": max(seen) * 1e3, "first_ms": min(seen) * 1e3,
+                                 "compile_ms": max(compiles)})
+                log(f"fleet: push {n}: every replica on it after {max(seen) * 1e3:.0f} ms "
+                    f"(first {min(seen) * 1e3:.0f} ms, slowest compile {max(compiles):.0f} ms)")
+                time.sleep(0.3)
+            for c in clients:
+                c.close()
+            # The polling cost: manifest HEADs the registry logs in a quiet window.
+            reg_log.flush()
+            heads = lambda: sum(1 for line in (self.logs / "registry.log").read_text().splitlines()
+                                if '"HEAD /v2/' in line and "/manifests/" in line)
+            before = heads()
+            time.sleep(quiet)
+            reg_log.flush()
+            counted = heads() - before
+        finally:
+            results = []
+            for w in wrks:
+                if w.poll() is None:
+                    w.send_signal(signal.SIGINT)
+                out, _ = w.communicate(timeout=30)
+                results.append(parse_wrk(out))
+            for srv in servers:
+                srv.stop()
+            registry.terminate()
+            registry.wait(10)
+            reg_log.close()
+        poll_s = float(FLEET_POLL.rstrip("ms")) / (1000 if FLEET_POLL.endswith("ms") else 1)
+        self.results["fleet"] = {"rollouts": rollouts, "wrk": results, "heads": counted,
+                                 "quiet_s": quiet, "poll_s": poll_s}
+
     # -- run all --------------------------------------------------------------------------------
 
     def run(self) -> None:
         steps = [("load", self.load), ("swap", self.swap_latency), ("swap_load", self.swaps_under_load),
-                 ("rss", self.rss), ("startup", self.startup), ("state", self.state)]
+                 ("rss", self.rss), ("startup", self.startup), ("state", self.state),
+                 ("fleet", self.fleet)]
         only = set(self.args.only.split(",")) if self.args.only else None
         if self.args.perf or (only and "perf" in only):
             steps.append(("perf", self.profile))
@@ -985,6 +1108,31 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
                       "`set` of one key per request (SQLite: WAL, synchronous=NORMAL, a fresh file per "
                       "round; Redis: one redis-server on loopback pinned to the load generator's CPU)", ""])
 
+    fl = r.get("fleet")
+    if fl:
+        ro = fl["rollouts"]
+        lasts = [x["last_ms"] for x in ro]
+        bounds = [fl["poll_s"] * 1e3 + x["compile_ms"] + 100 for x in ro]
+        within = sum(1 for a, b in zip(lasts, bounds) if a <= b)
+        reqs = sum(w.requests for w in fl["wrk"])
+        bad = sum(w.extra.get("bad", 0) for w in fl["wrk"])
+        lines.extend([f"## 8. a fleet of 3 replicas following a registry tag (poll {FLEET_POLL}), "
+                      "wrk c=8 on each", "",
+                      "| pushes | every replica on it, median ms | max ms | first replica, median ms "
+                      "| slowest compile, median ms | bound (poll + compile + 100 ms), median ms "
+                      "| pushes within bound | requests | non-200 | socket errors |",
+                      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                      f"| {len(ro)} | {med(lasts):.0f} | {max(lasts):.0f} | "
+                      f"{med([x['first_ms'] for x in ro]):.0f} | {med([x['compile_ms'] for x in ro]):.0f} | "
+                      f"{med(bounds):.0f} | {within}/{len(ro)} | {reqs:,} | {bad} | "
+                      f"{sum(w.socket_errors for w in fl['wrk'])} |", "",
+                      f"- polling cost: {fl['heads']} manifest HEADs in a {fl['quiet_s']:.0f} s quiet window "
+                      f"from 3 replicas (expected {3 * fl['quiet_s'] / fl['poll_s']:.0f} at one per poll "
+                      "per replica); nothing else reaches the registry between pushes",
+                      "- a push is timed from the return of the oras push (manifest written) to the "
+                      "first response with the new generation from the last replica; each replica "
+                      "polls on its own schedule, so the wait for a poll is up to one interval", ""])
+
     perf = r.get("perf")
     if perf:
         lines.extend([f"## profile: hotswap hello path ({settings.perf_seconds}s, perf record -e cpu-clock -g, self time)",
@@ -1003,11 +1151,13 @@ def main() -> int:
     ap.add_argument("--wasmtime", default="")
     ap.add_argument("--stateful", default="", help="the stateful test guest (key-value scenario)")
     ap.add_argument("--redis", default="", help="redis-server binary (key-value scenario)")
+    ap.add_argument("--registry", default="", help="docker-registry binary (fleet scenario)")
+    ap.add_argument("--oci-push", default="", help="the oras push script (fleet scenario)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,state,perf")
+    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,state,fleet,perf")
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--command", default="bench/run.sh")

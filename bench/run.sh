@@ -13,7 +13,7 @@
 #   --perf             also profile hotswap's hello path with `perf record -e cpu-clock -g`
 #   --duration SECS    seconds per measured load run (default 5; smoke 2)
 #   --rounds N         interleaved rounds of the hello/echo runs (default 5; smoke 1)
-#   --only LIST        only these steps: load,swap,swap_load,rss,startup,state,perf
+#   --only LIST        only these steps: load,swap,swap_load,rss,startup,state,fleet,perf
 #   --out FILE         where the markdown table goes (default bench/results/latest.md;
 #                      smoke: bench/results/smoke.md)
 #
@@ -126,6 +126,11 @@ fi
 args=(--hotswap "$hotswap_bin" --guest "$guest_wasm" --native "$native_bin" --stateful "$stateful_wasm"
       --work-dir "$ROOT/target/bench/runs" --out "$out" --command "$command_line")
 [[ -n "$wasmtime_bin" ]] && args+=(--wasmtime "$wasmtime_bin")
+if command -v docker-registry >/dev/null && python3 -c 'import oras.client' 2>/dev/null; then
+    args+=(--registry "$(command -v docker-registry)" --oci-push "$ROOT/tests/support/oci_push.py")
+else
+    log "docker-registry or oras not found: the fleet scenario is left out (scripts/test.sh installs both)"
+fi
 if command -v redis-server >/dev/null; then
     args+=(--redis "$(command -v redis-server)")
 else
