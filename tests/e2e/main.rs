@@ -6,6 +6,7 @@ mod bad_input;
 mod client_limits;
 mod conformance;
 mod core_serving;
+mod deploy;
 mod dev_loop;
 mod guardrails;
 mod loader_fuzz;
