@@ -208,12 +208,8 @@ impl Registry {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let reference = parse_reference(&spec.reference).map_err(anyhow::Error::msg)?;
         let registry = reference.resolve_registry().to_string();
-        let mut plain = spec.insecure.clone();
-        if is_loopback(&registry) {
-            plain.push(registry.clone());
-        }
         let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain),
+            protocol: protocol(&registry, &spec.insecure),
             read_timeout: Some(REQUEST_TIMEOUT),
             connect_timeout: Some(REQUEST_TIMEOUT),
             user_agent: concat!("hotswap/", env!("CARGO_PKG_VERSION")),
@@ -496,6 +492,15 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// HTTPS, but for a registry on loopback or named in `insecure`.
+fn protocol(registry: &str, insecure: &[String]) -> ClientProtocol {
+    let mut plain = insecure.to_vec();
+    if is_loopback(registry) {
+        plain.push(registry.to_string());
+    }
+    ClientProtocol::HttpsExcept(plain)
+}
+
 fn is_loopback(registry: &str) -> bool {
     let host = match registry.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
@@ -566,6 +571,24 @@ mod tests {
         let err = parse("oci://app").unwrap().unwrap_err();
         assert!(err.contains("needs a registry and a repository"), "{err}");
         assert!(parse("oci://host/UPPER:case").unwrap().is_err());
+    }
+
+    #[test]
+    fn registries_are_https_unless_on_loopback_or_named_insecure() {
+        // What oci-client does with the protocol: plain HTTP for the registries it lists.
+        let scheme = |registry: &str, insecure: &[&str]| {
+            let insecure: Vec<String> = insecure.iter().map(|s| s.to_string()).collect();
+            match protocol(registry, &insecure) {
+                ClientProtocol::HttpsExcept(plain) if plain.iter().any(|p| p == registry) => "http",
+                ClientProtocol::HttpsExcept(_) => "https",
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(scheme("registry.example.com", &[]), "https");
+        assert_eq!(scheme("10.0.0.5:5000", &[]), "https");
+        assert_eq!(scheme("10.0.0.5:5000", &["10.0.0.5:5000"]), "http");
+        assert_eq!(scheme("127.0.0.1:5000", &[]), "http");
+        assert_eq!(scheme("localhost:5000", &[]), "http");
     }
 
     #[test]

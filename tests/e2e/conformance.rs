@@ -66,6 +66,29 @@ async fn output_written_in_pieces_through_new_handles_is_one_line_per_request() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn long_lines_and_binary_output_stay_bounded() {
+    let server = Server::start(Path::new(MISBEHAVE), &["--log-format", "json"]);
+    let reply = get(server.addr, "/print-long?n=40000").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    server
+        .expect_log("\"path\":\"/print-long\"", LOG_WAIT)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pieces: Vec<String> = records(&server)
+        .into_iter()
+        .filter(|r| field(r, "stream").and_then(Value::as_str) == Some("stdout"))
+        .map(|r| message(&r).to_string())
+        .collect();
+    // 40,003 bytes in pieces of at most 16 KiB: three log lines, nothing lost, the invalid bytes
+    // shown as replacement characters.
+    assert_eq!(pieces.len(), 3, "{pieces:?}");
+    assert!(pieces.iter().all(|p| p.chars().count() <= 16 << 10));
+    let all: String = pieces.concat();
+    assert_eq!(all.chars().filter(|&c| c == 'x').count(), 40_000);
+    assert!(all.ends_with('\u{fffd}'), "{:?}", &all[all.len() - 12..]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn every_request_that_fails_inside_the_guest_is_logged_once_at_warn() {
     let server = Server::start(
         Path::new(MISBEHAVE),

@@ -19,10 +19,15 @@ const TOKEN: &str = "registry-test-token";
 /// A host following `reference`, polling every 300 ms, its compile cache and pulled layers in
 /// `cache`.
 fn follow(reference: &str, cache: &Path, extra: &[&str]) -> Server {
+    follow_every(POLL, reference, cache, extra)
+}
+
+/// [`follow`] with another poll interval.
+fn follow_every(poll: &str, reference: &str, cache: &Path, extra: &[&str]) -> Server {
     let cache = cache.to_str().unwrap();
     let mut args = vec![
         "--poll-interval",
-        POLL,
+        poll,
         "--cache-dir",
         cache,
         "--admin-addr",
@@ -152,6 +157,34 @@ async fn a_followed_tag_swaps_in_place_and_bad_pushes_keep_the_last_good_one() {
         reply.text()
     );
     assert!(version(&server).await.contains("version v2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_and_a_reload_call_poll_the_tag_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"));
+    registry.push("app:live", &guests::example_version("v1"));
+    // Polled once an hour: only the signal and the call can bring the new versions in time.
+    let server = follow_every(
+        "1h",
+        &registry.reference("app:live"),
+        &dir.path().join("cache"),
+        &[],
+    );
+    assert!(version(&server).await.contains("version v1"));
+    registry.push("app:live", &guests::example_version("v2"));
+    server.signal(libc::SIGHUP);
+    wait_for_version(&server, "v2").await;
+    registry.push("app:live", &guests::example_version("v3"));
+    let auth = format!("Bearer {TOKEN}");
+    let reply = Client::connect(server.admin.unwrap())
+        .await
+        .unwrap()
+        .send_with("POST", "/reload", &[("authorization", &auth)], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(version(&server).await.contains("version v3"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

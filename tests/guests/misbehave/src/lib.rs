@@ -20,6 +20,7 @@
 //! | `/refuse-then-log?ms=N` | answers with error code `internal-error`, then sleeps N ms and prints `refuse-then-log done after N ms` to stdout |
 //! | `/no-response`    | returns without ever setting the response |
 //! | `/print-pieces`   | writes `start a print `, `1`, `2`, `3`, `4`, `\n` to stderr, each through a new `get-stderr()` handle, then 200 `ok` |
+//! | `/print-long?n=N` | writes N bytes of `x`, then the invalid UTF-8 bytes `ff fe fd` and `\n`, to stdout, then 200 `ok` |
 //! | `/leftovers`      | 200 `count=C dirty=D`: C is a static counter's value before this request bumps it, D the number of nonzero bytes in 8 fresh pages from `memory.grow`, which it then fills with 0xAB; a fresh instance sees `count=0 dirty=0` |
 
 mod http;
@@ -103,6 +104,16 @@ impl Guest for Component {
             },
             "/leftovers" => respond(out, 200, &leftovers()),
             "/no-response" => drop(out),
+            "/print-long" => match number(query, "n") {
+                Some(n) => {
+                    use std::io::Write;
+                    let mut line = vec![b'x'; n as usize];
+                    line.extend_from_slice(&[0xff, 0xfe, 0xfd, b'\n']);
+                    let _ = std::io::stdout().write_all(&line);
+                    respond(out, 200, "ok");
+                }
+                None => respond(out, 400, "expected ?n=<bytes>"),
+            },
             "/print-pieces" => {
                 for piece in ["start a print ", "1", "2", "3", "4", "\n"] {
                     let _ = stderr::get_stderr().blocking_write_and_flush(piece.as_bytes());
