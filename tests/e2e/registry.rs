@@ -328,6 +328,28 @@ async fn pinned_digests_layers_that_do_not_match_and_oversize_layers() {
         args.extend_from_slice(extra);
         run_to_exit(&args, Duration::from_secs(60))
     };
+    // A tag that is not there.
+    let missing = registry.reference("app:nope");
+    let missing_cache = dir.path().join("cache-missing");
+    let out = run_to_exit(
+        &[
+            "serve",
+            &missing,
+            "--require-component",
+            "--addr",
+            "127.0.0.1:0",
+            "--cache-dir",
+            missing_cache.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("was not found in the registry") && out.stderr.contains(&missing),
+        "{}",
+        out.stderr
+    );
+
     let out = start(
         &dir.path().join("cache-small"),
         &["--max-component-size", "1KiB"],
