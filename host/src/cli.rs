@@ -51,9 +51,14 @@ pub struct ServeArgs {
     #[arg(value_name = "COMPONENT.wasm", env = "HOTSWAP_COMPONENT")]
     pub component: Option<PathBuf>,
 
-    /// Configuration file. Default: `hotswap.toml` in the working directory, if present.
+    /// Configuration file. Default: `hotswap.toml` in the working directory, if present and no
+    /// component is named on the command line (then the file is read only when named here).
     #[arg(long, value_name = "PATH", env = "HOTSWAP_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// Read no configuration file, not even `./hotswap.toml`.
+    #[arg(long, env = "HOTSWAP_NO_CONFIG")]
+    pub no_config: bool,
 
     /// `dev`: builds and source watching allowed, trap details in 500 bodies, pretty logs.
     /// `prod`: no build command, trap details only in logs, JSON logs, `--require-component`.

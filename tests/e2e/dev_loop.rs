@@ -48,6 +48,78 @@ async fn settings_come_from_file_then_env_then_flags() {
     assert_eq!(echo(server.addr, 5000).await, 413);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_working_directorys_file_applies_only_when_no_component_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(GUEST_EXAMPLE, dir.path().join("app.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("hotswap.toml"),
+        "[component]\npath = \"app.wasm\"\n\n[limits]\nmax_body_size = \"1KiB\"\n\n\
+         [admin]\naddr = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let echo =
+        |addr, n: usize| async move { post(addr, "/echo", vec![b'x'; n]).await.unwrap().status };
+
+    // A component named on the command line: the file is not read, and the log says so.
+    let server = Server::launch(&["app.wasm"], &[], Some(dir.path()));
+    assert_eq!(
+        echo(server.addr, 1500).await,
+        200,
+        "the file's body limit must not apply"
+    );
+    assert!(
+        server.admin.is_none(),
+        "the file's admin listener must not open"
+    );
+    server
+        .expect_log("not reading ./hotswap.toml", LOG_WAIT)
+        .await;
+    drop(server);
+
+    // Named with --config, it is read.
+    let server = Server::launch(
+        &["app.wasm", "--config", "hotswap.toml"],
+        &[],
+        Some(dir.path()),
+    );
+    assert_eq!(echo(server.addr, 1500).await, 413);
+    assert!(server.admin.is_some());
+    drop(server);
+
+    // No component named: the working directory's file is the configuration.
+    let server = Server::launch(&[], &[], Some(dir.path()));
+    assert_eq!(echo(server.addr, 1500).await, 413);
+    drop(server);
+
+    // --no-config reads nothing, so the component must come from the command line.
+    let out = run_to_exit_in(dir.path(), &["serve", "--no-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("no component given"), "{}", out.stderr);
+    let out = run_to_exit_in(
+        dir.path(),
+        &["serve", "--no-config", "--config", "hotswap.toml"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("contradict"), "{}", out.stderr);
+}
+
+/// `hotswap ARGS…` run to its exit in `dir`.
+fn run_to_exit_in(dir: &Path, args: &[&str]) -> hotswap_tests::server::Exited {
+    let out = std::process::Command::new(hotswap_tests::server::hotswap_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hotswap");
+    hotswap_tests::server::Exited {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 #[test]
 fn unknown_keys_and_bad_values_name_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -230,7 +230,8 @@ pub(crate) fn in_file(loaded: Option<&Loaded>, key: &str, msg: String) -> anyhow
 impl Config {
     /// Validates `serve` arguments, merged with the configuration file, into a [`Config`].
     pub fn from_args(args: ServeArgs) -> Result<Config> {
-        let loaded = config_file::load(args.config.as_deref())?;
+        let mut notes = Vec::new();
+        let loaded = parts::config_file(&args, &mut notes)?;
         let l = loaded.as_ref();
         let empty = config_file::FileConfig::default();
         let f = l.map(|l| &l.file).unwrap_or(&empty);
@@ -430,7 +431,6 @@ impl Config {
         );
         let keyvalue = parts::keyvalue_settings(&args, &f.keyvalue, l, &origin)?;
 
-        let mut notes = Vec::new();
         let build = parts::build_config(&args, f.build.as_ref(), l, mode, &mut notes)?;
         match &origin {
             // A build creates the component's directory; without one it must already exist.

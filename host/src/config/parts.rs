@@ -12,6 +12,29 @@ use crate::oci::{self, OciSpec};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
 
+/// The configuration file to read, if any. `--config PATH` reads PATH; `--no-config` reads none;
+/// otherwise `./hotswap.toml` is read only when no component is named (by `COMPONENT` or
+/// `HOTSWAP_COMPONENT`): `hotswap serve app.wasm` in a directory that happens to hold a project's
+/// `hotswap.toml` must not pick up that project's build command and admin listener.
+pub(super) fn config_file(args: &ServeArgs, notes: &mut Vec<String>) -> Result<Option<Loaded>> {
+    match (&args.config, args.no_config) {
+        (Some(_), true) => bail!("`--config` and `--no-config` contradict each other; pass one"),
+        (Some(path), false) => config_file::load(Some(path)),
+        (None, true) => Ok(None),
+        (None, false) if args.component.is_some() => {
+            if Path::new(config_file::DEFAULT_FILE).is_file() {
+                notes.push(format!(
+                    "not reading ./{0}: a component was named on the command line (pass \
+                     `--config {0}` to use the file, or `--no-config` to silence this)",
+                    config_file::DEFAULT_FILE
+                ));
+            }
+            Ok(None)
+        }
+        (None, false) => config_file::load(None),
+    }
+}
+
 /// The component's origin: `COMPONENT` (a path or `oci://…`), else `component.path` or
 /// `component.source` in the file.
 pub(super) fn origin(
