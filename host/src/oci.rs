@@ -7,7 +7,7 @@
 //! descriptor (size and sha256) before they go to the loader, like a file's bytes.
 //!
 //! Pulled layers are kept under the cache directory (`oci/`), with the digest each reference
-//! last resolved to, so a host restarted while the registry is down still serves the last good
+//! last served, so a host restarted while the registry is down still serves the last good
 //! component it pulled.
 //!
 //! Credentials: `--registry-username`/`--registry-password` (`HOTSWAP_REGISTRY_*`), else the
@@ -165,6 +165,16 @@ impl RegistryError {
             RegistryError::Unreachable { .. } | RegistryError::Other { .. }
         )
     }
+
+    /// Whether the manifest's content is at fault: pulling the same digest again cannot help.
+    pub fn is_content_error(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::NotWasm { .. }
+                | RegistryError::DigestMismatch { .. }
+                | RegistryError::TooLarge { .. }
+        )
+    }
 }
 
 /// A component pulled from the registry (or from the local copy of an earlier pull).
@@ -179,8 +189,9 @@ pub struct Pulled {
 pub enum Poll {
     /// The reference still resolves to this manifest digest.
     Unchanged(String),
-    /// The reference resolves to a manifest whose pull failed for its content (not a wasm
-    /// artifact, too large, bad digest): not pulled again until the reference moves.
+    /// The reference resolves to a manifest refused before (its content was not a wasm
+    /// artifact, too large or not matching its digest, or its component failed validation):
+    /// a poll does not pull it again until the reference moves.
     StillBad(String),
     /// A new manifest, pulled.
     New(Pulled),
@@ -196,8 +207,8 @@ pub struct Registry {
     store: Option<PathBuf>,
     max_bytes: u64,
     poll_interval: Duration,
-    /// The manifest digest whose content was refused last.
-    bad: std::sync::Mutex<Option<String>>,
+    /// The manifest digest refused last (see [`Poll::StillBad`]).
+    refused: std::sync::Mutex<Option<String>>,
 }
 
 impl Registry {
@@ -230,7 +241,7 @@ impl Registry {
             store: cache_dir.map(|d| d.join("oci")),
             max_bytes,
             poll_interval: spec.poll_interval,
-            bad: std::sync::Mutex::new(None),
+            refused: std::sync::Mutex::new(None),
         })
     }
 
@@ -250,8 +261,12 @@ impl Registry {
     }
 
     /// Resolves the reference (a `HEAD` on the manifest) and pulls it unless it resolves to
-    /// `known`.
-    pub async fn poll(&self, known: Option<&str>) -> Result<Poll, RegistryError> {
+    /// `known`, or (with `skip_refused`) to the digest refused last.
+    pub async fn poll(
+        &self,
+        known: Option<&str>,
+        skip_refused: bool,
+    ) -> Result<Poll, RegistryError> {
         let digest = match self.reference.digest() {
             Some(pinned) => pinned.to_string(),
             None => self
@@ -263,7 +278,7 @@ impl Registry {
         if known == Some(digest.as_str()) {
             return Ok(Poll::Unchanged(digest));
         }
-        if self.bad().as_deref() == Some(digest.as_str()) {
+        if skip_refused && self.last_refused().as_deref() == Some(digest.as_str()) {
             return Ok(Poll::StillBad(digest));
         }
         let pulled = match self.stored(&digest) {
@@ -271,23 +286,37 @@ impl Registry {
             None => match self.pull(digest.clone()).await {
                 Ok(pulled) => pulled,
                 Err(err) => {
-                    // What the manifest holds will not get better by pulling it again.
-                    if !err.is_registry_failure() && !matches!(err, RegistryError::Auth { .. }) {
-                        *self.bad() = Some(digest);
+                    if err.is_content_error() {
+                        self.refuse(&digest);
                     }
                     return Err(err);
                 }
             },
         };
-        self.remember(&pulled);
         Ok(Poll::New(pulled))
     }
 
-    fn bad(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.bad.lock().unwrap_or_else(|p| p.into_inner())
+    /// Records that manifest `digest` was refused: polls skip it until the reference moves.
+    pub fn refuse(&self, digest: &str) {
+        *self.last_refused() = Some(digest.to_string());
     }
 
-    /// The component this reference resolved to last time, from the local copy.
+    /// Records that manifest `digest` now serves: a restart that cannot reach the registry
+    /// starts from it ([`Registry::last_pulled`]).
+    pub fn served(&self, digest: &str) {
+        *self.last_refused() = None;
+        if let Some(path) = self.ref_file()
+            && let Err(err) = write_atomically(&path, digest.as_bytes())
+        {
+            tracing::warn!(reference = %self.display, error = %err, "cannot record the digest the reference resolved to");
+        }
+    }
+
+    fn last_refused(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The component this reference last served, from the local copy.
     pub fn last_pulled(&self) -> Option<Pulled> {
         let digest = std::fs::read_to_string(self.ref_file()?).ok()?;
         let digest = digest.trim().to_string();
@@ -459,14 +488,6 @@ impl Registry {
             && let Err(err) = write_atomically(&path, &pulled.bytes)
         {
             tracing::warn!(reference = %self.display, error = %err, "cannot keep a local copy of the pulled component");
-        }
-    }
-
-    fn remember(&self, pulled: &Pulled) {
-        if let Some(path) = self.ref_file()
-            && let Err(err) = write_atomically(&path, pulled.digest.as_bytes())
-        {
-            tracing::warn!(reference = %self.display, error = %err, "cannot record the digest the reference resolved to");
         }
     }
 }

@@ -144,10 +144,9 @@ pub struct Reloader {
     /// must not undo a rollback made in between. An explicit reload (admin, SIGHUP, build)
     /// still loads the file.
     file_loaded: Option<[u8; 32]>,
-    /// The registry's counterpart of `file_loaded`: the manifest digest last loaded.
+    /// The registry's counterpart of `file_loaded`: the manifest digest last loaded. (The
+    /// digest refused last is the registry's to remember: [`Registry::refuse`].)
     digest_loaded: Option<String>,
-    /// The manifest digest whose component failed last: polls skip it until the tag moves.
-    digest_failed: Option<String>,
     /// Registry polls that failed in a row (the next poll backs off).
     poll_failures: u32,
 }
@@ -172,7 +171,6 @@ impl Reloader {
             last_failed: None,
             file_loaded: None,
             digest_loaded: None,
-            digest_failed: None,
             poll_failures: 0,
         }
     }
@@ -252,11 +250,13 @@ impl Reloader {
         let started = Instant::now();
         // A poll compares with what was last pulled, so a rollback holds until the tag moves;
         // an explicit reload compares with what serves, so it undoes a rollback.
-        let known = match trigger {
-            POLL | "startup" => self.digest_loaded.clone(),
-            _ => self.slot.current().and_then(|g| g.digest.clone()),
+        // Only a poll skips the digest refused last; an explicit reload tries it again.
+        let (known, skip_refused) = match trigger {
+            POLL => (self.digest_loaded.clone(), true),
+            "startup" => (self.digest_loaded.clone(), false),
+            _ => (self.slot.current().and_then(|g| g.digest.clone()), false),
         };
-        let polled = registry.poll(known.as_deref()).await;
+        let polled = registry.poll(known.as_deref(), skip_refused).await;
         let pulled = match polled {
             Ok(oci::Poll::Unchanged(digest)) => {
                 self.metrics.registry_poll("unchanged");
@@ -297,27 +297,21 @@ impl Reloader {
                     && let Some(pulled) = registry.last_pulled()
                 {
                     tracing::warn!(reference = registry.display(), digest = %pulled.digest, "cannot poll the registry: {reason}; serving the component last pulled from it");
-                    return self.swap_in_pulled(trigger, pulled, started).await;
+                    return self
+                        .swap_in_pulled(registry, trigger, pulled, started)
+                        .await;
                 }
                 return self.fail(trigger, reason, None);
             }
         };
-        if trigger == POLL && self.digest_failed.as_deref() == Some(pulled.digest.as_str()) {
-            tracing::debug!(reference = registry.display(), digest = %pulled.digest, "digest unchanged since its last failure");
-            return Report {
-                result: "failed",
-                generation: self.slot.current().map(|g| g.number),
-                sha256: None,
-                error: Some("unchanged since the last failed attempt".into()),
-                cache_hit: false,
-            };
-        }
         self.metrics.phase("read", started.elapsed());
-        self.swap_in_pulled(trigger, pulled, started).await
+        self.swap_in_pulled(registry, trigger, pulled, started)
+            .await
     }
 
     async fn swap_in_pulled(
         &mut self,
+        registry: &Registry,
         trigger: &'static str,
         pulled: oci::Pulled,
         started: Instant,
@@ -328,10 +322,10 @@ impl Reloader {
             .swap_in(trigger, pulled.bytes, sha256, Some(digest.clone()), started)
             .await;
         if report.result == "failed" {
-            self.digest_failed = Some(digest);
+            registry.refuse(&digest);
         } else {
+            registry.served(&digest);
             self.digest_loaded = Some(digest);
-            self.digest_failed = None;
         }
         report
     }

@@ -196,6 +196,9 @@ async fn a_stopped_registry_keeps_the_host_serving_and_v3_lands_when_it_is_back(
     let reference = registry.reference("app:live");
     let server = follow(&reference, &cache, &[]);
     assert!(version(&server).await.contains("version v1"));
+    // A push that fails validation must not become what a restart falls back to.
+    registry.push("app:live", b"this is not wasm");
+    server.expect_log("not a WebAssembly file", WAIT).await;
 
     registry.stop();
     server.expect_log("cannot reach the registry", WAIT).await;
