@@ -57,6 +57,8 @@ enum GuestFailure {
     PoolExhausted(String),
     /// A trap or host error.
     Trap(String),
+    /// The guest ended without setting a response.
+    NoResponse,
 }
 
 type ResponseResult = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
@@ -293,19 +295,13 @@ impl Dispatcher {
                 if exceeded.load(Ordering::Relaxed) {
                     return too_large(self.limits.max_body_size);
                 }
-                if outcome.is_ok() {
-                    // A failure was logged where it happened; a clean return without a
-                    // response is logged here, once.
-                    self.metrics.trap("no_response");
-                    tracing::warn!(
-                        request_id = id,
-                        method = %tag.method,
-                        path = %tag.uri.path(),
-                        generation = number,
-                        "guest returned without setting a response; answering 500"
-                    );
-                }
-                failure_response(outcome.err(), self.expose_errors)
+                // A failure was logged where it happened; a clean return without a response is
+                // one too, logged here.
+                let failure = outcome.err().unwrap_or_else(|| {
+                    log_failure(&self.metrics, &tag, number, &GuestFailure::NoResponse);
+                    GuestFailure::NoResponse
+                });
+                failure_response(failure, self.expose_errors)
             }
         }
     }
@@ -369,6 +365,11 @@ fn log_failure(metrics: &Metrics, tag: &RequestTag, generation: u64, failure: &G
         GuestFailure::MemoryLimit(err) => ("memory", Some(err), "guest hit the memory limit"),
         GuestFailure::PoolExhausted(err) => ("pool", Some(err), "instance pool exhausted"),
         GuestFailure::Trap(err) => ("trap", Some(err), "guest trapped"),
+        GuestFailure::NoResponse => (
+            "no_response",
+            None,
+            "guest returned without setting a response; answering 500",
+        ),
     };
     metrics.trap(kind);
     tracing::warn!(
@@ -381,7 +382,7 @@ fn log_failure(metrics: &Metrics, tag: &RequestTag, generation: u64, failure: &G
     );
 }
 
-fn failure_response(failure: Option<GuestFailure>, expose_errors: bool) -> Response<ResponseBody> {
+fn failure_response(failure: GuestFailure, expose_errors: bool) -> Response<ResponseBody> {
     let detail = |text: &str, err: &str| {
         if expose_errors {
             format!("{text}:\n{err}\n")
@@ -390,22 +391,22 @@ fn failure_response(failure: Option<GuestFailure>, expose_errors: bool) -> Respo
         }
     };
     match failure {
-        Some(GuestFailure::TimedOut) => plain(
+        GuestFailure::TimedOut => plain(
             StatusCode::GATEWAY_TIMEOUT,
             "the component did not answer within the request deadline\n",
         ),
-        Some(GuestFailure::MemoryLimit(err)) => plain(
+        GuestFailure::MemoryLimit(err) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             detail("the component exceeded its memory limit", &err),
         ),
-        Some(GuestFailure::PoolExhausted(_)) => {
+        GuestFailure::PoolExhausted(_) => {
             retry_shortly("no instance slot is free; retry shortly\n")
         }
-        Some(GuestFailure::Trap(err)) => plain(
+        GuestFailure::Trap(err) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             detail("the component failed while handling the request", &err),
         ),
-        None => plain(
+        GuestFailure::NoResponse => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the component returned without sending a response\n",
         ),
