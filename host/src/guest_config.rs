@@ -88,11 +88,6 @@ impl GuestConfig {
         self.current.load_full()
     }
 
-    /// The configuration file the values are re-read from, if any.
-    pub fn file(&self) -> Option<&PathBuf> {
-        self.file.as_ref()
-    }
-
     /// Re-reads `[component.config]` from the file and swaps in the new values if they differ.
     /// A file that cannot be read or parsed keeps the current values (and says why).
     pub fn reload(&self, trigger: &'static str) {

@@ -13,21 +13,43 @@ pub(super) struct Memory {
     buckets: Mutex<Buckets>,
 }
 
+/// The keys of a bucket nobody wrote to.
+static EMPTY: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+
 impl Memory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets> {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `f` on the bucket, created if missing: for writes.
     fn with<T>(
         &self,
         ns: &str,
         bucket: &str,
         f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> T,
     ) -> T {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        f(buckets
+        f(self
+            .lock()
             .entry((ns.to_string(), bucket.to_string()))
             .or_default())
     }
 
+    /// `f` on the bucket, or on an empty one: reads of bucket names never written leave no
+    /// entry behind, so a guest probing names cannot grow the map.
+    fn read<T>(
+        &self,
+        ns: &str,
+        bucket: &str,
+        f: impl FnOnce(&BTreeMap<String, Vec<u8>>) -> T,
+    ) -> T {
+        let buckets = self.lock();
+        f(buckets
+            .get(&(ns.to_string(), bucket.to_string()))
+            .unwrap_or(&EMPTY))
+    }
+
     pub(super) fn get_many(&self, ns: &str, bucket: &str, keys: &[String]) -> Vec<Option<Vec<u8>>> {
-        self.with(ns, bucket, |map| {
+        self.read(ns, bucket, |map| {
             keys.iter().map(|k| map.get(k).cloned()).collect()
         })
     }
@@ -58,7 +80,7 @@ impl Memory {
     }
 
     pub(super) fn list_keys(&self, ns: &str, bucket: &str, cursor: u64) -> KeyPage {
-        self.with(ns, bucket, |map| {
+        self.read(ns, bucket, |map| {
             let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
             let keys: Vec<String> = map.keys().skip(skip).take(PAGE).cloned().collect();
             let next = skip.saturating_add(keys.len());

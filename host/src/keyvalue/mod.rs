@@ -173,18 +173,15 @@ pub struct KvSettings {
     pub max_keys: u64,
 }
 
-/// What a guest's key-value call failed with.
+/// What a guest's key-value call failed with: a limit, a bad argument or a backend failure,
+/// the text says which. The guest sees `error::other(text)`; every valid bucket name opens, so
+/// there is no `no-such-store`.
 #[derive(Debug)]
-pub enum KvError {
-    /// `open` of a store that does not exist.
-    NoSuchStore,
-    /// A limit, a bad argument or a backend failure; the text says which.
-    Other(String),
-}
+pub struct KvError(String);
 
 impl From<wasmtime::component::ResourceTableError> for KvError {
     fn from(err: wasmtime::component::ResourceTableError) -> Self {
-        KvError::Other(err.to_string())
+        KvError(err.to_string())
     }
 }
 
@@ -241,11 +238,6 @@ impl KeyValue {
         })
     }
 
-    /// The settings this store runs with.
-    pub fn settings(&self) -> &KvSettings {
-        &self.settings
-    }
-
     /// Times and counts one operation; logs a backend outage once and its end once.
     async fn run<T>(
         &self,
@@ -267,14 +259,12 @@ impl KeyValue {
                 }
                 Ok(value)
             }
-            Err(BackendError::Refused(reason)) => Err(KvError::Other(reason)),
+            Err(BackendError::Refused(reason)) => Err(KvError(reason)),
             Err(BackendError::Unavailable(reason)) => {
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(store = %self.settings.store, op, error = %reason, "key-value store unavailable; guests get an error until it is back");
                 }
-                Err(KvError::Other(format!(
-                    "key-value store unavailable: {reason}"
-                )))
+                Err(KvError(format!("key-value store unavailable: {reason}")))
             }
         }
     }
@@ -430,7 +420,7 @@ impl store::Host for KvView<'_> {
         } else {
             identifier
         };
-        check_name(&name).map_err(KvError::Other)?;
+        check_name(&name).map_err(KvError)?;
         self.kv
             .metrics
             .keyvalue_op("open", "ok", std::time::Duration::ZERO);
@@ -438,10 +428,8 @@ impl store::Host for KvView<'_> {
     }
 
     fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
-        Ok(match err {
-            KvError::NoSuchStore => store::Error::NoSuchStore,
-            KvError::Other(text) => store::Error::Other(text),
-        })
+        let KvError(text) = err;
+        Ok(store::Error::Other(text))
     }
 }
 
