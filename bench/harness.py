@@ -976,21 +976,25 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
         "",
     ]
 
-    def wrk_table(title: str, key: str):
-        res = r.get(key)
-        if not res:
-            return
-        lines.extend([f"## {title}", "",
-                      "| server | req/s (median) | p50 ms | p99 ms | CPU µs/request | req/s per round "
-                      "| p99 ms per round | requests | non-2xx | socket errors |",
-                      "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"])
+    def runs_table(first: str, res: dict) -> list[str]:
+        """A row per server (or run) of wrk results: medians over the rounds, then each round."""
+        rows = [f"| {first} | req/s (median) | p50 ms | p99 ms | CPU µs/request | req/s per round "
+                "| p99 ms per round | requests | non-2xx | socket errors |",
+                "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
         for name, runs in res.items():
-            lines.append(
+            rows.append(
                 f"| {name} | {med([w.rps for w in runs]):,.0f} | {med([w.p50_ms for w in runs]):.2f} | "
                 f"{med([w.p99_ms for w in runs]):.2f} | {med([w.extra['cpu_us'] for w in runs]):.1f} | "
                 f"{' / '.join(f'{w.rps:,.0f}' for w in runs)} | "
                 f"{' / '.join(f'{w.p99_ms:.2f}' for w in runs)} | {sum(w.requests for w in runs):,} | "
                 f"{sum(w.non_2xx for w in runs)} | {sum(w.socket_errors for w in runs)} |")
+        return rows
+
+    def wrk_table(title: str, key: str):
+        res = r.get(key)
+        if not res:
+            return
+        lines.extend([f"## {title}", "", *runs_table("server", res)])
         hs, wt, nt = res.get("hotswap"), res.get("wasmtime"), res.get("native")
 
         def per_round(a, b, attr):
@@ -1086,15 +1090,7 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
     state = r.get("state")
     if state:
         lines.extend([f"## 7. key-value state per request (hotswap only), c={settings.hello_conns}", "",
-                      "| run | req/s (median) | p50 ms | p99 ms | CPU µs/request | req/s per round "
-                      "| non-2xx | socket errors |",
-                      "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"])
-        for name, runs in state.items():
-            lines.append(
-                f"| {name} | {med([w.rps for w in runs]):,.0f} | {med([w.p50_ms for w in runs]):.2f} | "
-                f"{med([w.p99_ms for w in runs]):.2f} | {med([w.extra['cpu_us'] for w in runs]):.1f} | "
-                f"{' / '.join(f'{w.rps:,.0f}' for w in runs)} | {sum(w.non_2xx for w in runs)} | "
-                f"{sum(w.socket_errors for w in runs)} |")
+                      *runs_table("run", state)])
         hello = state.get("hello")
         lines.append("")
         for name in ("getset sqlite", "getset redis"):
