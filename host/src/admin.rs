@@ -4,18 +4,23 @@
 //! | call | answer |
 //! |---|---|
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 when a component is loaded, else 503 |
-//! | `GET /status` | JSON: current generation, history, in-flight requests per generation |
+//! | `GET /readyz` | 200 when every route has a generation, else 503 naming those without |
+//! | `GET /routes` | JSON: each route's name, prefix, source, generation |
+//! | `GET /routes/{name}/status` | JSON: the route's current generation, history, in-flight requests |
+//! | `POST /routes/{name}/reload` | re-read the route's component now; JSON report |
+//! | `POST /routes/{name}/rollback[?generation=N]` | serve a kept generation again, until the file changes |
+//! | `PUT /routes/{name}/component` | upload a component: validated, swapped in, written to the path |
+//! | `GET /status` | every route's status (with one route, its fields at the top level too) |
 //! | `GET /metrics` | Prometheus text |
-//! | `POST /reload` | re-read the component file now; JSON report |
-//! | `POST /rollback[?generation=N]` | serve a kept generation again, until the file changes |
-//! | `PUT /component` | upload a component: validated, swapped in, written to the path |
+//! | `POST /reload` | reload every route |
+//! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
 
 use crate::body::{ResponseBody, full};
 use crate::handler::plain;
 use crate::metrics::Metrics;
-use crate::reload::{Report, Trigger, TriggerSender};
-use crate::slot::{Generation, Slot};
+use crate::reload::{Report, Trigger};
+use crate::route::{Route, RouteTable};
+use crate::slot::Generation;
 use anyhow::{Context, Result};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -33,10 +38,8 @@ use tokio::sync::oneshot;
 
 /// Everything the admin calls read or drive.
 pub struct Admin {
-    /// The swap slot.
-    pub slot: Arc<Slot>,
-    /// Where reloads and uploads are sent.
-    pub triggers: TriggerSender,
+    /// The routes served.
+    pub routes: Arc<RouteTable>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
     /// Bearer token for mutating calls.
@@ -83,16 +86,14 @@ impl Admin {
     async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
+        if let Some(rest) = path.strip_prefix("/routes/") {
+            return self.route_call(req, &method, rest).await;
+        }
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => plain(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => match self.slot.current() {
-                Some(g) => plain(StatusCode::OK, format!("ready: generation {}\n", g.number)),
-                None => plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("{}\n", self.slot.unavailable_reason()),
-                ),
-            },
+            (&Method::GET, "/readyz") => self.readyz(),
             (&Method::GET, "/status") => json(StatusCode::OK, &self.status()),
+            (&Method::GET, "/routes") => json(StatusCode::OK, &self.routes()),
             (&Method::GET, "/metrics") => {
                 let mut resp = Response::new(full(self.metrics.encode()));
                 resp.headers_mut().insert(
@@ -109,19 +110,131 @@ impl Admin {
                 if let Some(refusal) = self.refuse_unauthorized(&req) {
                     return refusal;
                 }
+                let routes = self.routes.all();
+                if path == "/reload" && routes.len() != 1 {
+                    return self.reload_all(&routes).await;
+                }
+                let [route] = routes.as_slice() else {
+                    let names: Vec<&str> = routes.iter().map(|r| &*r.name).collect();
+                    return plain(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "{} routes are served ({}); use /routes/{{name}}{path}\n",
+                            routes.len(),
+                            names.join(", ")
+                        ),
+                    );
+                };
                 match path.as_str() {
-                    "/reload" => self.reload().await,
-                    "/rollback" => self.rollback(req.uri().query()),
-                    _ => self.upload(req).await,
+                    "/reload" => reload(route).await,
+                    "/rollback" => self.rollback(route, req.uri().query()),
+                    _ => self.upload(route, req).await,
                 }
             }
             (
                 _,
-                "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload" | "/rollback"
-                | "/component",
+                "/healthz" | "/readyz" | "/status" | "/routes" | "/metrics" | "/reload"
+                | "/rollback" | "/component",
             ) => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         }
+    }
+
+    /// `/routes/{name}/{call}`.
+    async fn route_call(
+        &self,
+        req: Request<Incoming>,
+        method: &Method,
+        rest: &str,
+    ) -> Response<ResponseBody> {
+        let Some((name, call)) = rest.split_once('/') else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "not found: use /routes/{name}/status, reload, rollback or component\n",
+            );
+        };
+        let Some(route) = self.routes.get(name) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                format!("no route is named `{name}`\n"),
+            );
+        };
+        match (method, call) {
+            (&Method::GET, "status") => json(StatusCode::OK, &route_status(&route)),
+            (&Method::POST, "reload" | "rollback") | (&Method::PUT, "component") => {
+                if let Some(refusal) = self.refuse_unauthorized(&req) {
+                    return refusal;
+                }
+                match call {
+                    "reload" => reload(&route).await,
+                    "rollback" => self.rollback(&route, req.uri().query()),
+                    _ => self.upload(&route, req).await,
+                }
+            }
+            (_, "status" | "reload" | "rollback" | "component") => {
+                plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
+            _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    fn readyz(&self) -> Response<ResponseBody> {
+        let routes = self.routes.all();
+        if routes.is_empty() {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "no route is served yet\n");
+        }
+        let waiting: Vec<String> = routes
+            .iter()
+            .filter(|r| r.slot.current().is_none())
+            .map(|r| {
+                format!(
+                    "route `{}` ({}): {}",
+                    r.name,
+                    r.prefix,
+                    r.slot.unavailable_reason()
+                )
+            })
+            .collect();
+        if !waiting.is_empty() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready:\n{}\n", waiting.join("\n")),
+            );
+        }
+        let serving: Vec<String> = routes
+            .iter()
+            .filter_map(|r| {
+                r.slot
+                    .current()
+                    .map(|g| format!("route `{}`: generation {}", r.name, g.number))
+            })
+            .collect();
+        plain(StatusCode::OK, format!("ready: {}\n", serving.join(", ")))
+    }
+
+    async fn reload_all(&self, routes: &[Arc<Route>]) -> Response<ResponseBody> {
+        let mut reports = serde_json::Map::new();
+        let mut failed = false;
+        for route in routes {
+            let (tx, rx) = oneshot::channel();
+            let report = match run(route, Trigger::Admin(tx), rx).await {
+                Ok(report) => {
+                    failed |= report.result == "failed";
+                    serde_json::to_value(report).unwrap_or_default()
+                }
+                Err(reason) => {
+                    failed = true;
+                    serde_json::json!({ "result": "failed", "error": reason })
+                }
+            };
+            reports.insert(route.name.to_string(), report);
+        }
+        let status = if failed {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        };
+        json(status, &serde_json::json!({ "routes": reports }))
     }
 
     /// The refusal to send when `req` lacks the admin token, or `None` when it may proceed.
@@ -151,12 +264,7 @@ impl Admin {
         }
     }
 
-    async fn reload(&self) -> Response<ResponseBody> {
-        let (tx, rx) = oneshot::channel();
-        self.run(Trigger::Admin(tx), rx).await
-    }
-
-    async fn upload(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    async fn upload(&self, route: &Route, req: Request<Incoming>) -> Response<ResponseBody> {
         let limit = usize::try_from(self.max_component_size).unwrap_or(usize::MAX);
         let bytes = match Limited::new(req.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes().to_vec(),
@@ -168,33 +276,10 @@ impl Admin {
             }
         };
         let (tx, rx) = oneshot::channel();
-        self.run(Trigger::Upload(bytes, tx), rx).await
+        report_response(run(route, Trigger::Upload(bytes, tx), rx).await)
     }
 
-    async fn run(&self, trigger: Trigger, rx: oneshot::Receiver<Report>) -> Response<ResponseBody> {
-        if !self.triggers.request(trigger).await {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the reload pipeline is not running\n",
-            );
-        }
-        match rx.await {
-            Ok(report) => {
-                let status = if report.result == "failed" {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                } else {
-                    StatusCode::OK
-                };
-                json(status, &report)
-            }
-            Err(_) => plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the reload pipeline dropped the request\n",
-            ),
-        }
-    }
-
-    fn rollback(&self, query: Option<&str>) -> Response<ResponseBody> {
+    fn rollback(&self, route: &Route, query: Option<&str>) -> Response<ResponseBody> {
         let target =
             match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("generation="))) {
                 Some(n) => match n.parse::<u64>() {
@@ -208,30 +293,104 @@ impl Admin {
                 },
                 None => None,
             };
-        match self.slot.rollback(target) {
+        match route.slot.rollback(target) {
             Ok(generation) => {
-                self.metrics.serving(&generation);
-                tracing::info!(generation = generation.number, sha256 = %generation.short_hash(), "rolled back to generation {}", generation.number);
+                route.metrics.serving(&generation);
+                tracing::info!(route = %route.name, generation = generation.number, sha256 = %generation.short_hash(), "rolled back to generation {}", generation.number);
                 json(
                     StatusCode::OK,
-                    &serde_json::json!({ "result": "rolled back", "generation": generation.number }),
+                    &serde_json::json!({ "result": "rolled back", "route": &*route.name, "generation": generation.number }),
                 )
             }
             Err(reason) => json(
                 StatusCode::CONFLICT,
-                &serde_json::json!({ "result": "failed", "error": reason }),
+                &serde_json::json!({ "result": "failed", "route": &*route.name, "error": reason }),
             ),
         }
     }
 
     fn status(&self) -> serde_json::Value {
-        let current = self.slot.current();
-        serde_json::json!({
-            "current": current.as_deref().map(describe),
-            "unavailable_reason": if current.is_none() { Some(self.slot.unavailable_reason().to_string()) } else { None },
-            "history": self.slot.history().iter().map(|g| describe(g)).collect::<Vec<_>>(),
-        })
+        let routes = self.routes.all();
+        let statuses: Vec<serde_json::Value> = routes.iter().map(|r| route_status(r)).collect();
+        match statuses.as_slice() {
+            // One route: its fields at the top level too, as before routes existed.
+            [only] => {
+                let mut value = only.clone();
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("routes".into(), serde_json::json!(statuses));
+                }
+                value
+            }
+            _ => serde_json::json!({ "routes": statuses }),
+        }
     }
+
+    fn routes(&self) -> serde_json::Value {
+        let routes: Vec<serde_json::Value> = self
+            .routes
+            .all()
+            .iter()
+            .map(|r| {
+                let current = r.slot.current();
+                serde_json::json!({
+                    "name": &*r.name,
+                    "prefix": r.prefix,
+                    "source": r.source,
+                    "generation": current.as_ref().map(|g| g.number),
+                    "ready": current.is_some(),
+                    "in_flight": r.in_flight(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "routes": routes })
+    }
+}
+
+/// `POST …/reload` of one route.
+async fn reload(route: &Route) -> Response<ResponseBody> {
+    let (tx, rx) = oneshot::channel();
+    report_response(run(route, Trigger::Admin(tx), rx).await)
+}
+
+/// Sends `trigger` to the route's reloader and waits for its report.
+async fn run(
+    route: &Route,
+    trigger: Trigger,
+    rx: oneshot::Receiver<Report>,
+) -> Result<Report, &'static str> {
+    if !route.triggers.request(trigger).await {
+        return Err("the reload pipeline is not running");
+    }
+    rx.await
+        .map_err(|_| "the reload pipeline dropped the request")
+}
+
+fn report_response(report: Result<Report, &'static str>) -> Response<ResponseBody> {
+    match report {
+        Ok(report) => {
+            let status = if report.result == "failed" {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::OK
+            };
+            json(status, &report)
+        }
+        Err(reason) => plain(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+/// One route's status: its current generation, the kept ones, or why none serves.
+fn route_status(route: &Route) -> serde_json::Value {
+    let current = route.slot.current();
+    serde_json::json!({
+        "name": &*route.name,
+        "prefix": route.prefix,
+        "source": route.source,
+        "current": current.as_deref().map(describe),
+        "unavailable_reason": if current.is_none() { Some(route.slot.unavailable_reason().to_string()) } else { None },
+        "history": route.slot.history().iter().map(|g| describe(g)).collect::<Vec<_>>(),
+        "in_flight": route.in_flight(),
+    })
 }
 
 fn describe(g: &Generation) -> serde_json::Value {

@@ -8,14 +8,13 @@
 //! timeout is killed with its whole process group.
 
 use crate::config::BuildConfig;
-use crate::metrics::Metrics;
+use crate::metrics::RouteMetrics;
 use crate::reload::{Trigger, TriggerSender};
 use anyhow::{Context, Result};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -52,12 +51,12 @@ impl BuildResult {
 /// Runs builds for one configuration.
 pub struct Builder {
     config: BuildConfig,
-    metrics: Arc<Metrics>,
+    metrics: RouteMetrics,
 }
 
 impl Builder {
     /// A builder for `config`.
-    pub fn new(config: BuildConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: BuildConfig, metrics: RouteMetrics) -> Self {
         Builder { config, metrics }
     }
 
@@ -107,7 +106,7 @@ impl Builder {
     /// Runs the build command once and logs how it went.
     pub async fn run(&self) -> BuildResult {
         let started = Instant::now();
-        tracing::info!(cmd = %self.config.cmd, dir = %self.config.dir.display(), "building");
+        tracing::info!(route = %self.metrics.route(), cmd = %self.config.cmd, dir = %self.config.dir.display(), "building");
         let mut child = match tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&self.config.cmd)
@@ -121,7 +120,7 @@ impl Builder {
         {
             Ok(child) => child,
             Err(err) => {
-                tracing::warn!(error = %err, cmd = %self.config.cmd, "cannot start the build");
+                tracing::warn!(route = %self.metrics.route(), error = %err, cmd = %self.config.cmd, "cannot start the build");
                 self.metrics.build("failed");
                 return BuildResult::Failed;
             }
@@ -149,6 +148,7 @@ impl Builder {
             Err(_) => {
                 kill_group(&child);
                 tracing::warn!(
+                    route = %self.metrics.route(),
                     timeout = ?self.config.timeout,
                     "build did not finish within {:?}; stopped it; still serving the current generation",
                     self.config.timeout
@@ -157,6 +157,7 @@ impl Builder {
             }
             Ok((Ok(status), _out, _err)) if status.success() => {
                 tracing::info!(
+                    route = %self.metrics.route(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "build succeeded"
                 );
@@ -165,11 +166,12 @@ impl Builder {
             Ok((status, out, err)) => {
                 let code = status.ok().and_then(|s| s.code());
                 tracing::warn!(
+                    route = %self.metrics.route(),
                     exit_code = ?code,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "build failed; still serving the current generation; compiler output follows"
                 );
-                log_output(&out, &err);
+                log_output(self.metrics.route(), &out, &err);
                 BuildResult::Failed
             }
         };
@@ -187,7 +189,7 @@ fn kill_group(child: &tokio::process::Child) {
     }
 }
 
-fn log_output(stdout: &[u8], stderr: &[u8]) {
+fn log_output(route: &str, stdout: &[u8], stderr: &[u8]) {
     let text = [
         String::from_utf8_lossy(stderr),
         String::from_utf8_lossy(stdout),
@@ -198,7 +200,7 @@ fn log_output(stdout: &[u8], stderr: &[u8]) {
         .filter(|l| !l.trim().is_empty())
         .take(MAX_LOGGED_LINES)
     {
-        tracing::warn!(target: "hotswap::build", "build: {line}");
+        tracing::warn!(target: "hotswap::build", route, "build: {line}");
     }
 }
 

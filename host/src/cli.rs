@@ -51,6 +51,26 @@ pub struct ServeArgs {
     #[arg(value_name = "COMPONENT.wasm", env = "HOTSWAP_COMPONENT")]
     pub component: Option<PathBuf>,
 
+    /// Serve SOURCE (a component file or `oci://…` reference) under the path prefix PREFIX,
+    /// e.g. `--route /api=api.wasm --route /=web.wasm`. Repeatable; each route is watched,
+    /// swapped, rolled back and limited on its own. The longest prefix matching on segment
+    /// boundaries wins (`/api` serves `/api` and `/api/x`, not `/apix`); a request that no route
+    /// matches gets 404. The guest sees the full path. Replaces the file's `[[route]]` tables.
+    /// File: `[[route]]` (`prefix`, `path` or `source`, and per-route overrides).
+    #[arg(long = "route", value_name = "PREFIX=SOURCE")]
+    pub routes: Vec<String>,
+
+    /// Serve every `NAME.wasm` in DIR at `/NAME` (and `index.wasm` at `/`). A file dropped in
+    /// adds its route at once, a replaced one is swapped in; names starting with `.` are
+    /// ignored (write there, then rename). File: `apps.dir`.
+    #[arg(long, value_name = "DIR", env = "HOTSWAP_APPS")]
+    pub apps: Option<PathBuf>,
+
+    /// Most routes `--apps` serves; the instance pool reserves room for this many apps, each
+    /// with `--max-concurrency` slots. [default: 16]. File: `apps.max_apps`.
+    #[arg(long, value_name = "N", env = "HOTSWAP_MAX_APPS")]
+    pub max_apps: Option<usize>,
+
     /// Configuration file. Default: `hotswap.toml` in the working directory, if present and no
     /// component is named on the command line (then the file is read only when named here).
     #[arg(long, value_name = "PATH", env = "HOTSWAP_CONFIG")]
@@ -141,8 +161,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_MEMORY", value_parser = parse_size)]
     pub max_memory: Option<u64>,
 
-    /// Number of requests served at the same time; the instance pool is sized from it.
-    /// [default: 100]. File: `limits.max_concurrency`.
+    /// Number of requests served at the same time, per route (each route has a cap of its
+    /// own); the instance pool is sized from the sum. [default: 100].
+    /// File: `limits.max_concurrency`.
     #[arg(long, value_name = "N", env = "HOTSWAP_MAX_CONCURRENCY")]
     pub max_concurrency: Option<usize>,
 

@@ -45,6 +45,55 @@ pub struct FileConfig {
     /// `[registry]`
     #[serde(default)]
     pub registry: RegistrySection,
+    /// `[[route]]`: one table per route (instead of `component.path`).
+    #[serde(default)]
+    pub route: Vec<RouteSection>,
+    /// `[apps]`: a drop-in directory of components, one route each.
+    #[serde(default)]
+    pub apps: AppsSection,
+}
+
+/// `[[route]]`: one component served under a path prefix, with optional overrides of the
+/// global `[component]` and `[limits]` settings, and a build of its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// `prefix = "/api"`
+    pub prefix: Option<String>,
+    /// `name = "api"` (default: from the prefix; `/` is `index`)
+    pub name: Option<String>,
+    /// `path = "api.wasm"` (relative to the file)
+    pub path: Option<PathBuf>,
+    /// `source = "oci://registry.example.com/api:v1"`
+    pub source: Option<String>,
+    /// `env = { KEY = "value" }`: this route's guest environment
+    pub env: Option<BTreeMap<String, String>>,
+    /// `allow_outbound = ["api.example.com"]`
+    pub allow_outbound: Option<Vec<String>>,
+    /// `request_timeout = "30s"`
+    pub request_timeout: Option<String>,
+    /// `max_memory = "128MiB"`
+    pub max_memory: Option<String>,
+    /// `max_concurrency = 100`
+    pub max_concurrency: Option<usize>,
+    /// `queue_timeout = "1s"`
+    pub queue_timeout: Option<String>,
+    /// `max_body_size = "10MiB"`
+    pub max_body_size: Option<String>,
+    /// `keyvalue_namespace = "api"` (default: the component file's stem)
+    pub keyvalue_namespace: Option<String>,
+    /// `[route.build]`: this route's own rebuild on save
+    pub build: Option<BuildSection>,
+}
+
+/// `[apps]`: serve every `NAME.wasm` of a directory at `/NAME` (`index.wasm` at `/`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppsSection {
+    /// `dir = "apps"` (relative to the file)
+    pub dir: Option<PathBuf>,
+    /// `max_apps = 16`
+    pub max_apps: Option<usize>,
 }
 
 /// `[registry]`: following a component in an OCI registry (`component.source = "oci://…"`).
@@ -329,6 +378,30 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # insecure = []              # registries reached over plain HTTP (loopback ones always are)
 # username = "..."           # better: HOTSWAP_REGISTRY_USERNAME / HOTSWAP_REGISTRY_PASSWORD,
 #                            # or an `auths` entry in ~/.docker/config.json
+
+# Several components on one host: a [[route]] table each, instead of component.path. The
+# longest matching prefix wins (on segment boundaries: /api matches /api/x, not /apix); a
+# request no route matches gets 404. Each route has its own watcher, generations, rollback,
+# concurrency cap and build; the keys below override the global ones for that route alone.
+# [[route]]
+# prefix = "/api"
+# path = "api.wasm"          # or source = "oci://..."
+# name = "api"               # default: from the prefix (`/` is `index`)
+# env = { MODE = "api" }
+# allow_outbound = []
+# request_timeout = "5s"
+# max_memory = "64MiB"
+# max_concurrency = 20
+# queue_timeout = "1s"
+# max_body_size = "1MiB"
+# keyvalue_namespace = "api"
+# [route.build]              # same keys as [build]
+# cmd = "cargo build --release --target wasm32-wasip2"
+
+# Or a drop-in directory: every NAME.wasm in it is served at /NAME, index.wasm at /.
+# [apps]
+# dir = "apps"
+# max_apps = 16
 
 # The store behind wasi:keyvalue; its state survives every swap and, but for memory, restarts.
 [keyvalue]

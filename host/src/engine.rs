@@ -7,7 +7,7 @@
 //! `--allow-outbound` says so. Config values and key-value state belong to the host, not to a
 //! generation: a swap changes the code and keeps both.
 
-use crate::config::Config;
+use crate::config::{Config, RouteConfig};
 use crate::guest_config::{GuestConfig, Snapshot};
 use crate::guest_io::{GuestLog, RequestTag};
 use crate::keyvalue::{KeyValue, KvView};
@@ -53,15 +53,13 @@ pub struct Runtime {
     pub engine: Engine,
     /// The host functions every component is linked against.
     pub linker: Linker<HostState>,
-    /// Settings that shape each request's store.
-    pub store_settings: StoreSettings,
     /// The values guests read through `wasi:config/store`.
     pub guest_config: Arc<GuestConfig>,
-    /// The store behind `wasi:keyvalue`, shared by every generation.
+    /// The store behind `wasi:keyvalue`; each route sees it through its own namespace.
     pub keyvalue: Arc<KeyValue>,
 }
 
-/// Per-store settings taken from the configuration once.
+/// What shapes the stores of one route's requests, taken from its configuration once.
 #[derive(Clone)]
 pub struct StoreSettings {
     /// Bytes each linear memory may grow to.
@@ -70,6 +68,8 @@ pub struct StoreSettings {
     pub guest_env: Arc<Vec<(String, String)>>,
     /// Outbound HTTP allow-list.
     pub outbound: OutboundPolicy,
+    /// The route's key-value namespace, on the host's store; shared by every generation.
+    pub keyvalue: Arc<KeyValue>,
 }
 
 impl Runtime {
@@ -77,8 +77,8 @@ impl Runtime {
     /// the linker, the config values and the key-value store (opened on first use). Must run
     /// inside the tokio runtime (a Redis client is set up there).
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Runtime> {
-        let limits = &config.limits;
-        let slots = u32::try_from(limits.max_concurrency)
+        // Every route has slots of its own, so one route at its cap cannot take another's.
+        let slots = u32::try_from(config.pool_slots())
             .context("`--max-concurrency` is too large")?
             .saturating_add(VALIDATION_SLOTS);
         let keep_resident = memory_keep_resident();
@@ -89,7 +89,7 @@ impl Runtime {
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)
             .max_memory_size(
-                usize::try_from(limits.max_memory).context("`--max-memory` is too large")?,
+                usize::try_from(config.max_memory()).context("`--max-memory` is too large")?,
             )
             .table_elements(MAX_TABLE_ELEMENTS)
             // Reset the pages a returning slot's guest dirtied in place instead of handing them
@@ -146,11 +146,16 @@ impl Runtime {
             keyvalue,
             engine,
             linker,
-            store_settings: StoreSettings {
-                max_memory: limits.max_memory,
-                guest_env: Arc::new(config.guest_env.clone()),
-                outbound: config.outbound.clone(),
-            },
+        })
+    }
+
+    /// The store settings of `route`'s requests.
+    pub fn store_settings(&self, route: &RouteConfig) -> Result<StoreSettings> {
+        Ok(StoreSettings {
+            max_memory: route.limits.max_memory,
+            guest_env: Arc::new(route.guest_env.clone()),
+            outbound: route.outbound.clone(),
+            keyvalue: Arc::new(self.keyvalue.for_namespace(&route.keyvalue_namespace)?),
         })
     }
 
@@ -170,17 +175,17 @@ impl Runtime {
         Ok(())
     }
 
-    /// A fresh store for one request (`request`; `None` for a validation) served by
-    /// `generation`, which must stop executing guest code at `deadline`; guest output is logged
-    /// tagged with both, inside `span`.
+    /// A fresh store for one request (`request`; `None` for a validation) of a route with
+    /// `settings`, served by `generation`, which must stop executing guest code at `deadline`;
+    /// guest output is logged tagged with both, inside `span`.
     pub fn new_store(
         &self,
+        settings: &StoreSettings,
         generation: u64,
         request: Option<&RequestTag>,
         deadline: Instant,
         span: &tracing::Span,
     ) -> Store<HostState> {
-        let settings = &self.store_settings;
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&settings.guest_env)
             .stdout(GuestLog::stdout(generation, request.cloned(), span.clone()))
@@ -200,7 +205,7 @@ impl Runtime {
             deadline,
             timed_out: false,
             config: self.guest_config.snapshot(),
-            keyvalue: self.keyvalue.clone(),
+            keyvalue: settings.keyvalue.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -34,6 +34,8 @@ impl Which {
 pub struct RequestTag {
     /// The host's number for the request (`request_id` in logs).
     pub id: u64,
+    /// The route serving it.
+    pub route: crate::metrics::RouteName,
     /// The request method.
     pub method: http::Method,
     /// The request target; logs show its path.
@@ -137,6 +139,7 @@ impl LineBuffer {
         self.span.in_scope(|| {
             tracing::info!(
                 target: "hotswap::guest",
+                route = request.map(|r| tracing::field::display(&r.route)),
                 generation = self.generation,
                 request_id = request.map(|r| r.id),
                 method = request.map(|r| tracing::field::display(&r.method)),

@@ -1,8 +1,8 @@
-//! Where a request goes: limits, a fresh instance of the current generation, and the mapping of
-//! every way a guest can fail to a status code.
+//! Where a request goes: a route, its limits, a fresh instance of its current generation, and
+//! the mapping of every way a guest can fail to a status code.
 //!
-//! Each request waits (briefly) for a concurrency permit, takes an owned `Arc<Generation>` from
-//! the slot, and runs the guest with a fresh `Store` on the connection's own task: the handler
+//! Each request is matched to a route (404 if none), waits (briefly) for one of that route's
+//! concurrency permits, takes an owned `Arc<Generation>` from the route's slot, and runs the guest with a fresh `Store` on the connection's own task: the handler
 //! polls the guest until it sets the response head (which comes back over a oneshot). A guest
 //! that has already ended by then (a small response: the common case) costs no task spawn; one
 //! still running (streaming its body, or whose client went away) moves to a task of its own
@@ -10,11 +10,12 @@
 //! [`GuardedBody`]). The permit and the generation are released when the guest run ends.
 
 use crate::body::{GuardedBody, GuestRun, LimitedBody, ResponseBody, full};
-use crate::config::Limits;
+use crate::config::ConnLimits;
 use crate::engine::{HostState, Runtime};
 use crate::guest_io::RequestTag;
-use crate::metrics::Metrics;
-use crate::slot::{Generation, InFlight, Slot};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::route::{ROUTE_HEADER, Route, RouteTable};
+use crate::slot::{Generation, InFlight};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Instant;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 use tracing::field::Empty;
 use wasmtime::Store;
@@ -35,12 +36,14 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// Name of the response header that says which generation served a request.
 pub const GENERATION_HEADER: &str = "x-hotswap-generation";
 
-/// Dispatches requests to the current generation under the configured limits.
+/// Longest part of an unmatched path repeated in the 404 body.
+const MAX_ECHOED_PATH: usize = 200;
+
+/// Dispatches requests to their route's current generation under the route's limits.
 pub struct Dispatcher {
     runtime: Arc<Runtime>,
-    slot: Arc<Slot>,
-    limits: Limits,
-    permits: Arc<Semaphore>,
+    routes: Arc<RouteTable>,
+    conn: ConnLimits,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     expose_errors: bool,
@@ -64,51 +67,55 @@ enum GuestFailure {
 type ResponseResult = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
 
 impl Dispatcher {
-    /// A dispatcher serving from `slot`.
-    /// A dispatcher serving from `slot`. With `expose_errors` (dev mode) a failed request's 500
-    /// body carries the guest's error; otherwise only the log does.
+    /// A dispatcher serving the routes of `routes`. With `expose_errors` (dev mode) a failed
+    /// request's 500 body carries the guest's error; otherwise only the log does.
     pub fn new(
         runtime: Arc<Runtime>,
-        slot: Arc<Slot>,
-        limits: Limits,
+        routes: Arc<RouteTable>,
+        conn: ConnLimits,
         metrics: Arc<Metrics>,
         expose_errors: bool,
     ) -> Self {
-        let permits = Arc::new(Semaphore::new(limits.max_concurrency));
         Dispatcher {
             runtime,
-            slot,
-            limits,
-            permits,
+            routes,
+            conn,
             next_id: AtomicU64::new(1),
             metrics,
             expose_errors,
         }
     }
 
-    /// Requests currently holding a concurrency slot (running or streaming their body).
+    /// Requests currently holding a concurrency slot (running or streaming their body), over
+    /// every route.
     pub fn in_flight(&self) -> usize {
-        self.limits.max_concurrency - self.permits.available_permits()
+        self.routes.all().iter().map(|r| r.in_flight()).sum()
     }
 
-    /// Resolves once no request holds a concurrency slot, counting guests that run on after
-    /// their client left. Takes every slot as it does so: only for shutdown.
+    /// Resolves once no request of any route holds a concurrency slot, counting guests that
+    /// run on after their client left. Takes every slot as it does so: only for shutdown.
     pub async fn all_finished(&self) {
-        let all = u32::try_from(self.limits.max_concurrency).unwrap_or(u32::MAX);
-        // The semaphore is never closed, so this only returns once every slot is free.
-        let _all = self.permits.acquire_many(all).await;
+        for route in self.routes.all().iter() {
+            route.all_finished().await;
+        }
     }
 
     /// Serves one request. Never fails: every problem becomes a response.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let Some(route) = self.routes.find(req.uri().path()) else {
+            self.metrics.unrouted.inc();
+            let path: String = req.uri().path().chars().take(MAX_ECHOED_PATH).collect();
+            return plain(StatusCode::NOT_FOUND, format!("no route matches {path}\n"));
+        };
         // A span per request only at debug level: at info, creating and entering one costs ~7 %
         // of a hello request (BENCHMARKS.md), so the lines logged at info and above carry the
-        // request's id, method and path as fields of their own (`RequestTag`).
+        // request's id, route, method and path as fields of their own (`RequestTag`).
         let span = tracing::debug_span!(
             "request",
             id,
+            route = %route.name,
             method = %req.method(),
             path = %req.uri().path(),
             status = Empty,
@@ -118,17 +125,17 @@ impl Dispatcher {
         // The generation that served the request, 0 when none did (refused before the guest).
         let mut generation = 0;
         let mut response = self
-            .dispatch(id, started, req, &mut generation)
+            .dispatch(&route, id, started, req, &mut generation)
             .instrument(span.clone())
             .await;
         if generation != 0 {
-            response
-                .headers_mut()
-                .insert(GENERATION_HEADER, HeaderValue::from(generation));
+            let headers = response.headers_mut();
+            headers.insert(GENERATION_HEADER, HeaderValue::from(generation));
+            headers.insert(ROUTE_HEADER, route.header.clone());
         }
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        self.metrics.request(status, generation, elapsed);
+        route.metrics.request(status, generation, elapsed);
         if !span.is_disabled() {
             span.record("status", status);
             span.record("generation", generation);
@@ -140,6 +147,7 @@ impl Dispatcher {
 
     async fn dispatch(
         &self,
+        route: &Route,
         id: u64,
         started: Instant,
         req: Request<Incoming>,
@@ -156,12 +164,12 @@ impl Dispatcher {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
-        if fields > self.limits.max_headers || section as u64 > self.limits.max_header_bytes {
+        if fields > self.conn.max_headers || section as u64 > self.conn.max_header_bytes {
             return plain(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 format!(
                     "the request headers exceed the limits ({} fields, {} bytes)\n",
-                    self.limits.max_headers, self.limits.max_header_bytes
+                    self.conn.max_headers, self.conn.max_header_bytes
                 ),
             );
         }
@@ -170,36 +178,37 @@ impl Dispatcher {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.limits.max_body_size) {
-            return too_large(self.limits.max_body_size);
+        let limits = &route.limits;
+        if declared.is_some_and(|len| len > limits.max_body_size) {
+            return too_large(limits.max_body_size);
         }
 
         // A free permit is taken at once; only a request that has to queue sets a timer.
-        let permit = match self.permits.clone().try_acquire_owned() {
+        let permit = match route.permits.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
-            Err(_) => tokio::time::timeout(
-                self.limits.queue_timeout,
-                self.permits.clone().acquire_owned(),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok),
+            Err(_) => {
+                tokio::time::timeout(limits.queue_timeout, route.permits.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
         };
         let permit = match permit {
             Some(permit) => permit,
             None => {
                 tracing::warn!(
+                    route = %route.name,
                     request_id = id,
                     method = %req.method(),
                     path = %req.uri().path(),
-                    limit = self.limits.max_concurrency,
+                    limit = limits.max_concurrency,
                     "concurrency limit reached; answering 503"
                 );
                 return retry_shortly("the server is at its concurrency limit; retry shortly\n");
             }
         };
-        let Some(generation) = self.slot.current() else {
-            let reason = self.slot.unavailable_reason();
+        let Some(generation) = route.slot.current() else {
+            let reason = route.slot.unavailable_reason();
             return plain(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
         };
         let number = generation.number;
@@ -209,16 +218,17 @@ impl Dispatcher {
 
         let tag = RequestTag {
             id,
+            route: route.name.clone(),
             method: req.method().clone(),
             uri: req.uri().clone(),
         };
         let exceeded = Arc::new(AtomicBool::new(false));
-        let req =
-            req.map(|body| LimitedBody::new(body, self.limits.max_body_size, exceeded.clone()));
-        let deadline = started + self.limits.request_timeout;
+        let req = req.map(|body| LimitedBody::new(body, limits.max_body_size, exceeded.clone()));
+        let deadline = started + limits.request_timeout;
         let (response_tx, mut response_rx) = oneshot::channel::<ResponseResult>();
         let runtime = self.runtime.clone();
-        let metrics = self.metrics.clone();
+        let store = route.store.clone();
+        let metrics = route.metrics.clone();
         metrics.in_flight.inc();
         // `dispatch` runs inside the request's span (if enabled); the guest run logs into it
         // explicitly.
@@ -229,6 +239,7 @@ impl Dispatcher {
         let mut guest = GuestRun::new(async move {
             let result = run_guest(
                 &runtime,
+                &store,
                 &in_flight,
                 &guest_tag,
                 deadline,
@@ -271,9 +282,10 @@ impl Dispatcher {
                 drop(guest);
                 if exceeded.load(Ordering::Relaxed) {
                     tracing::debug!(request_id = id, ?code, "guest gave up on an oversize body");
-                    return too_large(self.limits.max_body_size);
+                    return too_large(limits.max_body_size);
                 }
                 tracing::warn!(
+                    route = %tag.route,
                     request_id = id,
                     method = %tag.method,
                     path = %tag.uri.path(),
@@ -293,12 +305,12 @@ impl Dispatcher {
                     None => guest.await,
                 };
                 if exceeded.load(Ordering::Relaxed) {
-                    return too_large(self.limits.max_body_size);
+                    return too_large(limits.max_body_size);
                 }
                 // A failure was logged where it happened; a clean return without a response is
                 // one too, logged here.
                 let failure = outcome.err().unwrap_or_else(|| {
-                    log_failure(&self.metrics, &tag, number, &GuestFailure::NoResponse);
+                    log_failure(&route.metrics, &tag, number, &GuestFailure::NoResponse);
                     GuestFailure::NoResponse
                 });
                 failure_response(failure, self.expose_errors)
@@ -308,8 +320,13 @@ impl Dispatcher {
 }
 
 /// Instantiates the generation in a fresh store and calls its handler, within the deadline.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one request's pieces, moved into the guest's future"
+)]
 async fn run_guest(
     runtime: &Runtime,
+    store_settings: &crate::engine::StoreSettings,
     in_flight: &InFlight,
     tag: &RequestTag,
     deadline: Instant,
@@ -318,7 +335,7 @@ async fn run_guest(
     span: &tracing::Span,
 ) -> Result<(), GuestFailure> {
     let generation = in_flight.generation();
-    let mut store = runtime.new_store(generation.number, Some(tag), deadline, span);
+    let mut store = runtime.new_store(store_settings, generation.number, Some(tag), deadline, span);
     let call = call_guest(&mut store, generation, req, response_tx);
     let result = tokio::time::timeout_at(deadline.into(), call).await;
     let state = store.data();
@@ -359,7 +376,7 @@ async fn call_guest(
         .await
 }
 
-fn log_failure(metrics: &Metrics, tag: &RequestTag, generation: u64, failure: &GuestFailure) {
+fn log_failure(metrics: &RouteMetrics, tag: &RequestTag, generation: u64, failure: &GuestFailure) {
     let (kind, error, message) = match failure {
         GuestFailure::TimedOut => ("timeout", None, "request deadline exceeded; guest stopped"),
         GuestFailure::MemoryLimit(err) => ("memory", Some(err), "guest hit the memory limit"),
@@ -373,6 +390,7 @@ fn log_failure(metrics: &Metrics, tag: &RequestTag, generation: u64, failure: &G
     };
     metrics.trap(kind);
     tracing::warn!(
+        route = %tag.route,
         request_id = tag.id,
         method = %tag.method,
         path = %tag.uri.path(),

@@ -2,12 +2,17 @@
 //! without a restart and without dropping a request.
 //!
 //! Where a request goes: [`server`] accepts connections and hands each request to
-//! [`handler::Dispatcher`], which takes the current [`slot::Generation`] out of the swap slot,
-//! instantiates it in a fresh store ([`engine`]) and calls its `wasi:http/incoming-handler`.
+//! [`handler::Dispatcher`], which picks its [`route::Route`] from the [`route::RouteTable`]
+//! (longest path prefix; 404 if none), takes that route's current [`slot::Generation`] out of
+//! its swap slot under its limits, instantiates it in a fresh store ([`engine`]) and calls its
+//! `wasi:http/incoming-handler`.
 //!
-//! Where a new component goes: [`watcher`] (or SIGHUP, see [`signals`]) sends a trigger to
-//! [`reload`], which reads the file, compiles and validates it with [`loader`], and installs
-//! it in the [`slot`]. Requests already running keep the generation they started with.
+//! Where a new component goes: each route has its own pipeline ([`route::start`]). Its
+//! [`watcher`] (or its [`builder`], SIGHUP, see [`signals`], or the [`admin`] API) sends a
+//! trigger to its [`reload`]er, which reads the file (or pulls from a registry, [`oci`]),
+//! compiles and validates it with [`loader`], and installs it in the route's [`slot`]. Requests
+//! already running keep the generation they started with. With `--apps`, [`route::apps`] starts
+//! a route for every component dropped into the directory.
 
 #![deny(missing_docs)]
 
@@ -29,6 +34,7 @@ pub mod metrics;
 pub mod oci;
 pub mod outbound;
 pub mod reload;
+pub mod route;
 pub mod server;
 pub mod signals;
 pub mod slot;
@@ -93,12 +99,11 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Serves the configured component until a stop signal, reloading it as it changes.
+/// Serves the configured routes until a stop signal, reloading each as it changes.
 pub async fn serve(config: Config) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
     runtime.start_epoch_ticker()?;
-    let slot = Arc::new(slot::Slot::new(config.keep_generations));
     let cache = match &config.cache_dir {
         Some(dir) => match cache::CompileCache::open(dir, &runtime.engine) {
             Ok(cache) => Some(Arc::new(cache)),
@@ -109,7 +114,6 @@ pub async fn serve(config: Config) -> Result<()> {
         },
         None => None,
     };
-    let (triggers, trigger_rx) = reload::channel();
 
     // Bind the admin listener early: a bad address must fail startup before anything serves.
     let admin_listener = match &config.admin {
@@ -117,19 +121,6 @@ pub async fn serve(config: Config) -> Result<()> {
         None => None,
     };
 
-    // Watch before the first read, so a change landing in between is not missed. (A registry
-    // component is polled by its reloader instead.)
-    let _watcher = match (config.origin.file(), config.watch) {
-        (Some(file), true) => {
-            let triggers = triggers.clone();
-            let changed = move || triggers.send(reload::Trigger::FileChanged);
-            Some(match config.watch_mode {
-                cli::WatchMode::Native => watcher::watch(file, config.debounce, changed)?,
-                cli::WatchMode::Poll => watcher::poll(file, config.file_poll_interval, changed)?,
-            })
-        }
-        _ => None,
-    };
     // Dev mode: config values are re-read when the configuration file is saved (in prod mode
     // only on SIGHUP or `POST /reload`).
     let _config_watcher = match (
@@ -145,39 +136,39 @@ pub async fn serve(config: Config) -> Result<()> {
         _ => None,
     };
 
-    // Dev loop: build once now, then on every source change.
-    let _sources = match &config.build {
-        Some(build) => {
-            let builder = builder::Builder::new(build.clone(), metrics.clone());
-            builder.run().await;
-            Some(builder.start(triggers.clone())?)
-        }
+    // Every route: watch, build once, load, then reload on its triggers.
+    let host = Arc::new(route::Host::new(
+        &config,
+        runtime.clone(),
+        cache,
+        metrics.clone(),
+    ));
+    let routes = Arc::new(route::RouteTable::default());
+    let mut _route_tasks = Vec::new();
+    for route_config in &config.routes {
+        let (route, tasks) = route::start(&host, route_config, true).await?;
+        routes
+            .insert(route)
+            .map_err(anyhow::Error::msg)
+            .context("the configuration let two routes collide")?;
+        _route_tasks.push(tasks);
+    }
+    let _apps = match &config.apps {
+        Some(apps) => Some(
+            route::apps::serve(host.clone(), apps, config.defaults.clone(), routes.clone()).await?,
+        ),
         None => None,
     };
 
-    let origin = match &config.origin {
-        config::ComponentOrigin::File(path) => reload::Origin::File(path.clone()),
-        config::ComponentOrigin::Registry(spec) => reload::Origin::Registry(Arc::new(
-            oci::Registry::new(spec, config.cache_dir.as_deref(), config.max_component_size)?,
-        )),
+    let stop = {
+        let (routes, guest_config) = (routes.clone(), runtime.guest_config.clone());
+        signals::install(move || {
+            guest_config.reload("SIGHUP");
+            for route in routes.all().iter() {
+                route.triggers.send(reload::Trigger::Signal);
+            }
+        })?
     };
-    let mut reloader = reload::Reloader::new(
-        runtime.clone(),
-        slot.clone(),
-        origin,
-        config.max_component_size,
-        cache,
-        metrics.clone(),
-    );
-    let report = reloader.handle(reload::Trigger::Startup).await;
-    if let (Some(reason), true) = (&report.error, config.require_component)
-        && report.result == "failed"
-    {
-        bail!("cannot serve `{}`: {reason}", config.origin.display());
-    }
-    tokio::spawn(reloader.run(trigger_rx));
-
-    let stop = signals::install(triggers.clone())?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("failed to bind `{}`", config.addr))?;
@@ -191,15 +182,16 @@ pub async fn serve(config: Config) -> Result<()> {
         tracing::info!(addr = %admin_addr, "admin listener ready");
         println!("Admin API on http://{admin_addr}/");
         let admin = Arc::new(admin::Admin {
-            slot: slot.clone(),
-            triggers: triggers.clone(),
+            routes: routes.clone(),
             metrics: metrics.clone(),
             token: config.admin.as_ref().and_then(|a| a.token.clone()),
             max_component_size: config.max_component_size,
         });
         tokio::spawn(admin::serve(listener, admin));
     }
-    tracing::info!(%addr, component = %config.origin.display(), mode = ?config.mode, "listening");
+    for route in routes.all().iter() {
+        tracing::info!(%addr, route = %route.name, prefix = %route.prefix, component = %route.source, mode = ?config.mode, "listening");
+    }
     println!("Serving HTTP on http://{addr}/");
     std::io::stdout()
         .flush()
@@ -207,15 +199,15 @@ pub async fn serve(config: Config) -> Result<()> {
 
     let dispatcher = Arc::new(handler::Dispatcher::new(
         runtime,
-        slot,
-        config.limits.clone(),
+        routes,
+        config.conn.clone(),
         metrics,
         config.mode == Mode::Dev,
     ));
     server::serve(
         listener,
         dispatcher,
-        &config.limits,
+        &config.conn,
         config.shutdown_timeout,
         signals::stopped(stop),
     )

@@ -6,7 +6,7 @@
 //! the previous generation.
 
 use crate::cache::{CompileCache, Lookup};
-use crate::engine::{HostState, Runtime};
+use crate::engine::{HostState, Runtime, StoreSettings};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,9 +147,11 @@ pub fn compile(
 /// runs, before it may replace a working generation.
 pub async fn trial_instantiate(
     runtime: &Arc<Runtime>,
+    settings: &StoreSettings,
     pre: &ProxyPre<HostState>,
 ) -> Result<(), LoadError> {
     let mut store = runtime.new_store(
+        settings,
         0,
         None,
         Instant::now() + VALIDATION_TIMEOUT,
@@ -168,6 +170,7 @@ pub async fn trial_instantiate(
 /// them once.
 pub async fn load(
     runtime: &Arc<Runtime>,
+    settings: &StoreSettings,
     bytes: Arc<Vec<u8>>,
     sha256: [u8; 32],
     cache: Option<Arc<CompileCache>>,
@@ -181,7 +184,7 @@ pub async fn load(
     .await
     .map_err(|join| LoadError::Compile(wasmtime::format_err!("compiler task failed: {join}")))??;
     let start = Instant::now();
-    trial_instantiate(runtime, &compiled.pre).await?;
+    trial_instantiate(runtime, settings, &compiled.pre).await?;
     compiled.validate_time += start.elapsed();
     Ok(compiled)
 }

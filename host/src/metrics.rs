@@ -7,19 +7,41 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Labels of a reload counter.
+/// The name of a route, as a label value.
+pub type RouteName = Arc<str>;
+
+/// Labels of a per-route series with no other label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route's name.
+    pub route: RouteName,
+}
+
+/// Labels of a per-route result counter (reloads, builds, registry polls).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteResultLabels {
+    /// The route's name.
+    pub route: RouteName,
+    /// `loaded`, `unchanged`, `failed` (reloads), `ok`, `failed`, `timeout` (builds) or
+    /// `unchanged`, `new`, `error` (registry polls).
+    pub result: &'static str,
+}
+
+/// Labels of the config-reload counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    /// `loaded`, `unchanged`, `failed` (reloads), `ok`, `failed`, `timeout` (builds) or
-    /// `changed`, `unchanged`, `failed` (config reloads).
+    /// `changed`, `unchanged` or `failed`.
     pub result: &'static str,
 }
 
 /// Labels of the reload-phase histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
+    /// The route's name.
+    pub route: RouteName,
     /// `read`, `compile`, `cache` or `validate`.
     pub phase: &'static str,
 }
@@ -30,6 +52,8 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The route that served it.
+    pub route: RouteName,
     /// `2xx`, `4xx`, `5xx`…
     pub status_class: &'static str,
     /// The generation that served it (0: none).
@@ -39,6 +63,8 @@ pub struct RequestLabels {
 /// Labels of the guest-trap counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
+    /// The route whose guest failed.
+    pub route: RouteName,
     /// `timeout`, `memory`, `trap`, `pool`, `no_response`.
     pub kind: &'static str,
 }
@@ -57,6 +83,8 @@ pub struct KeyValueLabels {
 /// Labels of the serving-digest gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DigestLabel {
+    /// The route serving it.
+    pub route: RouteName,
     /// The manifest digest of the component being served (`sha256:…`).
     pub digest: String,
 }
@@ -64,52 +92,54 @@ pub struct DigestLabel {
 /// Labels of the registry error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegistryErrorLabel {
+    /// The route whose registry failed.
+    pub route: RouteName,
     /// `unreachable`, `auth`, `not_found`, `not_wasm`, `digest_mismatch`, `too_large`, `other`.
     pub kind: &'static str,
 }
 
-/// Every metric the host exports.
+/// Every metric the host exports. Per-route series are written through a [`RouteMetrics`].
 pub struct Metrics {
     registry: Registry,
-    /// Reload attempts by result.
-    pub reloads: Family<ResultLabel, Counter>,
-    /// Reload time by phase.
+    /// Reload attempts by route and result.
+    pub reloads: Family<RouteResultLabels, Counter>,
+    /// Reload time by route and phase.
     pub reload_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
-    /// The generation being served (0: none).
-    pub generation: Gauge,
-    /// Requests by status class and generation.
+    /// The generation each route serves (0: none).
+    pub generation: Family<RouteLabel, Gauge>,
+    /// Requests by route, status class and generation.
     pub requests: Family<RequestLabels, Counter>,
-    /// Time from request arrival to response head.
-    pub request_seconds: Histogram,
-    /// Requests holding a concurrency slot.
-    pub in_flight: Gauge,
-    /// Guest failures by kind.
+    /// Time from request arrival to response head, by route.
+    pub request_seconds: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    /// Requests holding a concurrency slot, by route.
+    pub in_flight: Family<RouteLabel, Gauge>,
+    /// Requests that matched no route.
+    pub unrouted: Counter,
+    /// Guest failures by route and kind.
     pub guest_traps: Family<KindLabel, Counter>,
-    /// Build runs by result.
-    pub builds: Family<ResultLabel, Counter>,
+    /// Build runs by route and result.
+    pub builds: Family<RouteResultLabels, Counter>,
     /// Key-value operations by operation and result.
     pub keyvalue_ops: Family<KeyValueLabels, Counter>,
     /// Time of one key-value operation.
     pub keyvalue_seconds: Histogram,
     /// Re-reads of the `wasi:config` values by result.
     pub config_reloads: Family<ResultLabel, Counter>,
-    /// Registry polls by result (`unchanged`, `new`, `error`).
-    pub registry_polls: Family<ResultLabel, Counter>,
-    /// Registry failures by kind.
+    /// Registry polls by route and result (`unchanged`, `new`, `error`).
+    pub registry_polls: Family<RouteResultLabels, Counter>,
+    /// Registry failures by route and kind.
     pub registry_errors: Family<RegistryErrorLabel, Counter>,
-    /// 1 for the manifest digest being served (a registry component only).
+    /// 1 for the manifest digest each route serves (registry components only).
     pub serving_digest: Family<DigestLabel, Gauge>,
-    /// Request series of generations below this number have been dropped.
-    forgotten_below: AtomicU64,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hotswap");
-        let reloads = Family::<ResultLabel, Counter>::default();
+        let reloads = Family::<RouteResultLabels, Counter>::default();
         registry.register(
             "reloads",
-            "Component reload attempts by result",
+            "Component reload attempts by route and result",
             reloads.clone(),
         );
         let reload_seconds = Family::<PhaseLabel, Histogram>::new_with_constructor(
@@ -117,37 +147,49 @@ impl Default for Metrics {
         );
         registry.register(
             "reload_duration_seconds",
-            "Reload time by phase",
+            "Reload time by route and phase",
             reload_seconds.clone(),
         );
-        let generation = Gauge::default();
+        let generation = Family::<RouteLabel, Gauge>::default();
         registry.register(
             "generation",
-            "Generation currently served (0: none)",
+            "Generation each route serves (0: none)",
             generation.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Requests by status class and generation",
+            "Requests by route, status class and generation",
             requests.clone(),
         );
-        let request_seconds = Histogram::new(exponential_buckets(0.0001, 2.5, 16));
+        let request_seconds = Family::<RouteLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.5, 16))) as fn() -> Histogram,
+        );
         registry.register(
             "request_duration_seconds",
-            "Time from request arrival to response head",
+            "Time from request arrival to response head, by route",
             request_seconds.clone(),
         );
-        let in_flight = Gauge::default();
+        let in_flight = Family::<RouteLabel, Gauge>::default();
         registry.register(
             "requests_in_flight",
-            "Requests holding a concurrency slot",
+            "Requests holding a concurrency slot, by route",
             in_flight.clone(),
         );
+        let unrouted = Counter::default();
+        registry.register(
+            "unrouted_requests",
+            "Requests that matched no route (answered 404)",
+            unrouted.clone(),
+        );
         let guest_traps = Family::<KindLabel, Counter>::default();
-        registry.register("guest_traps", "Guest failures by kind", guest_traps.clone());
-        let builds = Family::<ResultLabel, Counter>::default();
-        registry.register("builds", "Build runs by result", builds.clone());
+        registry.register(
+            "guest_traps",
+            "Guest failures by route and kind",
+            guest_traps.clone(),
+        );
+        let builds = Family::<RouteResultLabels, Counter>::default();
+        registry.register("builds", "Build runs by route and result", builds.clone());
         let keyvalue_ops = Family::<KeyValueLabels, Counter>::default();
         registry.register(
             "keyvalue_operations",
@@ -166,22 +208,22 @@ impl Default for Metrics {
             "Re-reads of the wasi:config values by result (changed, unchanged, failed)",
             config_reloads.clone(),
         );
-        let registry_polls = Family::<ResultLabel, Counter>::default();
+        let registry_polls = Family::<RouteResultLabels, Counter>::default();
         registry.register(
             "registry_polls",
-            "Registry polls by result (unchanged, new, error)",
+            "Registry polls by route and result (unchanged, new, error)",
             registry_polls.clone(),
         );
         let registry_errors = Family::<RegistryErrorLabel, Counter>::default();
         registry.register(
             "registry_errors",
-            "Registry failures by kind",
+            "Registry failures by route and kind",
             registry_errors.clone(),
         );
         let serving_digest = Family::<DigestLabel, Gauge>::default();
         registry.register(
             "serving_digest",
-            "1 for the manifest digest of the registry component being served",
+            "1 for the manifest digest of the registry component each route serves",
             serving_digest.clone(),
         );
         Metrics {
@@ -198,59 +240,32 @@ impl Default for Metrics {
             requests,
             request_seconds,
             in_flight,
+            unrouted,
             guest_traps,
             builds,
-            forgotten_below: AtomicU64::new(1),
         }
     }
 }
 
 impl Metrics {
-    /// Counts one reload attempt.
-    pub fn reload(&self, result: &'static str) {
-        self.reloads.get_or_create(&ResultLabel { result }).inc();
-    }
-
-    /// Records the duration of one reload phase.
-    pub fn phase(&self, phase: &'static str, took: Duration) {
-        self.reload_seconds
-            .get_or_create(&PhaseLabel { phase })
-            .observe(took.as_secs_f64());
-    }
-
-    /// Counts one finished request.
-    pub fn request(&self, status: u16, generation: u64, took: Duration) {
-        // `StatusCode` is 100..=999: 1xx..4xx by their hundreds, everything from 500 up 5xx.
-        let status_class = STATUS_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
-        self.requests
-            .get_or_create(&RequestLabels {
-                status_class,
-                generation,
-            })
-            .inc();
-        self.request_seconds.observe(took.as_secs_f64());
-    }
-
-    /// Drops the request series of generations older than `oldest_kept`: they can no longer be
-    /// served, and a label value per deploy would otherwise grow the exposition without bound.
-    /// (A request still running on one of them recreates its series when it ends.)
-    pub fn forget_generations_below(&self, oldest_kept: u64) {
-        let from = self
-            .forgotten_below
-            .fetch_max(oldest_kept, Ordering::Relaxed);
-        for generation in from..oldest_kept {
-            for status_class in STATUS_CLASSES {
-                self.requests.remove(&RequestLabels {
-                    status_class,
-                    generation,
-                });
-            }
+    /// The handle a route writes its series through.
+    pub fn route(self: &Arc<Self>, name: &str) -> RouteMetrics {
+        let route: RouteName = Arc::from(name);
+        let label = RouteLabel {
+            route: route.clone(),
+        };
+        let in_flight = self.in_flight.get_or_create(&label).clone();
+        let request_seconds = self.request_seconds.get_or_create(&label).clone();
+        let generation = self.generation.get_or_create(&label).clone();
+        RouteMetrics {
+            route,
+            all: self.clone(),
+            in_flight,
+            request_seconds,
+            generation,
+            forgotten_below: Arc::new(AtomicU64::new(1)),
+            digest: Arc::new(Mutex::new(None)),
         }
-    }
-
-    /// Counts one guest failure.
-    pub fn trap(&self, kind: &'static str) {
-        self.guest_traps.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// Counts and times one key-value operation.
@@ -270,44 +285,154 @@ impl Metrics {
             .inc();
     }
 
-    /// Records that `generation` now serves: the generation gauge, and the digest series (the
-    /// previous digest's series is removed, so a dashboard sees one digest per replica).
-    pub fn serving(&self, generation: &crate::slot::Generation) {
-        self.generation.set(generation.number as i64);
-        self.serving_digest.clear();
-        if let Some(digest) = &generation.digest {
-            self.serving_digest
-                .get_or_create(&DigestLabel {
-                    digest: digest.clone(),
-                })
-                .set(1);
-        }
-    }
-
-    /// Counts one registry poll.
-    pub fn registry_poll(&self, result: &'static str) {
-        self.registry_polls
-            .get_or_create(&ResultLabel { result })
-            .inc();
-    }
-
-    /// Counts one registry failure.
-    pub fn registry_error(&self, kind: &'static str) {
-        self.registry_errors
-            .get_or_create(&RegistryErrorLabel { kind })
-            .inc();
-    }
-
-    /// Counts one build run.
-    pub fn build(&self, result: &'static str) {
-        self.builds.get_or_create(&ResultLabel { result }).inc();
-    }
-
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One route's view of the metrics: every series it writes carries its `route` label. Cheap
+/// to clone; the per-request series are resolved once, when the route is made.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    route: RouteName,
+    all: Arc<Metrics>,
+    /// Requests of this route holding a concurrency slot.
+    pub in_flight: Gauge,
+    request_seconds: Histogram,
+    generation: Gauge,
+    /// Request series of generations below this number have been dropped.
+    forgotten_below: Arc<AtomicU64>,
+    /// The digest series currently set, so the next swap can remove it.
+    digest: Arc<Mutex<Option<String>>>,
+}
+
+impl RouteMetrics {
+    /// The route's name.
+    pub fn route(&self) -> &RouteName {
+        &self.route
+    }
+
+    /// The metrics of the whole host.
+    pub fn host(&self) -> &Arc<Metrics> {
+        &self.all
+    }
+
+    /// Counts one reload attempt.
+    pub fn reload(&self, result: &'static str) {
+        self.all.reloads.get_or_create(&self.result(result)).inc();
+    }
+
+    /// Records the duration of one reload phase.
+    pub fn phase(&self, phase: &'static str, took: Duration) {
+        self.all
+            .reload_seconds
+            .get_or_create(&PhaseLabel {
+                route: self.route.clone(),
+                phase,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one finished request.
+    pub fn request(&self, status: u16, generation: u64, took: Duration) {
+        // `StatusCode` is 100..=999: 1xx..4xx by their hundreds, everything from 500 up 5xx.
+        let status_class = STATUS_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
+        self.all
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.route.clone(),
+                status_class,
+                generation,
+            })
+            .inc();
+        self.request_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Drops the request series of generations older than `oldest_kept`: they can no longer be
+    /// served, and a label value per deploy would otherwise grow the exposition without bound.
+    /// (A request still running on one of them recreates its series when it ends.)
+    pub fn forget_generations_below(&self, oldest_kept: u64) {
+        let from = self
+            .forgotten_below
+            .fetch_max(oldest_kept, Ordering::Relaxed);
+        for generation in from..oldest_kept {
+            for status_class in STATUS_CLASSES {
+                self.all.requests.remove(&RequestLabels {
+                    route: self.route.clone(),
+                    status_class,
+                    generation,
+                });
+            }
+        }
+    }
+
+    /// Counts one guest failure.
+    pub fn trap(&self, kind: &'static str) {
+        self.all
+            .guest_traps
+            .get_or_create(&KindLabel {
+                route: self.route.clone(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Records that `generation` now serves this route: the generation gauge, and the digest
+    /// series (the previous digest's series is removed, so a dashboard sees one digest per
+    /// route and replica).
+    pub fn serving(&self, generation: &crate::slot::Generation) {
+        self.generation.set(generation.number as i64);
+        let mut last = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = last.take() {
+            self.all.serving_digest.remove(&DigestLabel {
+                route: self.route.clone(),
+                digest: old,
+            });
+        }
+        if let Some(digest) = &generation.digest {
+            self.all
+                .serving_digest
+                .get_or_create(&DigestLabel {
+                    route: self.route.clone(),
+                    digest: digest.clone(),
+                })
+                .set(1);
+            *last = Some(digest.clone());
+        }
+    }
+
+    /// Counts one registry poll.
+    pub fn registry_poll(&self, result: &'static str) {
+        self.all
+            .registry_polls
+            .get_or_create(&self.result(result))
+            .inc();
+    }
+
+    /// Counts one registry failure.
+    pub fn registry_error(&self, kind: &'static str) {
+        self.all
+            .registry_errors
+            .get_or_create(&RegistryErrorLabel {
+                route: self.route.clone(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Counts one build run.
+    pub fn build(&self, result: &'static str) {
+        self.all.builds.get_or_create(&self.result(result)).inc();
+    }
+
+    fn result(&self, result: &'static str) -> RouteResultLabels {
+        RouteResultLabels {
+            route: self.route.clone(),
+            result,
+        }
     }
 }

@@ -19,9 +19,9 @@
 use crate::cache::CompileCache;
 use crate::engine::Runtime;
 use crate::loader::{self, Compiled, Source};
-use crate::metrics::Metrics;
 use crate::oci::{self, Registry};
-use crate::slot::{Generation, Slot};
+use crate::route::Route;
+use crate::slot::Generation;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,14 +127,13 @@ pub struct Report {
     pub cache_hit: bool,
 }
 
-/// Runs reloads for one component.
+/// Runs reloads for one route's component.
 pub struct Reloader {
     runtime: Arc<Runtime>,
-    slot: Arc<Slot>,
+    route: Arc<Route>,
     origin: Origin,
     max_bytes: u64,
     cache: Option<Arc<CompileCache>>,
-    metrics: Arc<Metrics>,
     /// sha256 of the content that failed last, so the second file event of one bad deploy does
     /// not validate and log it again.
     last_failed: Option<[u8; 32]>,
@@ -152,22 +151,21 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for the component from `origin` (at most `max_bytes`), swapping into `slot`.
+    /// A reloader for `route`'s component from `origin` (at most `max_bytes`), swapping into
+    /// the route's slot.
     pub fn new(
         runtime: Arc<Runtime>,
-        slot: Arc<Slot>,
+        route: Arc<Route>,
         origin: Origin,
         max_bytes: u64,
         cache: Option<Arc<CompileCache>>,
-        metrics: Arc<Metrics>,
     ) -> Self {
         Reloader {
             runtime,
-            slot,
+            route,
             origin,
             max_bytes,
             cache,
-            metrics,
             last_failed: None,
             file_loaded: None,
             digest_loaded: None,
@@ -214,8 +212,8 @@ impl Reloader {
     /// Handles one trigger and returns what happened.
     pub async fn handle(&mut self, trigger: Trigger) -> Report {
         let name = trigger.name();
-        // An explicit reload re-reads the config values too (the only way in prod mode).
-        if matches!(trigger, Trigger::Signal | Trigger::Admin(_)) {
+        // An admin reload re-reads the config values too (SIGHUP does so once for all routes).
+        if matches!(trigger, Trigger::Admin(_)) {
             self.runtime.guest_config.reload(name);
         }
         match trigger {
@@ -254,49 +252,52 @@ impl Reloader {
         let (known, skip_refused) = match trigger {
             POLL => (self.digest_loaded.clone(), true),
             "startup" => (self.digest_loaded.clone(), false),
-            _ => (self.slot.current().and_then(|g| g.digest.clone()), false),
+            _ => (
+                self.route.slot.current().and_then(|g| g.digest.clone()),
+                false,
+            ),
         };
         let polled = registry.poll(known.as_deref(), skip_refused).await;
         let pulled = match polled {
             Ok(oci::Poll::Unchanged(digest)) => {
-                self.metrics.registry_poll("unchanged");
+                self.route.metrics.registry_poll("unchanged");
                 self.poll_failures = 0;
-                if let Some(current) = self.slot.current() {
-                    tracing::debug!(reference = registry.display(), %digest, "tag unchanged");
+                if let Some(current) = self.route.slot.current() {
+                    tracing::debug!(route = %self.route.name, reference = registry.display(), %digest, "tag unchanged");
                     let sha = current.sha256;
                     return self.unchanged(&current, &sha);
                 }
                 return self.fail(trigger, format!("{digest} is not loaded"), None);
             }
             Ok(oci::Poll::StillBad(digest)) => {
-                self.metrics.registry_poll("unchanged");
+                self.route.metrics.registry_poll("unchanged");
                 self.poll_failures = 0;
-                tracing::debug!(reference = registry.display(), %digest, "digest unchanged since its last failure");
+                tracing::debug!(route = %self.route.name, reference = registry.display(), %digest, "digest unchanged since its last failure");
                 return Report {
                     result: "failed",
-                    generation: self.slot.current().map(|g| g.number),
+                    generation: self.route.slot.current().map(|g| g.number),
                     sha256: None,
                     error: Some(format!("{digest} was refused before; push a new version")),
                     cache_hit: false,
                 };
             }
             Ok(oci::Poll::New(pulled)) => {
-                self.metrics.registry_poll("new");
+                self.route.metrics.registry_poll("new");
                 self.poll_failures = 0;
                 pulled
             }
             Err(err) => {
-                self.metrics.registry_poll("error");
-                self.metrics.registry_error(err.kind());
+                self.route.metrics.registry_poll("error");
+                self.route.metrics.registry_error(err.kind());
                 if err.is_registry_failure() {
                     self.poll_failures = self.poll_failures.saturating_add(1);
                 }
                 let reason = err.to_string();
                 // Nothing serves yet (a start with the registry down): the last pull will do.
-                if self.slot.current().is_none()
+                if self.route.slot.current().is_none()
                     && let Some(pulled) = registry.last_pulled()
                 {
-                    tracing::warn!(reference = registry.display(), digest = %pulled.digest, "cannot poll the registry: {reason}; serving the component last pulled from it");
+                    tracing::warn!(route = %self.route.name, reference = registry.display(), digest = %pulled.digest, "cannot poll the registry: {reason}; serving the component last pulled from it");
                     return self
                         .swap_in_pulled(registry, trigger, pulled, started)
                         .await;
@@ -304,7 +305,7 @@ impl Reloader {
                 return self.fail(trigger, reason, None);
             }
         };
-        self.metrics.phase("read", started.elapsed());
+        self.route.metrics.phase("read", started.elapsed());
         self.swap_in_pulled(registry, trigger, pulled, started)
             .await
     }
@@ -339,15 +340,15 @@ impl Reloader {
                 return self.fail(trigger, reason, None);
             }
         };
-        self.metrics.phase("read", started.elapsed());
+        self.route.metrics.phase("read", started.elapsed());
         let sha256 = loader::sha256(&bytes);
         // What was last loaded from the file: nothing to do, whether that content is serving or
         // a rollback made another generation current.
         if trigger == FILE_CHANGE
             && self.file_loaded == Some(sha256)
-            && let Some(current) = self.slot.current()
+            && let Some(current) = self.route.slot.current()
         {
-            tracing::debug!(path = %path.display(), serving = current.number, "file unchanged since it was last loaded; still serving generation {}", current.number);
+            tracing::debug!(route = %self.route.name, path = %path.display(), serving = current.number, "file unchanged since it was last loaded; still serving generation {}", current.number);
             return self.unchanged(&current, &sha256);
         }
         let report = self.swap_in(trigger, bytes, sha256, None, started).await;
@@ -377,7 +378,7 @@ impl Reloader {
             let written =
                 tokio::task::spawn_blocking(move || write_atomically(&target, &copy)).await;
             if let Err(err) | Ok(Err(err)) = written.map_err(|e| e.to_string()) {
-                tracing::warn!(path = %path.display(), error = %err, "uploaded component is serving but could not be saved; a restart will not keep it");
+                tracing::warn!(route = %self.route.name, path = %path.display(), error = %err, "uploaded component is serving but could not be saved; a restart will not keep it");
                 return Report {
                     error: Some(format!("serving, but not saved to disk: {err}")),
                     ..report
@@ -390,7 +391,7 @@ impl Reloader {
 
     /// The report of a trigger that changes nothing: `current` keeps serving.
     fn unchanged(&self, current: &Generation, sha256: &[u8; 32]) -> Report {
-        self.metrics.reload("unchanged");
+        self.route.metrics.reload("unchanged");
         Report {
             result: "unchanged",
             generation: Some(current.number),
@@ -409,16 +410,16 @@ impl Reloader {
         started: Instant,
     ) -> Report {
         let short = hex::encode(&sha256[..6]);
-        let current = self.slot.current();
+        let current = self.route.slot.current();
         if let Some(generation) = current
             .as_ref()
             .filter(|g| g.sha256 == sha256 && g.digest == digest)
         {
-            tracing::debug!(origin = %self.origin.display(), trigger, "component unchanged; no new generation");
+            tracing::debug!(route = %self.route.name, origin = %self.origin.display(), trigger, "component unchanged; no new generation");
             return self.unchanged(generation, &sha256);
         }
         if trigger == FILE_CHANGE && self.last_failed == Some(sha256) {
-            tracing::debug!(origin = %self.origin.display(), "content unchanged since its last failure");
+            tracing::debug!(route = %self.route.name, origin = %self.origin.display(), "content unchanged since its last failure");
             return Report {
                 result: "failed",
                 generation: current.map(|g| g.number),
@@ -428,13 +429,22 @@ impl Reloader {
             };
         }
         let size = bytes.len();
-        let compiled = match self.slot.find_by_hash(&sha256) {
+        let compiled = match self.route.slot.find_by_hash(&sha256) {
             Some(kept) => Ok(reuse(&kept)),
-            None => loader::load(&self.runtime, Arc::new(bytes), sha256, self.cache.clone()).await,
+            None => {
+                loader::load(
+                    &self.runtime,
+                    &self.route.store,
+                    Arc::new(bytes),
+                    sha256,
+                    self.cache.clone(),
+                )
+                .await
+            }
         };
         match compiled {
             Ok(compiled) => {
-                self.metrics.phase(
+                self.route.metrics.phase(
                     if compiled.source.cache_hit() {
                         "cache"
                     } else {
@@ -442,17 +452,18 @@ impl Reloader {
                     },
                     compiled.compile_time,
                 );
-                self.metrics.phase("validate", compiled.validate_time);
+                self.route.metrics.phase("validate", compiled.validate_time);
                 self.last_failed = None;
                 let generation =
-                    self.slot
+                    self.route
+                        .slot
                         .install(compiled, sha256, size, self.origin.display(), digest);
-                self.metrics.reload("loaded");
-                self.metrics.serving(&generation);
-                if let Some(oldest) = self.slot.history().first() {
-                    self.metrics.forget_generations_below(oldest.number);
+                self.route.metrics.reload("loaded");
+                self.route.metrics.serving(&generation);
+                if let Some(oldest) = self.route.slot.history().first() {
+                    self.route.metrics.forget_generations_below(oldest.number);
                 }
-                log_loaded(&generation, trigger, started.elapsed());
+                log_loaded(&self.route.name, &generation, trigger, started.elapsed());
                 Report {
                     result: "loaded",
                     generation: Some(generation.number),
@@ -469,11 +480,12 @@ impl Reloader {
     }
 
     fn fail(&self, trigger: &'static str, reason: String, sha256: Option<String>) -> Report {
-        self.metrics.reload("failed");
+        self.route.metrics.reload("failed");
         let path = self.origin.display();
-        let current = self.slot.current();
+        let current = self.route.slot.current();
         match &current {
             Some(generation) => tracing::warn!(
+                route = %self.route.name,
                 path = %path,
                 trigger,
                 serving = generation.number,
@@ -481,8 +493,9 @@ impl Reloader {
                 generation.number
             ),
             None => {
-                tracing::warn!(path = %path, trigger, "reload failed: {reason}; no component is being served (503)");
-                self.slot
+                tracing::warn!(route = %self.route.name, path = %path, trigger, "reload failed: {reason}; no component is being served (503)");
+                self.route
+                    .slot
                     .set_unavailable_reason(format!("no valid component at `{path}`: {reason}"));
             }
         }
@@ -506,7 +519,7 @@ fn reuse(kept: &Generation) -> Compiled {
     }
 }
 
-fn log_loaded(generation: &Generation, trigger: &'static str, total: Duration) {
+fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total: Duration) {
     let how = match generation.code_source {
         Source::Compiled => format!("compiled in {} ms", generation.compile_time.as_millis()),
         Source::DiskCache => format!(
@@ -516,6 +529,7 @@ fn log_loaded(generation: &Generation, trigger: &'static str, total: Duration) {
         Source::Memory => "cache hit, reused from memory".to_string(),
     };
     tracing::info!(
+        route,
         generation = generation.number,
         sha256 = %generation.short_hash(),
         size = generation.size,

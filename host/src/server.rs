@@ -1,6 +1,6 @@
 //! The accept loop, connection settings, and graceful shutdown.
 
-use crate::config::Limits;
+use crate::config::ConnLimits;
 use crate::conn_io::{ConnIo, WaitingReads};
 use crate::handler::Dispatcher;
 use hyper::service::service_fn;
@@ -25,7 +25,7 @@ pub struct ShutdownReport {
 }
 
 /// Builds the HTTP/1.1 + HTTP/2 (cleartext) connection builder with the header limits.
-fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+fn connection_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let header_bytes = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
     builder
@@ -39,7 +39,7 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(u32::try_from(limits.max_concurrency).unwrap_or(u32::MAX));
+        .max_concurrent_streams(u32::try_from(limits.max_streams).unwrap_or(u32::MAX));
     builder
 }
 
@@ -48,7 +48,7 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 pub async fn serve(
     listener: TcpListener,
     dispatcher: Arc<Dispatcher>,
-    limits: &Limits,
+    limits: &ConnLimits,
     shutdown_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> ShutdownReport {

@@ -1,6 +1,5 @@
 //! SIGTERM/SIGINT start a graceful shutdown (a second one exits at once); SIGHUP reloads.
 
-use crate::reload::{Trigger, TriggerSender};
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -9,8 +8,9 @@ use tokio::sync::watch;
 pub const FORCED_EXIT_CODE: i32 = 130;
 
 /// Installs the signal handlers and returns a receiver that flips to `true` on the first
-/// SIGTERM or SIGINT. Handlers are in place when this returns.
-pub fn install(triggers: TriggerSender) -> Result<watch::Receiver<bool>> {
+/// SIGTERM or SIGINT; SIGHUP calls `on_hangup` (reload every route). Handlers are in place when
+/// this returns.
+pub fn install(on_hangup: impl Fn() + Send + 'static) -> Result<watch::Receiver<bool>> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -21,8 +21,8 @@ pub fn install(triggers: TriggerSender) -> Result<watch::Receiver<bool>> {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading the component");
-                    triggers.send(Trigger::Signal);
+                    tracing::info!("SIGHUP: reloading every route");
+                    on_hangup();
                     continue;
                 }
             };

@@ -37,16 +37,30 @@ pub fn poll(
     on_change: impl Fn() + Send + Sync + 'static,
 ) -> Result<FileWatcher> {
     let (dir, name) = split(file)?;
+    poll_dir(
+        &dir,
+        interval,
+        move |p: &Path| p.file_name() == Some(name.as_os_str()),
+        move |_: &Path| on_change(),
+    )
+}
+
+/// [`poll`] for every file of `dir` that `wanted` accepts; `on_change` gets the file's path.
+pub fn poll_dir(
+    dir: &Path,
+    interval: Duration,
+    wanted: impl Fn(&Path) -> bool + Send + Sync + 'static,
+    on_change: impl Fn(&Path) + Send + Sync + 'static,
+) -> Result<FileWatcher> {
     let config = notify::Config::default()
         .with_poll_interval(interval)
         .with_compare_contents(true);
     let mut watcher = notify::PollWatcher::new(
         move |result: notify::Result<notify::Event>| match result {
-            Ok(event)
-                if is_change(&event.kind)
-                    && event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str())) =>
-            {
-                on_change();
+            Ok(event) if is_change(&event.kind) => {
+                for path in event.paths.iter().filter(|p| wanted(p)) {
+                    on_change(path);
+                }
             }
             Ok(_) => {}
             Err(error) => {
@@ -55,11 +69,11 @@ pub fn poll(
         },
         config,
     )
-    .map_err(|source| classify(&dir, source))?;
+    .map_err(|source| classify(dir, source))?;
     watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| classify(&dir, source))?;
-    tracing::debug!(file = %file.display(), ?interval, "polling for changes");
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|source| classify(dir, source))?;
+    tracing::debug!(dir = %dir.display(), ?interval, "polling for changes");
     Ok(FileWatcher::Poll(watcher))
 }
 
@@ -111,34 +125,52 @@ pub fn watch(
     on_change: impl Fn() + Send + Sync + 'static,
 ) -> Result<FileWatcher> {
     let (dir, name) = split(file)?;
+    watch_dir(
+        &dir,
+        delay,
+        move |p: &Path| p.file_name() == Some(name.as_os_str()),
+        move |_: &Path| on_change(),
+    )
+}
+
+/// [`watch`] for every file of `dir` that `wanted` accepts (an apps directory); `on_change`
+/// gets the file's path, once per file per burst.
+pub fn watch_dir(
+    dir: &Path,
+    delay: Duration,
+    wanted: impl Fn(&Path) -> bool + Send + Sync + 'static,
+    on_change: impl Fn(&Path) + Send + Sync + 'static,
+) -> Result<FileWatcher> {
+    let wanted = Arc::new(wanted);
     let on_change = Arc::new(on_change);
-    let immediate_name = name.clone();
-    let immediate_change = on_change.clone();
+    let (immediate_wanted, immediate_change) = (wanted.clone(), on_change.clone());
     let mut immediate =
         notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
             if let Ok(event) = result
                 && is_complete(&event.kind)
-                && event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name() == Some(immediate_name.as_os_str()))
             {
-                immediate_change();
+                for path in event.paths.iter().filter(|p| immediate_wanted(p)) {
+                    immediate_change(path);
+                }
             }
         })
-        .map_err(|source| classify(&dir, source))?;
+        .map_err(|source| classify(dir, source))?;
     immediate
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| classify(&dir, source))?;
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|source| classify(dir, source))?;
 
     let mut debouncer = new_debouncer(delay, None, move |result: DebounceEventResult| match result {
         Ok(events) => {
-            let relevant = events.iter().any(|event| {
-                is_change(&event.kind)
-                    && event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))
-            });
-            if relevant {
-                on_change();
+            let mut changed: Vec<&PathBuf> = events
+                .iter()
+                .filter(|event| is_change(&event.kind))
+                .flat_map(|event| event.paths.iter())
+                .filter(|p| wanted(p))
+                .collect();
+            changed.sort();
+            changed.dedup();
+            for path in changed {
+                on_change(path);
             }
         }
         Err(errors) => {
@@ -147,11 +179,11 @@ pub fn watch(
             }
         }
     })
-    .map_err(|source| classify(&dir, source))?;
+    .map_err(|source| classify(dir, source))?;
     debouncer
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| classify(&dir, source))?;
-    tracing::debug!(file = %file.display(), "watching for changes");
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|source| classify(dir, source))?;
+    tracing::debug!(dir = %dir.display(), "watching for changes");
     Ok(FileWatcher::Native {
         _debouncer: debouncer,
         _immediate: immediate,

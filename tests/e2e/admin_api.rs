@@ -177,7 +177,7 @@ async fn a_rollback_holds_until_the_file_really_changes() {
     let reply = admin_call(admin, "POST", "/rollback", Some(TOKEN), Vec::new()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
-    let unchanged = "hotswap_reloads_total{result=\"unchanged\"}";
+    let unchanged = "hotswap_reloads_total{route=\"index\",result=\"unchanged\"}";
     let count = |metrics: &HashMap<String, f64>| metrics.get(unchanged).copied().unwrap_or(0.0);
     let before = count(&scrape(admin).await.expect("GET /metrics failed"));
     deploy_atomic(&v2, &path);
@@ -270,12 +270,15 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
 async fn metrics_parse_and_move_with_traffic_and_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let (server, path, admin) = start_with_admin(dir.path());
-    let ok_gen1 = "hotswap_requests_total{status_class=\"2xx\",generation=\"1\"}";
-    let loaded = "hotswap_reloads_total{result=\"loaded\"}";
+    let ok_gen1 = "hotswap_requests_total{route=\"index\",status_class=\"2xx\",generation=\"1\"}";
+    let loaded = "hotswap_reloads_total{route=\"index\",result=\"loaded\"}";
 
     let before = scrape(admin).await.expect("GET /metrics failed");
     assert_eq!(before.get(loaded), Some(&1.0), "{before:?}");
-    assert_eq!(before.get("hotswap_generation"), Some(&1.0));
+    assert_eq!(
+        before.get("hotswap_generation{route=\"index\"}"),
+        Some(&1.0)
+    );
     let served_before = before.get(ok_gen1).copied().unwrap_or(0.0);
     for _ in 0..5 {
         assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
@@ -291,9 +294,9 @@ async fn metrics_parse_and_move_with_traffic_and_reloads() {
     wait_for_generation(&server, 2).await;
     let after = scrape(admin).await.expect("GET /metrics failed");
     assert_eq!(after.get(loaded), Some(&2.0));
-    assert_eq!(after.get("hotswap_generation"), Some(&2.0));
+    assert_eq!(after.get("hotswap_generation{route=\"index\"}"), Some(&2.0));
     assert_eq!(
-        after.get("hotswap_reload_duration_seconds_count{phase=\"compile\"}"),
+        after.get("hotswap_reload_duration_seconds_count{route=\"index\",phase=\"compile\"}"),
         Some(&2.0),
         "{after:?}"
     );

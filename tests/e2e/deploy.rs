@@ -44,10 +44,13 @@ fn the_configmap_holds_a_hotswap_toml_the_host_accepts() {
         panic!("not `serve`")
     };
     let config = Config::from_args(*args).unwrap_or_else(|e| panic!("{e:#}"));
+    let [route] = config.routes.as_slice() else {
+        panic!("one component: {:?}", config.routes)
+    };
     assert!(
-        matches!(config.origin, ComponentOrigin::Registry(_)),
+        matches!(route.origin, ComponentOrigin::Registry(_)),
         "the Deployment follows a registry tag: {:?}",
-        config.origin
+        route.origin
     );
     assert!(config.require_component, "prod mode");
     assert!(config.admin.is_some(), "probes need the admin listener");

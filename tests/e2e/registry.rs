@@ -95,7 +95,7 @@ async fn a_followed_tag_swaps_in_place_and_bad_pushes_keep_the_last_good_one() {
     assert!(took < Duration::from_secs(10), "v2 took {took:?}");
     assert_eq!(status(&server).await["current"]["digest"], v2.as_str());
     let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
-    let series = format!("hotswap_serving_digest{{digest=\"{v2}\"}} 1");
+    let series = format!("hotswap_serving_digest{{route=\"index\",digest=\"{v2}\"}} 1");
     assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
     assert!(
         !metrics.contains(&v1),
@@ -134,7 +134,7 @@ async fn a_followed_tag_swaps_in_place_and_bad_pushes_keep_the_last_good_one() {
     );
     let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
     assert!(
-        metrics.contains("hotswap_registry_errors_total{kind=\"not_wasm\"} 1"),
+        metrics.contains("hotswap_registry_errors_total{route=\"index\",kind=\"not_wasm\"} 1"),
         "{metrics}"
     );
     // Uploads do not apply to a registry component: the registry is where versions go.
@@ -218,7 +218,7 @@ async fn a_stopped_registry_keeps_the_host_serving_and_v3_lands_when_it_is_back(
         .await;
     let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
     assert!(
-        metrics.contains("hotswap_registry_errors_total{kind=\"unreachable\"}"),
+        metrics.contains("hotswap_registry_errors_total{route=\"index\",kind=\"unreachable\"}"),
         "{metrics}"
     );
 

@@ -6,6 +6,9 @@
 //! watched, so a wrong setting is an error message and exit code 1.
 
 mod parts;
+mod routes;
+
+pub use routes::{AppsConfig, DEFAULT_MAX_APPS, INDEX, RouteConfig, RouteDefaults, app_name};
 
 use crate::cli::{LogFormat, Mode, ServeArgs, WatchMode, parse_duration, parse_size};
 use crate::config_file::{self, Loaded};
@@ -65,8 +68,12 @@ pub const MAX_MEMORY: u64 = 4 << 30;
 pub struct Config {
     /// `dev` or `prod`.
     pub mode: Mode,
-    /// Where the component comes from: a file (watched) or a registry reference (polled).
-    pub origin: ComponentOrigin,
+    /// What is served under which path prefix; empty when `apps` says it.
+    pub routes: Vec<RouteConfig>,
+    /// A drop-in directory of components, one route each (`--apps`).
+    pub apps: Option<AppsConfig>,
+    /// The settings of a route that sets none of its own (the apps' settings).
+    pub defaults: RouteDefaults,
     /// Address the HTTP listener binds to.
     pub addr: SocketAddr,
     /// Fail at startup when no valid component can be loaded.
@@ -81,12 +88,8 @@ pub struct Config {
     pub max_component_size: u64,
     /// Quiet period after the last file event before a reload.
     pub debounce: Duration,
-    /// Bounds on guests and clients.
-    pub limits: Limits,
-    /// Which outbound HTTP requests guests may make.
-    pub outbound: OutboundPolicy,
-    /// The guest's whole environment.
-    pub guest_env: Vec<(String, String)>,
+    /// Bounds on clients and connections (every route's).
+    pub conn: ConnLimits,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_timeout: Duration,
     /// Log line format.
@@ -97,8 +100,6 @@ pub struct Config {
     pub keep_generations: usize,
     /// The admin listener, if enabled.
     pub admin: Option<AdminConfig>,
-    /// Rebuild on save, if configured (dev mode only).
-    pub build: Option<BuildConfig>,
     /// Values served through `wasi:config/store`, from the file (re-read on reload).
     pub config_values: ConfigValues,
     /// `--config-var` values, on top of the file's.
@@ -138,9 +139,9 @@ impl ComponentOrigin {
     }
 }
 
-/// Bounds on what one guest or one client may use.
+/// Bounds on what one route's guests may use; each route has its own.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct GuestLimits {
     /// Wall-clock deadline of one request.
     pub request_timeout: Duration,
     /// Bytes each guest linear memory may grow to.
@@ -151,6 +152,11 @@ pub struct Limits {
     pub queue_timeout: Duration,
     /// Bytes of request body accepted.
     pub max_body_size: u64,
+}
+
+/// Bounds on what one client or connection may use, the same for every route.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
     /// Number of request header fields accepted.
     pub max_headers: usize,
     /// Bytes of request header section accepted.
@@ -159,6 +165,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a client may accept none of a response's bytes before it is disconnected.
     pub write_timeout: Duration,
+    /// Most HTTP/2 streams one connection may open at once.
+    pub max_streams: usize,
 }
 
 /// The admin listener's settings.
@@ -237,7 +245,6 @@ impl Config {
         let f = l.map(|l| &l.file).unwrap_or(&empty);
 
         let mode = args.mode.or(f.server.mode).unwrap_or(Mode::Dev);
-        let origin = parts::origin(&args, f, l)?;
 
         let addr = match (args.addr, &f.server.addr) {
             (Some(a), _) => a,
@@ -288,7 +295,7 @@ impl Config {
         );
 
         let fl = &f.limits;
-        let limits = Limits {
+        let limits = GuestLimits {
             request_timeout: args
                 .request_timeout
                 .or(file_duration(
@@ -321,6 +328,9 @@ impl Config {
                     fl.max_body_size.as_ref(),
                 )?)
                 .unwrap_or(DEFAULT_MAX_BODY_SIZE),
+        };
+        limits.validate()?;
+        let mut conn = ConnLimits {
             max_headers: args
                 .max_headers
                 .or(fl.max_headers)
@@ -349,8 +359,9 @@ impl Config {
                     fl.write_timeout.as_ref(),
                 )?)
                 .unwrap_or(DEFAULT_WRITE_TIMEOUT),
+            max_streams: 0,
         };
-        limits.validate()?;
+        conn.validate()?;
 
         let allow = if args.allow_outbound.is_empty() {
             fl.allow_outbound.clone().unwrap_or_default()
@@ -429,22 +440,29 @@ impl Config {
                 .map(|kv| parse_pair("--config-var", kv))
                 .collect::<Result<_>>()?,
         );
-        let keyvalue = parts::keyvalue_settings(&args, &f.keyvalue, l, &origin)?;
-
-        let build = parts::build_config(&args, f.build.as_ref(), l, mode, &mut notes)?;
-        match &origin {
-            // A build creates the component's directory; without one it must already exist.
-            ComponentOrigin::File(path) => parts::check_component_path(path, build.is_some())?,
-            ComponentOrigin::Registry(_) => ensure!(
-                build.is_none(),
-                "a build command needs a component file to build into, not `{}`",
-                origin.display()
-            ),
-        }
+        let keyvalue = parts::keyvalue_settings(&args, &f.keyvalue, l)?;
+        let defaults = RouteDefaults {
+            limits,
+            outbound,
+            guest_env,
+            keyvalue_namespace: args
+                .keyvalue_namespace
+                .clone()
+                .or(f.keyvalue.namespace.clone()),
+        };
+        let (routes, apps) = routes::assemble(&args, f, l, mode, &defaults, &mut notes)?;
+        conn.max_streams = routes
+            .iter()
+            .map(|r| r.limits.max_concurrency)
+            .chain([defaults.limits.max_concurrency])
+            .max()
+            .unwrap_or(DEFAULT_MAX_CONCURRENCY);
 
         Ok(Config {
             mode,
-            origin,
+            routes,
+            apps,
+            defaults,
             addr,
             require_component,
             watch,
@@ -452,15 +470,12 @@ impl Config {
             file_poll_interval,
             max_component_size,
             debounce,
-            limits,
-            outbound,
-            guest_env,
+            conn,
             shutdown_timeout,
             log_format,
             cache_dir,
             keep_generations,
             admin,
-            build,
             config_values,
             config_overrides,
             config_file: l.map(|l| l.path.clone()),
@@ -470,8 +485,8 @@ impl Config {
     }
 }
 
-impl Limits {
-    fn validate(&self) -> Result<()> {
+impl GuestLimits {
+    pub(crate) fn validate(&self) -> Result<()> {
         ensure!(
             !self.request_timeout.is_zero(),
             "`--request-timeout` must be greater than zero"
@@ -486,6 +501,12 @@ impl Limits {
             "`--max-memory` must be between 64KiB and 4GiB, got `{}` bytes",
             self.max_memory
         );
+        Ok(())
+    }
+}
+
+impl ConnLimits {
+    fn validate(&self) -> Result<()> {
         ensure!(self.max_headers >= 1, "`--max-headers` must be at least 1");
         ensure!(
             self.max_header_bytes >= 1024,
@@ -501,6 +522,27 @@ impl Limits {
             "`--write-timeout` must be greater than zero"
         );
         Ok(())
+    }
+}
+
+impl Config {
+    /// The instance slots the pool needs: every route's concurrency cap (every app's, for
+    /// `--apps`).
+    pub fn pool_slots(&self) -> usize {
+        match &self.apps {
+            Some(apps) => apps.max_apps * self.defaults.limits.max_concurrency,
+            None => self.routes.iter().map(|r| r.limits.max_concurrency).sum(),
+        }
+    }
+
+    /// The largest memory any route's guest may grow to.
+    pub fn max_memory(&self) -> u64 {
+        self.routes
+            .iter()
+            .map(|r| r.limits.max_memory)
+            .chain([self.defaults.limits.max_memory])
+            .max()
+            .unwrap_or(DEFAULT_MAX_MEMORY)
     }
 }
 

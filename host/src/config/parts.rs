@@ -13,15 +13,17 @@ use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
 
 /// The configuration file to read, if any. `--config PATH` reads PATH; `--no-config` reads none;
-/// otherwise `./hotswap.toml` is read only when no component is named (by `COMPONENT` or
-/// `HOTSWAP_COMPONENT`): `hotswap serve app.wasm` in a directory that happens to hold a project's
+/// otherwise `./hotswap.toml` is read only when no component is named (by `COMPONENT`,
+/// `HOTSWAP_COMPONENT`, `--route` or `--apps`): `hotswap serve app.wasm` in a directory that happens to hold a project's
 /// `hotswap.toml` must not pick up that project's build command and admin listener.
 pub(super) fn config_file(args: &ServeArgs, notes: &mut Vec<String>) -> Result<Option<Loaded>> {
     match (&args.config, args.no_config) {
         (Some(_), true) => bail!("`--config` and `--no-config` contradict each other; pass one"),
         (Some(path), false) => config_file::load(Some(path)),
         (None, true) => Ok(None),
-        (None, false) if args.component.is_some() => {
+        (None, false)
+            if args.component.is_some() || !args.routes.is_empty() || args.apps.is_some() =>
+        {
             if Path::new(config_file::DEFAULT_FILE).is_file() {
                 notes.push(format!(
                     "not reading ./{0}: a component was named on the command line (pass \
@@ -42,47 +44,44 @@ pub(super) fn origin(
     f: &FileConfig,
     l: Option<&Loaded>,
 ) -> Result<ComponentOrigin> {
-    // The text of an `oci://` reference, checked; every file case returns at once.
-    let text = match (&args.component, &f.component.path, &f.component.source) {
-        (Some(arg), _, _) => {
-            let arg = arg.to_string_lossy();
-            match oci::parse(&arg) {
-                Some(parsed) => {
-                    parsed.map_err(anyhow::Error::msg)?;
-                    arg.into_owned()
-                }
-                None => return Ok(ComponentOrigin::File(absolute(Path::new(arg.as_ref()))?)),
-            }
-        }
+    match (&args.component, &f.component.path, &f.component.source) {
+        (Some(arg), _, _) => source(&arg.to_string_lossy(), args, f, l, Path::to_path_buf),
         (None, Some(_), Some(_)) => bail!(
             "`component.path` and `component.source` in `{}` both name a component; keep one",
             l.map(|l| l.path.display().to_string()).unwrap_or_default()
         ),
-        (None, Some(p), None) => {
-            return Ok(ComponentOrigin::File(
-                l.map(|l| l.resolve(p)).unwrap_or_else(|| p.clone()),
-            ));
-        }
-        (None, None, Some(source)) => match oci::parse(source) {
-            Some(parsed) => {
-                parsed.map_err(|e| in_file(l, "component.source", e))?;
-                source.clone()
-            }
-            None => {
-                return Err(in_file(
-                    l,
-                    "component.source",
-                    format!(
-                        "`{source}` is not an `oci://` reference (a file goes in `component.path`)"
-                    ),
-                ));
-            }
+        (None, Some(p), None) => Ok(ComponentOrigin::File(
+            l.map(|l| l.resolve(p)).unwrap_or_else(|| p.clone()),
+        )),
+        (None, None, Some(text)) => match oci::parse(text) {
+            Some(_) => source(text, args, f, l, Path::to_path_buf)
+                .map_err(|e| in_file(l, "component.source", format!("{e:#}"))),
+            None => Err(in_file(
+                l,
+                "component.source",
+                format!("`{text}` is not an `oci://` reference (a file goes in `component.path`)"),
+            )),
         },
         (None, None, None) => bail!(
-            "no component given: pass `hotswap serve COMPONENT.wasm` (or `oci://REGISTRY/REPO:TAG`), \
-             or set `component.path` in {}",
+            "no component given: pass `hotswap serve COMPONENT.wasm` (or `oci://REGISTRY/REPO:TAG`, \
+             or `--route PREFIX=COMPONENT`, or `--apps DIR`), or set `component.path` in {}",
             config_file::DEFAULT_FILE
         ),
+    }
+}
+
+/// A component named by `text`: an `oci://` reference (with the registry settings of the
+/// flags and the file), else a file path, made absolute after `resolve`.
+pub(super) fn source(
+    text: &str,
+    args: &ServeArgs,
+    f: &FileConfig,
+    l: Option<&Loaded>,
+    resolve: impl Fn(&Path) -> std::path::PathBuf,
+) -> Result<ComponentOrigin> {
+    match oci::parse(text) {
+        Some(parsed) => parsed.map_err(anyhow::Error::msg)?,
+        None => return Ok(ComponentOrigin::File(absolute(&resolve(Path::new(text)))?)),
     };
     let r = &f.registry;
     let poll_interval = args
@@ -111,11 +110,41 @@ pub(super) fn origin(
     }))
 }
 
+/// A route's key-value namespace: `explicit` if set, else the component's stem (or the
+/// repository's last segment), made a valid name (`my app.wasm` → `my_app`).
+pub(super) fn namespace(explicit: Option<&str>, origin: &ComponentOrigin) -> String {
+    if let Some(ns) = explicit {
+        return ns.to_string();
+    }
+    match origin {
+        ComponentOrigin::File(path) => path.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        ComponentOrigin::Registry(spec) => spec
+            .reference
+            .split(['@', ':'])
+            .next()
+            .and_then(|repo| repo.rsplit('/').next())
+            .map(str::to_string),
+    }
+    .map(|s| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect::<String>()
+    })
+    .filter(|s| !s.is_empty())
+    .unwrap_or_else(|| "default".into())
+}
+
 pub(super) fn keyvalue_settings(
     args: &ServeArgs,
     file: &config_file::KeyValueSection,
     l: Option<&Loaded>,
-    origin: &ComponentOrigin,
 ) -> Result<KvSettings> {
     let store = match (&args.keyvalue, &file.store) {
         (Some(s), _) => StoreSpec::parse(s).map_err(|e| anyhow::anyhow!("`--keyvalue`: {e}"))?,
@@ -134,36 +163,12 @@ pub(super) fn keyvalue_settings(
         }
         (None, None) => StoreSpec::SqliteDefault,
     };
-    let namespace = match args.keyvalue_namespace.clone().or(file.namespace.clone()) {
-        Some(ns) => ns,
-        // The component's stem (or the repository's last segment), made a valid name
-        // (`my app.wasm` → `my_app`).
-        None => match origin {
-            ComponentOrigin::File(path) => {
-                path.file_stem().map(|s| s.to_string_lossy().into_owned())
-            }
-            ComponentOrigin::Registry(spec) => spec
-                .reference
-                .split(['@', ':'])
-                .next()
-                .and_then(|repo| repo.rsplit('/').next())
-                .map(str::to_string),
-        }
-        .map(|s| {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .take(64)
-                .collect::<String>()
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "default".into()),
-    };
+    // The namespace of every route that sets none of its own (default: each component's stem).
+    let namespace = args
+        .keyvalue_namespace
+        .clone()
+        .or(file.namespace.clone())
+        .unwrap_or_else(|| "default".into());
     keyvalue::check_name(&namespace).map_err(|e| anyhow::anyhow!("`--keyvalue-namespace`: {e}"))?;
     let max_value_size = args
         .keyvalue_max_value_size
@@ -190,14 +195,17 @@ pub(super) fn keyvalue_settings(
     })
 }
 
+/// A build from `cmd_flag` (`--build-cmd`) or the `[build]`-shaped table `file`, whose keys are
+/// named `KEY.…` in errors (`build`, `route[1].build`).
 pub(super) fn build_config(
-    args: &ServeArgs,
+    cmd_flag: Option<&String>,
     file: Option<&BuildSection>,
     l: Option<&Loaded>,
+    key: &str,
     mode: Mode,
     notes: &mut Vec<String>,
 ) -> Result<Option<BuildConfig>> {
-    let cmd = args.build_cmd.clone().or(file.and_then(|b| b.cmd.clone()));
+    let cmd = cmd_flag.cloned().or(file.and_then(|b| b.cmd.clone()));
     let Some(cmd) = cmd.filter(|c| !c.trim().is_empty()) else {
         return Ok(None);
     };
@@ -238,10 +246,18 @@ pub(super) fn build_config(
     if !exclude_dir.iter().any(|d| d == "target") {
         exclude_dir.push("target".into());
     }
-    let delay = file_duration(l, "build.delay", file.and_then(|b| b.delay.as_ref()))?
-        .unwrap_or(DEFAULT_BUILD_DELAY);
-    let timeout = file_duration(l, "build.timeout", file.and_then(|b| b.timeout.as_ref()))?
-        .unwrap_or(DEFAULT_BUILD_TIMEOUT);
+    let delay = file_duration(
+        l,
+        &format!("{key}.delay"),
+        file.and_then(|b| b.delay.as_ref()),
+    )?
+    .unwrap_or(DEFAULT_BUILD_DELAY);
+    let timeout = file_duration(
+        l,
+        &format!("{key}.timeout"),
+        file.and_then(|b| b.timeout.as_ref()),
+    )?
+    .unwrap_or(DEFAULT_BUILD_TIMEOUT);
     Ok(Some(BuildConfig {
         cmd,
         dir,

@@ -19,10 +19,11 @@ mod redis_store;
 mod sqlite;
 
 use crate::metrics::Metrics;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -205,11 +206,14 @@ pub(crate) enum BackendError {
 
 /// The key-value store of one host: a backend, the app's namespace, the limits.
 pub struct KeyValue {
-    backend: Backend,
+    backend: Arc<Backend>,
     settings: KvSettings,
     metrics: Arc<Metrics>,
     /// Whether the last backend call failed, so an outage is logged once, not per call.
     failing: AtomicBool,
+    /// The default SQLite store is a file per namespace: the files opened so far, shared by
+    /// every view of the same namespace (each file's lock is held by one connection).
+    sqlite_files: Arc<Mutex<HashMap<String, Arc<Backend>>>>,
 }
 
 enum Backend {
@@ -218,23 +222,58 @@ enum Backend {
     Redis(redis_store::Redis),
 }
 
+/// The default SQLite file of `namespace`, opened once per host.
+fn sqlite_file(
+    files: &Mutex<HashMap<String, Arc<Backend>>>,
+    namespace: &str,
+) -> anyhow::Result<Arc<Backend>> {
+    let mut files = files.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(backend) = files.get(namespace) {
+        return Ok(backend.clone());
+    }
+    let path = default_sqlite_path(namespace).map_err(anyhow::Error::msg)?;
+    let backend = Arc::new(Backend::Sqlite(sqlite::Sqlite::new(path)));
+    files.insert(namespace.to_string(), backend.clone());
+    Ok(backend)
+}
+
 impl KeyValue {
     /// The store `settings` describe. Nothing is opened or connected yet (a Redis connection is
     /// made lazily, so this must run inside the tokio runtime).
     pub fn new(settings: KvSettings, metrics: Arc<Metrics>) -> anyhow::Result<KeyValue> {
+        let sqlite_files = Arc::new(Mutex::new(HashMap::new()));
         let backend = match &settings.store {
-            StoreSpec::Memory => Backend::Memory(memory::Memory::default()),
-            StoreSpec::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::new(path.clone())),
-            StoreSpec::SqliteDefault => Backend::Sqlite(sqlite::Sqlite::new(
-                default_sqlite_path(&settings.namespace).map_err(anyhow::Error::msg)?,
-            )),
-            StoreSpec::Redis(url) => Backend::Redis(redis_store::Redis::new(url)?),
+            StoreSpec::Memory => Arc::new(Backend::Memory(memory::Memory::default())),
+            StoreSpec::Sqlite(path) => Arc::new(Backend::Sqlite(sqlite::Sqlite::new(path.clone()))),
+            StoreSpec::SqliteDefault => sqlite_file(&sqlite_files, &settings.namespace)?,
+            StoreSpec::Redis(url) => Arc::new(Backend::Redis(redis_store::Redis::new(url)?)),
         };
         Ok(KeyValue {
             backend,
             settings,
             metrics,
             failing: AtomicBool::new(false),
+            sqlite_files,
+        })
+    }
+
+    /// The same store seen through `namespace`: one app's buckets, apart from every other
+    /// app's. A backend is shared, never opened twice.
+    pub fn for_namespace(&self, namespace: &str) -> anyhow::Result<KeyValue> {
+        check_name(namespace).map_err(anyhow::Error::msg)?;
+        let backend = match &self.settings.store {
+            StoreSpec::SqliteDefault => sqlite_file(&self.sqlite_files, namespace)?,
+            _ => self.backend.clone(),
+        };
+        Ok(KeyValue {
+            backend,
+            settings: KvSettings {
+                namespace: namespace.to_string(),
+                ..self.settings.clone()
+            },
+            metrics: self.metrics.clone(),
+            failing: AtomicBool::new(false),
+            sqlite_files: self.sqlite_files.clone(),
         })
     }
 
@@ -310,7 +349,7 @@ impl KeyValue {
             self.check_key(key)?;
         }
         let ns = &self.settings.namespace;
-        match &self.backend {
+        match &*self.backend {
             Backend::Memory(m) => Ok(m.get_many(ns, bucket, &keys)),
             Backend::Sqlite(s) => s.get_many(ns, bucket, &keys),
             Backend::Redis(r) => r.get_many(ns, bucket, &keys).await,
@@ -327,7 +366,7 @@ impl KeyValue {
             self.check_value(key, value)?;
         }
         let (ns, max) = (&self.settings.namespace, self.settings.max_keys);
-        match &self.backend {
+        match &*self.backend {
             Backend::Memory(m) => m.set_many(ns, bucket, pairs, max),
             Backend::Sqlite(s) => s.set_many(ns, bucket, &pairs, max),
             Backend::Redis(r) => r.set_many(ns, bucket, &pairs, max).await,
@@ -340,7 +379,7 @@ impl KeyValue {
             self.check_key(key)?;
         }
         let ns = &self.settings.namespace;
-        match &self.backend {
+        match &*self.backend {
             Backend::Memory(m) => {
                 m.delete_many(ns, bucket, &keys);
                 Ok(())
@@ -352,7 +391,7 @@ impl KeyValue {
 
     async fn list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
         let ns = &self.settings.namespace;
-        match &self.backend {
+        match &*self.backend {
             Backend::Memory(m) => Ok(m.list_keys(ns, bucket, cursor)),
             Backend::Sqlite(s) => s.list_keys(ns, bucket, cursor),
             Backend::Redis(r) => r.list_keys(ns, bucket, cursor).await,
@@ -362,7 +401,7 @@ impl KeyValue {
     async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, BackendError> {
         self.check_key(key)?;
         let (ns, max) = (&self.settings.namespace, self.settings.max_keys);
-        match &self.backend {
+        match &*self.backend {
             Backend::Memory(m) => m.increment(ns, bucket, key, delta, max),
             Backend::Sqlite(s) => s.increment(ns, bucket, key, delta, max),
             Backend::Redis(r) => r.increment(ns, bucket, key, delta, max).await,

@@ -1,0 +1,212 @@
+//! A route: one component served under a path prefix, with everything a single component has
+//! — its own swap slot, reloader, file watcher, build, concurrency cap and limits — so that
+//! nothing one route does (a bad file, a failing build, a trap storm, a guest at its cap)
+//! changes what another serves.
+//!
+//! [`start`] makes a route and its tasks: watch its file, build it once, load it, then reload it
+//! on every trigger. The [`RouteTable`] says which route serves a path; [`apps`] adds a route
+//! for every component dropped into an apps directory.
+
+pub mod apps;
+mod table;
+
+pub use table::{RouteTable, matches};
+
+use crate::builder::{Builder, SourceWatcher};
+use crate::cache::CompileCache;
+use crate::cli::WatchMode;
+use crate::config::{ComponentOrigin, Config, GuestLimits, RouteConfig};
+use crate::engine::{Runtime, StoreSettings};
+use crate::metrics::{Metrics, RouteMetrics, RouteName};
+use crate::reload::{self, Trigger, TriggerSender};
+use crate::slot::Slot;
+use crate::watcher::{self, FileWatcher};
+use crate::{oci, reload::Reloader};
+use anyhow::{Result, bail};
+use http::HeaderValue;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Name of the response header that says which route served a request.
+pub const ROUTE_HEADER: &str = "x-hotswap-route";
+
+/// One served component and its bounds.
+pub struct Route {
+    /// Names the route in the admin API, metrics and logs.
+    pub name: RouteName,
+    /// The path prefix it serves (`/`, or no trailing `/`).
+    pub prefix: String,
+    /// Where its component comes from, for `/status` and logs.
+    pub source: String,
+    /// The generation it serves.
+    pub slot: Arc<Slot>,
+    /// Bounds on its guests.
+    pub limits: GuestLimits,
+    /// Its concurrency cap.
+    pub permits: Arc<Semaphore>,
+    /// What shapes its requests' stores.
+    pub store: StoreSettings,
+    /// Where its reloads are asked for.
+    pub triggers: TriggerSender,
+    /// Its series of the metrics.
+    pub metrics: RouteMetrics,
+    /// Its name as a response header value.
+    pub header: HeaderValue,
+}
+
+impl Route {
+    /// Requests currently holding one of its concurrency slots.
+    pub fn in_flight(&self) -> usize {
+        self.limits.max_concurrency - self.permits.available_permits()
+    }
+
+    /// Resolves once none of its requests holds a slot, counting guests that run on after their
+    /// client left. Takes every slot as it does so: only for shutdown.
+    pub async fn all_finished(&self) {
+        let all = u32::try_from(self.limits.max_concurrency).unwrap_or(u32::MAX);
+        // The semaphore is never closed, so this only returns once every slot is free.
+        let _all = self.permits.acquire_many(all).await;
+    }
+}
+
+/// What every route of a host shares: the runtime, the code cache and the host-wide settings
+/// of watching and loading.
+#[derive(Clone)]
+pub struct Host {
+    /// The engine and linker.
+    pub runtime: Arc<Runtime>,
+    /// The on-disk compile cache, if on.
+    pub cache: Option<Arc<CompileCache>>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Watch component files.
+    pub watch: bool,
+    /// How: OS events or polling.
+    pub watch_mode: WatchMode,
+    /// Quiet period after a file event.
+    pub debounce: Duration,
+    /// Interval of `--watch poll`.
+    pub file_poll_interval: Duration,
+    /// Largest component accepted.
+    pub max_component_size: u64,
+    /// Good generations kept per route.
+    pub keep_generations: usize,
+    /// A route without a valid component at startup is an error.
+    pub require_component: bool,
+    /// The compile cache directory (registry layers are kept under it).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Host {
+    /// The shared parts of `config`'s routes.
+    pub fn new(
+        config: &Config,
+        runtime: Arc<Runtime>,
+        cache: Option<Arc<CompileCache>>,
+        metrics: Arc<Metrics>,
+    ) -> Host {
+        Host {
+            runtime,
+            cache,
+            metrics,
+            watch: config.watch,
+            watch_mode: config.watch_mode,
+            debounce: config.debounce,
+            file_poll_interval: config.file_poll_interval,
+            max_component_size: config.max_component_size,
+            keep_generations: config.keep_generations,
+            require_component: config.require_component,
+            cache_dir: config.cache_dir.clone(),
+        }
+    }
+}
+
+/// The watchers a route needs while it serves; dropping them stops its reloads on change.
+pub struct RouteTasks {
+    _file: Option<FileWatcher>,
+    _sources: Option<SourceWatcher>,
+}
+
+/// Starts `config`'s route: watches its file (unless `watch_file` is false: an apps directory
+/// watches for it), runs its build once and watches its sources, loads it, and leaves its
+/// reloader running. With `--require-component`, a route that cannot load is an error.
+pub async fn start(
+    host: &Host,
+    config: &RouteConfig,
+    watch_file: bool,
+) -> Result<(Arc<Route>, RouteTasks)> {
+    let (triggers, trigger_rx) = reload::channel();
+    let metrics = host.metrics.route(&config.name);
+    let store = host.runtime.store_settings(config)?;
+    let route = Arc::new(Route {
+        name: metrics.route().clone(),
+        prefix: config.prefix.clone(),
+        source: config.origin.display(),
+        slot: Arc::new(Slot::new(host.keep_generations)),
+        limits: config.limits.clone(),
+        permits: Arc::new(Semaphore::new(config.limits.max_concurrency)),
+        store,
+        triggers: triggers.clone(),
+        header: HeaderValue::from_str(&config.name)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        metrics,
+    });
+
+    // Watch before the first read, so a change landing in between is not missed. (A registry
+    // component is polled by its reloader instead.)
+    let file = match (config.origin.file(), host.watch && watch_file) {
+        (Some(file), true) => {
+            let triggers = triggers.clone();
+            let changed = move || triggers.send(Trigger::FileChanged);
+            Some(match host.watch_mode {
+                WatchMode::Native => watcher::watch(file, host.debounce, changed)?,
+                WatchMode::Poll => watcher::poll(file, host.file_poll_interval, changed)?,
+            })
+        }
+        _ => None,
+    };
+    // Dev loop: build once now, then on every source change.
+    let sources = match &config.build {
+        Some(build) => {
+            let builder = Builder::new(build.clone(), route.metrics.clone());
+            builder.run().await;
+            Some(builder.start(triggers.clone())?)
+        }
+        None => None,
+    };
+
+    let origin =
+        match &config.origin {
+            ComponentOrigin::File(path) => reload::Origin::File(path.clone()),
+            ComponentOrigin::Registry(spec) => reload::Origin::Registry(Arc::new(
+                oci::Registry::new(spec, host.cache_dir.as_deref(), host.max_component_size)?,
+            )),
+        };
+    let mut reloader = Reloader::new(
+        host.runtime.clone(),
+        route.clone(),
+        origin,
+        host.max_component_size,
+        host.cache.clone(),
+    );
+    let report = reloader.handle(Trigger::Startup).await;
+    if let (Some(reason), true) = (&report.error, host.require_component)
+        && report.result == "failed"
+    {
+        bail!(
+            "cannot serve `{}` (route `{}`): {reason}",
+            config.origin.display(),
+            config.name
+        );
+    }
+    tokio::spawn(reloader.run(trigger_rx));
+    Ok((
+        route,
+        RouteTasks {
+            _file: file,
+            _sources: sources,
+        },
+    ))
+}
