@@ -26,4 +26,6 @@ if ! python3 -c 'import oras.client' 2>/dev/null; then
 fi
 cargo fmt --all --check
 cargo test --workspace --locked
+# Timing-sensitive tests (ignored above), one at a time with nothing else running.
+cargo test --locked -p hotswap-tests --test e2e -- --ignored --test-threads=1
 bench/run.sh --smoke --no-wasmtime

@@ -200,7 +200,7 @@ fn log_output(route: &str, stdout: &[u8], stderr: &[u8]) {
         .filter(|l| !l.trim().is_empty())
         .take(MAX_LOGGED_LINES)
     {
-        tracing::warn!(target: "hotswap::build", route, "build: {line}");
+        tracing::warn!(target: "hotswap::build", route = %route, "build: {line}");
     }
 }
 

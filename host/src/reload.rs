@@ -148,6 +148,9 @@ pub struct Reloader {
     digest_loaded: Option<String>,
     /// Registry polls that failed in a row (the next poll backs off).
     poll_failures: u32,
+    /// The reason of the last failure, so the several file events of one deletion (or one bad
+    /// write) log it once.
+    last_reason: Option<String>,
 }
 
 impl Reloader {
@@ -170,6 +173,7 @@ impl Reloader {
             file_loaded: None,
             digest_loaded: None,
             poll_failures: 0,
+            last_reason: None,
         }
     }
 
@@ -454,6 +458,7 @@ impl Reloader {
                 );
                 self.route.metrics.phase("validate", compiled.validate_time);
                 self.last_failed = None;
+                self.last_reason = None;
                 let generation =
                     self.route
                         .slot
@@ -479,11 +484,16 @@ impl Reloader {
         }
     }
 
-    fn fail(&self, trigger: &'static str, reason: String, sha256: Option<String>) -> Report {
+    fn fail(&mut self, trigger: &'static str, reason: String, sha256: Option<String>) -> Report {
         self.route.metrics.reload("failed");
         let path = self.origin.display();
         let current = self.route.slot.current();
+        let repeated = trigger == FILE_CHANGE && self.last_reason.as_ref() == Some(&reason);
+        self.last_reason = Some(reason.clone());
         match &current {
+            _ if repeated => {
+                tracing::debug!(route = %self.route.name, path = %path, trigger, "reload failed again: {reason}")
+            }
             Some(generation) => tracing::warn!(
                 route = %self.route.name,
                 path = %path,
@@ -529,7 +539,7 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
         Source::Memory => "cache hit, reused from memory".to_string(),
     };
     tracing::info!(
-        route,
+        route = %route,
         generation = generation.number,
         sha256 = %generation.short_hash(),
         size = generation.size,

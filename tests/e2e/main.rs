@@ -11,6 +11,7 @@ mod dev_loop;
 mod guardrails;
 mod loader_fuzz;
 mod registry;
+mod routes;
 mod shutdown;
 mod state;
 mod swapping;

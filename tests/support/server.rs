@@ -67,7 +67,35 @@ impl Server {
     /// Starts `hotswap serve ARGS… --addr 127.0.0.1:0` in `cwd` (default: the test's own) with
     /// extra environment variables; the component may come from a configuration file.
     pub fn launch(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Server {
+        Self::launch_on(None, args, env, cwd)
+    }
+
+    /// [`Server::launch`] with every thread of the server on CPU `cpu` (when given), so a test
+    /// that measures latency measures the server's scheduling, not the kernel's sharing of a
+    /// core between the server and the test's own client.
+    pub fn launch_on(
+        cpu: Option<usize>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: Option<&Path>,
+    ) -> Server {
         let mut cmd = Command::new(hotswap_bin());
+        if let Some(cpu) = cpu {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec (CPU_SET on a local
+            // set, sched_setaffinity).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("serve")
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
