@@ -35,6 +35,9 @@ RUN_NONCE = f"{os.getpid()}-{time.time_ns()}"
 # "cache hit", "cache=hit", "cache_hit=true", "\"cache\":\"hit\"", but not "cache_hit=false".
 CACHE_HIT = re.compile(r"cache[\s_=:\"-]*hit(?![\s=:\"]*false)", re.IGNORECASE)
 GEN_HEADER = "x-hotswap-generation"
+ROUTE_HEADER = "x-hotswap-route"
+# guest-example's answer to a path it has no handler for (it sees the full path on a route).
+GUEST_NOT_FOUND = b"not found\n"
 BENCH_DIR = Path(__file__).resolve().parent
 RSS_WINDOW = 5
 # The fleet scenario's poll interval (`--poll-interval` of each replica).
@@ -247,6 +250,19 @@ def _ms(text: str) -> float:
     return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}[unit]
 
 
+def stop_wrk(wrk):
+    """Stops a wrk still running (it prints its statistics on SIGINT); its stdout and stderr."""
+    if wrk.poll() is None:
+        wrk.send_signal(signal.SIGINT)
+    return wrk.communicate(timeout=30)
+
+
+def check_wrk(wrk, out, err):
+    """Raises when wrk failed rather than being stopped."""
+    if wrk.returncode not in (0, -signal.SIGINT):
+        raise HarnessError(f"wrk failed ({wrk.returncode}): {err}{out}")
+
+
 def parse_wrk(out: str) -> WrkResult:
     def grab(rx: str, cast=float, default=None):
         m = re.search(rx, out, re.MULTILINE)
@@ -376,6 +392,68 @@ def swap_once(server: Server, client: Client, deployer: Deployer, data: bytes, e
     )
 
 
+def route_name(prefix: str) -> str:
+    """The host's name for a route prefix: `/` -> `index`, `/api/v1` -> `api-v1`."""
+    return prefix.strip("/").replace("/", "-") or "index"
+
+
+def guest_answer_ok(status: int, body: bytes) -> bool:
+    """guest-example's own answer on a route: 200 hello on `/`, its 404 `not found` on a path it
+    has no handler for (the guest sees the full path, e.g. `/r19/`); 200 hello on any path if a
+    host strips the prefix."""
+    return (status == 200 and body.startswith(b"hello")) or (status == 404 and body == GUEST_NOT_FOUND)
+
+
+def route_response(client: Client, path: str) -> tuple[int, str | None, int, bytes]:
+    """GET path: (status, x-hotswap-route, x-hotswap-generation or -1, body)."""
+    status, resp, body = client.request("GET", path)
+    gen = resp.getheader(GEN_HEADER)
+    return status, resp.getheader(ROUTE_HEADER), int(gen) if gen is not None else -1, body
+
+
+def wait_routes(server: Server, client: Client, routes: list[tuple[str, str]],
+                timeout: float = 120.0) -> dict[str, int]:
+    """Waits until every (path, name) is served by its route's guest; returns each route's
+    generation."""
+    deadline = time.perf_counter() + timeout
+    gens = {}
+    for path, name in routes:
+        while True:
+            try:
+                status, route, gen, body = route_response(client, path)
+            except OSError:
+                status, route, gen, body = 0, None, -1, b""
+            if route == name and gen >= 1 and guest_answer_ok(status, body):
+                gens[name] = gen
+                break
+            if time.perf_counter() > deadline:
+                raise HarnessError(f"{server.name}: GET {path} not served by route `{name}` within "
+                                   f"{timeout:.0f}s (last: status {status}, {ROUTE_HEADER} {route}, "
+                                   f"generation {gen}, body {body[:80]!r}); see {server.log_path}")
+            time.sleep(0.01)
+    return gens
+
+
+def swap_route(server: Server, client: Client, deployer: "Deployer", data: bytes, path: str,
+               name: str, expect: int, poll_s: float, timeout: float = 30.0) -> float:
+    """Renames new bytes over one route's file and polls GET path until that route serves
+    generation `expect` (x-hotswap-route and x-hotswap-generation); returns the latency in ms."""
+    t0 = deployer.deploy(data)
+    while True:
+        status, route, gen, body = route_response(client, path)
+        now = time.perf_counter()
+        if route == name and gen >= expect and guest_answer_ok(status, body):
+            break
+        if now - t0 > timeout:
+            raise HarnessError(f"{server.name}: route `{name}` not on generation {expect} {timeout:.0f}s "
+                               f"after the rename (GET {path}: status {status}, {ROUTE_HEADER} {route}, "
+                               f"generation {gen}); see {server.log_path}")
+        time.sleep(poll_s)
+    if gen != expect:
+        raise HarnessError(f"{server.name}: route `{name}`: expected generation {expect}, got {gen}")
+    return (now - t0) * 1e3
+
+
 # --------------------------------------------------------------------------------------------
 # Scenarios
 
@@ -398,6 +476,12 @@ class Settings:
     poll_ms: float
     debounce: str
     perf_seconds: int
+    # Routes: the table size of the dispatch scenario (prefixed routes + `/`), its measured
+    # run length, and the swaps over 4 routes with the swap after which RSS is first sampled.
+    route_table: int = 20
+    route_duration: int = 5
+    route_swaps: int = 100
+    route_rss_early: int = 10
 
 
 class Bench:
@@ -530,12 +614,9 @@ class Bench:
                                            max(self.s.poll_ms, 2.0) / 1e3))
                 time.sleep(1.0)
             finally:
-                if wrk.poll() is None:
-                    wrk.send_signal(signal.SIGINT)  # wrk stops and prints its statistics
-                out, err = wrk.communicate(timeout=30)
+                out, err = stop_wrk(wrk)
             client.close()
-        if wrk.returncode not in (0, -signal.SIGINT):
-            raise HarnessError(f"wrk failed ({wrk.returncode}): {err}{out}")
+        check_wrk(wrk, out, err)
         result = parse_wrk(out)
         if not result.extra:
             raise HarnessError(f"the status script printed nothing:\n{out}")
@@ -831,12 +912,165 @@ class Bench:
         self.results["fleet"] = {"rollouts": rollouts, "wrk": results, "heads": counted,
                                  "quiet_s": quiet, "poll_s": poll_s}
 
+    # -- 9 & 10: routes ---------------------------------------------------------------------
+
+    def need_routes(self) -> None:
+        """The route scenarios need a host with `serve --route PREFIX=SOURCE`."""
+        if getattr(self, "_has_routes", None) is None:
+            out = subprocess.run([self.args.hotswap, "serve", "--help"], capture_output=True,
+                                 text=True, timeout=30)
+            self._has_routes = bool(re.search(r"--route\b", out.stdout + out.stderr))
+        if not self._has_routes:
+            raise HarnessError(f"{self.args.hotswap} has no `serve --route`: the route scenarios "
+                               "cannot run against this build")
+
+    def route_peer(self, name: str, routes: list[tuple[str, Path]]) -> Peer:
+        """hotswap serving a route table: `--route PREFIX=FILE` per entry, in the order given."""
+        extra = os.environ.get("HOTSWAP_BENCH_HOST_ARGS", "").split()
+        argv = [self.args.hotswap, "serve"]
+        for prefix, path in routes:
+            argv += ["--route", f"{prefix}={path}"]
+        argv += ["--addr", "127.0.0.1:0", "--debounce", self.s.debounce, "--shutdown-timeout", "2s", *extra]
+        return Peer(name, lambda _component: argv)
+
+    def routes(self) -> None:
+        """The route table's dispatch cost. Rounds like hello/echo: in each, hotswap serving
+        guest-example as one component (`serve FILE`) and then hotswap with a table of
+        `route_table` routes on that file (`/r01` … `/r19`, then `/`), each started afresh,
+        warmed up and measured (wrk -t1 -c32). The table is measured on `GET /r19/` (the last
+        prefixed route given) and on `GET /` (the `/` fallback); the single component on `GET /`
+        (hello) and on `GET /r19/` (no table: guest-example's own 404, the same answer the
+        table's `/r19` route gives, since the guest sees the full path)."""
+        self.need_routes()
+        n = self.s.route_table
+        deep = f"/r{n - 1:02d}/"
+        dur = self.s.route_duration
+        conns = self.s.hello_conns
+        rss: dict[str, list[int]] = {}
+        answers: dict[str, str] = {}
+        for rnd in range(1, self.s.rounds + 1):
+            for kind in ("single", "table"):
+                d = self.work / f"routes-{kind}-{rnd}"
+                d.mkdir(parents=True, exist_ok=True)
+                component = d / "guest.wasm"
+                component.write_bytes(self.guest)
+                if kind == "single":
+                    peer = self.hotswap_peer("hotswap")
+                    label = "1 route"
+                    runs = [(f"{label}, GET / (hello)", "/"), (f"{label}, GET {deep}", deep)]
+                    expect_routes = [("/", "index")]
+                else:
+                    table = [(f"/r{i:02d}", component) for i in range(1, n)] + [("/", component)]
+                    peer = self.route_peer("hotswap-routes", table)
+                    label = f"{n} routes"
+                    runs = [(f"{label}, GET {deep}", deep), (f"{label}, GET / (hello)", "/")]
+                    expect_routes = [(p + "/" if p != "/" else "/", route_name(p)) for p, _ in table]
+                with peer.start(component, self.logs, log_name=f"routes-{kind}-{rnd}") as server:
+                    addr = server.wait_ready()
+                    client = Client(addr)
+                    if kind == "table":
+                        wait_routes(server, client, expect_routes)
+                    for run_label, path in runs:
+                        status, route, gen, body = route_response(client, path)
+                        if not guest_answer_ok(status, body):
+                            raise HarnessError(f"{run_label}: GET {path} answered {status} {body[:80]!r}")
+                        want = route_name(deep.rstrip("/")) if (kind == "table" and path == deep) else "index"
+                        if route is not None and route != want:
+                            raise HarnessError(f"{run_label}: GET {path} served by route `{route}`, not `{want}`")
+                        answers[run_label] = f"{status} {body.decode(errors='replace').strip()[:40]!r}" + (
+                            f", route `{route}`" if route else "")
+                    client.close()
+                    for run_label, path in runs:
+                        url = f"http://{addr}{path}"
+                        log(f"routes: round {rnd}/{self.s.rounds} {run_label}: warm-up {self.s.warmup}s, "
+                            f"then {dur}s, c={conns}")
+                        run_wrk(url, self.s.warmup, conns)
+                        cpu_before = cpu_seconds(server.proc.pid)
+                        result = run_wrk(url, dur, conns)
+                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
+                                                  / max(result.requests, 1) * 1e6)
+                        log(f"routes: round {rnd} {run_label}: {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, "
+                            f"p99 {result.p99_ms:.2f} ms, {result.extra['cpu_us']:.1f} us CPU/request, "
+                            f"non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
+                        self.results.setdefault("routes", {}).setdefault(run_label, []).append(result)
+                    rss.setdefault(label, []).append(server.rss_kib())
+        self.results["routes_meta"] = {"n": n, "deep": deep, "rss": rss, "answers": answers,
+                                       "duration": dur}
+
+    def route_swaps(self) -> None:
+        """`route_swaps` swaps, round-robin over 4 routes (`/a`, `/b`, `/c`, `/`; each route's
+        file in its own directory), while wrk c=32 rotates GET over the four paths with a Lua
+        script that checks every answer came from the right route's guest. Each swap renames new
+        bytes (guest-example plus a custom section) over that route's file and waits until GET on
+        that route's path carries x-hotswap-route and the route's next x-hotswap-generation. VmRSS
+        is sampled after each of the last RSS_WINDOW swaps up to `route_rss_early` and up to the
+        last swap (0.2 s after each)."""
+        self.need_routes()
+        routes = [("/a", "a"), ("/b", "b"), ("/c", "c"), ("/", "index")]
+        base = self.work / "route-swaps"
+        deployers = {name: Deployer(base / name, self.guest) for _, name in routes}
+        for name, dep in deployers.items():
+            dep.deploy(dep.variant(f"{name}-start"))
+        host_dir = base / "host"
+        host_dir.mkdir(parents=True, exist_ok=True)
+        peer = self.route_peer("hotswap-routes", [(prefix, deployers[name].live) for prefix, name in routes])
+        lua = self.work / "routes.lua"
+        lua.write_text(ROUTES_LUA)
+        total, early = self.s.route_swaps, self.s.route_rss_early
+        window = min(RSS_WINDOW, early, total - early)
+        marks = (early, total)
+        samples: dict[int, int] = {}
+        latencies: list[float] = []
+        with peer.start(host_dir / "routes.wasm", self.logs, log_name="hotswap-route-swaps") as server:
+            addr = server.wait_ready()
+            client = Client(addr)
+            gens = wait_routes(server, client, [(p, name) for p, name in routes])
+            first = dict(gens)
+            bound = 600 if not self.s.smoke else 120
+            argv = wrk_argv(f"http://{addr}/", bound, self.s.hello_conns, lua)
+            log(f"route swaps: wrk c={self.s.hello_conns} over /a /b /c / while {total} swaps run "
+                f"round-robin over the 4 routes")
+            wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                time.sleep(1.0)
+                samples[0] = server.rss_kib()
+                for i in range(1, total + 1):
+                    path, name = routes[(i - 1) % len(routes)]
+                    gens[name] += 1
+                    latencies.append(swap_route(server, client, deployers[name],
+                                                deployers[name].variant(f"{name}-{i}"), path, name,
+                                                gens[name], max(self.s.poll_ms, 2.0) / 1e3))
+                    if any(m - window < i <= m for m in marks):
+                        time.sleep(0.2)
+                        samples[i] = server.rss_kib()
+                    if i in marks:
+                        log(f"route swaps: after {i} swaps RSS {samples[i] / 1024:.1f} MiB")
+                time.sleep(1.0)
+            finally:
+                out, err = stop_wrk(wrk)
+                client.close()
+        check_wrk(wrk, out, err)
+        result = parse_wrk(out)
+        m = re.search(r"^ROUTES (.*)$", out, re.MULTILINE)
+        if not m:
+            raise HarnessError(f"the route script printed nothing:\n{out}")
+        counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+        rss = {"window": window, "samples": samples}
+        for mk in marks:
+            rss[mk] = statistics.median(samples[i] for i in range(mk - window + 1, mk + 1))
+        self.results["route_swaps"] = {"wrk": result, "counts": counts, "latencies": latencies,
+                                       "first": first, "last": gens, "rss": rss, "marks": marks}
+        log(f"route swaps: {len(latencies)} swaps, {result.requests} requests, unexpected "
+            f"{counts['bad']}, socket errors {result.socket_errors}, per route "
+            f"a={counts['a']} b={counts['b']} c={counts['c']} index={counts['index']}, RSS "
+            f"{rss[early] / 1024:.1f} -> {rss[total] / 1024:.1f} MiB")
+
     # -- run all --------------------------------------------------------------------------------
 
     def run(self) -> None:
         steps = [("load", self.load), ("swap", self.swap_latency), ("swap_load", self.swaps_under_load),
                  ("rss", self.rss), ("startup", self.startup), ("state", self.state),
-                 ("fleet", self.fleet)]
+                 ("fleet", self.fleet), ("routes", self.routes), ("route_swaps", self.route_swaps)]
         only = set(self.args.only.split(",")) if self.args.only else None
         if self.args.perf or (only and "perf" in only):
             steps.append(("perf", self.profile))
@@ -909,6 +1143,65 @@ function done(summary, latency, requests)
     if hi > maxgen then maxgen = hi end
   end
   io.write(string.format("STATUS ok=%d bad=%d mingen=%d maxgen=%d\n", ok, bad, mingen, maxgen))
+end
+"""
+
+
+ROUTES_LUA = r"""
+-- Rotates GET over /a, /b, /c and / (one connection's requests take turns), and checks that
+-- every answer came from a route's guest: x-hotswap-route and x-hotswap-generation present, and
+-- either 200 hello or guest-example's own 404 `not found` from route a, b or c (the guest sees
+-- the full path and has no /a handler). Anything else is unexpected (`bad`; `bad5xx` of them
+-- 5xx). `nf` counts the guest's 404s, so wrk's non-2xx minus nf is the non-2xx beyond them.
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+local paths = {"/a", "/b", "/c", "/"}
+local reqs = {}
+local i = 0
+function init(args)
+  for k, p in ipairs(paths) do reqs[k] = wrk.format("GET", p) end
+  ok = 0; bad = 0; bad5xx = 0; nf = 0
+  n_a = 0; n_b = 0; n_c = 0; n_index = 0; n_other = 0
+  g_a = -1; g_b = -1; g_c = -1; g_index = -1
+end
+function request()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+function response(status, headers, body)
+  local route = headers["x-hotswap-route"] or headers["X-Hotswap-Route"]
+  local g = tonumber(headers["x-hotswap-generation"] or headers["X-Hotswap-Generation"] or "")
+  local good = false
+  if route ~= nil and g ~= nil then
+    if status == 200 and body ~= nil and string.sub(body, 1, 5) == "hello" then
+      good = true
+    elseif status == 404 and route ~= "index" and body == "not found\n" then
+      good = true; nf = nf + 1
+    end
+  end
+  if not good then
+    bad = bad + 1
+    if status >= 500 then bad5xx = bad5xx + 1 end
+    return
+  end
+  ok = ok + 1
+  if route == "a" then n_a = n_a + 1; if g > g_a then g_a = g end
+  elseif route == "b" then n_b = n_b + 1; if g > g_b then g_b = g end
+  elseif route == "c" then n_c = n_c + 1; if g > g_c then g_c = g end
+  elseif route == "index" then n_index = n_index + 1; if g > g_index then g_index = g end
+  else n_other = n_other + 1 end
+end
+function done(summary, latency, requests)
+  local sums = {ok = 0, bad = 0, bad5xx = 0, nf = 0, n_a = 0, n_b = 0, n_c = 0, n_index = 0, n_other = 0}
+  local gens = {g_a = -1, g_b = -1, g_c = -1, g_index = -1}
+  for _, t in ipairs(threads) do
+    for k, _ in pairs(sums) do sums[k] = sums[k] + t:get(k) end
+    for k, v in pairs(gens) do local x = t:get(k); if x > v then gens[k] = x end end
+  end
+  io.write(string.format(
+    "ROUTES ok=%d bad=%d bad5xx=%d nf=%d a=%d b=%d c=%d index=%d other=%d gen_a=%d gen_b=%d gen_c=%d gen_index=%d\n",
+    sums.ok, sums.bad, sums.bad5xx, sums.nf, sums.n_a, sums.n_b, sums.n_c, sums.n_index, sums.n_other,
+    gens.g_a, gens.g_b, gens.g_c, gens.g_index))
 end
 """
 
@@ -1129,6 +1422,97 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
                       "first response with the new generation from the last replica; each replica "
                       "polls on its own schedule, so the wait for a poll is up to one interval", ""])
 
+    rt = r.get("routes")
+    if rt:
+        meta = r["routes_meta"]
+        n, deep = meta["n"], meta["deep"]
+        one_root, one_deep = rt.get("1 route, GET / (hello)"), rt.get(f"1 route, GET {deep}")
+        tab_deep, tab_root = rt.get(f"{n} routes, GET {deep}"), rt.get(f"{n} routes, GET / (hello)")
+
+        def rr(a, b, attr, target=None):
+            """Median and range of a/b over the rounds; with a target, whether the median meets it."""
+            if not a or not b:
+                return "n/a"
+            get = (lambda w: w.extra["cpu_us"]) if attr == "cpu_us" else (lambda w: getattr(w, attr))
+            xs = sorted(get(x) / get(y) for x, y in zip(a, b))
+            spread = f" (rounds {xs[0]:.2f}–{xs[-1]:.2f}×)" if len(xs) > 1 else ""
+            verdict = "" if target is None else (
+                f" — target ≥ {target:.2f}: {'met' if med(xs) >= target else 'NOT met'}")
+            return f"**{med(xs):.3f}×**{spread}{verdict}"
+
+        rss_txt = "; ".join(f"{k} {med(v) / 1024:.1f} MiB" for k, v in meta["rss"].items())
+        lines.extend([f"## 9. route table dispatch: 1 route vs {n} routes ({n - 1} prefixed + `/`), "
+                      f"c={settings.hello_conns}", "", *runs_table("server, request", rt), "",
+                      f"- req/s, {n} routes `GET {deep}` / 1 route `GET /` (hello): "
+                      f"{rr(tab_deep, one_root, 'rps', 0.97)}",
+                      f"- req/s, {n} routes `GET {deep}` / 1 route `GET {deep}` (the same guest answer, "
+                      f"so only the dispatch differs): {rr(tab_deep, one_deep, 'rps', 0.97)}",
+                      f"- req/s, {n} routes `GET /` (the `/` route) / 1 route `GET /`: "
+                      f"{rr(tab_root, one_root, 'rps', 0.97)}",
+                      f"- CPU time per request, 1 route / {n} routes (comparable to the req/s ratios): "
+                      f"`{deep}` vs hello {rr(one_root, tab_deep, 'cpu_us')}; `{deep}` vs `{deep}` "
+                      f"{rr(one_deep, tab_deep, 'cpu_us')}; `/` vs `/` {rr(one_root, tab_root, 'cpu_us')}",
+                      f"- p99, {n} routes / 1 route: `{deep}` vs hello {rr(tab_deep, one_root, 'p99_ms')}; "
+                      f"`{deep}` vs `{deep}` {rr(tab_deep, one_deep, 'p99_ms')}",
+                      f"- the table: `--route /r01=FILE` … `--route /r{n - 1:02d}=FILE --route /=FILE`, one "
+                      f"file for all {n}; `{deep}` is the last prefixed route on the command line. "
+                      "guest-example sees the full path and has no handler for it, so every route "
+                      "but `/` answers its own 404 `not found` (wrk counts them as non-2xx): the "
+                      f"1-route `GET {deep}` run gives the same answer without a table. Answers checked "
+                      "before the runs: " + "; ".join(f"{k}: {v}" for k, v in meta["answers"].items()),
+                      f"- in each of {settings.rounds} round(s): each server started afresh, the 1-route one "
+                      f"first; per request path {settings.warmup}s warm-up + {meta['duration']}s measured "
+                      f"(wrk -t1 -c{settings.hello_conns}); CPU time is the server's utime+stime "
+                      "(/proc/PID/stat) over the measured run / requests",
+                      f"- VmRSS after the runs (median over rounds): {rss_txt}", ""])
+
+    rs = r.get("route_swaps")
+    if rs:
+        w: WrkResult = rs["wrk"]
+        c = rs["counts"]
+        lat = rs["latencies"]
+        early, late = rs["marks"]
+        rss, win = rs["rss"], rs["rss"]["window"]
+        smp = rss["samples"]
+        failed = c["bad"] + w.socket_errors
+        beyond = w.non_2xx - c["nf"]
+        gens = " / ".join(f"{rs['last'][k]} ({c['gen_' + k]})" for k in ("a", "b", "c", "index"))
+        rss_ratio = rss[late] / rss[early] if rss[early] else None
+
+        def span(mk):
+            xs = [smp[i] / 1024 for i in range(mk - win + 1, mk + 1)]
+            return f"{min(xs):.1f}–{max(xs):.1f}"
+
+        lines.extend([f"## 10. {settings.route_swaps} swaps round-robin over 4 routes under load "
+                      f"(wrk c={settings.hello_conns} rotating GET /a, /b, /c, /)", "",
+                      "| swaps done | requests | failed (unexpected + socket errors) | unexpected answers "
+                      "| of them 5xx | socket errors | non-2xx beyond the guest's 404s | req/s | p99 ms "
+                      "| answers a / b / c / index | generation a / b / c / index: swapped to (highest seen by wrk) "
+                      "| swap latency median / max ms |",
+                      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+                      f"| {len(lat)}/{settings.route_swaps} | {w.requests:,} | **{failed}** | {c['bad']} | "
+                      f"{c['bad5xx']} | {w.socket_errors} | {beyond} | {w.rps:,.0f} | {w.p99_ms:.2f} | "
+                      f"{c['a']:,} / {c['b']:,} / {c['c']:,} / {c['index']:,} | {gens} | "
+                      f"{fmt(med(lat))} / {fmt(max(lat) if lat else None)} |", "",
+                      f"| VmRSS at load start | after {early} swaps | after {late} swaps | ratio after {late} / after {early} |",
+                      "| ---: | ---: | ---: | ---: |",
+                      f"| {smp[0] / 1024:.1f} MiB | {rss[early] / 1024:.1f} MiB | {rss[late] / 1024:.1f} MiB | "
+                      f"**{fmt(rss_ratio, '.3f', '×')}** |", "",
+                      f"- targets: 0 failed requests — {'met' if failed == 0 else 'NOT met'}; RSS after {late} "
+                      f"within 10 % of after {early} (ratio ≤ 1.10) — "
+                      f"{'n/a' if rss_ratio is None else ('met' if rss_ratio <= 1.10 else 'NOT met')}",
+                      "- `--route /a=A --route /b=B --route /c=C --route /=D`, each file in its own "
+                      "directory; swap i goes to route (i−1) mod 4, and renames guest-example plus a new "
+                      "custom section over that route's file from a staging directory; it is done when GET "
+                      "on that route's path carries its `x-hotswap-route` and the next `x-hotswap-generation`",
+                      "- the Lua script counts as unexpected every answer without `x-hotswap-route` and "
+                      "`x-hotswap-generation`, or other than 200 hello or guest-example's own 404 `not "
+                      "found` from route a, b or c (it sees the full path and has no `/a` handler); wrk "
+                      f"counted {w.non_2xx:,} non-2xx, of which {c['nf']:,} were those 404s",
+                      f"- each RSS figure is the median of {win} samples, 0.2 s after each of the last {win} "
+                      f"swaps up to that count, under the load; the samples spanned {span(early)} MiB and "
+                      f"{span(late)} MiB", ""])
+
     perf = r.get("perf")
     if perf:
         lines.extend([f"## profile: hotswap hello path ({settings.perf_seconds}s, perf record -e cpu-clock -g, self time)",
@@ -1153,7 +1537,7 @@ def main() -> int:
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,state,fleet,perf")
+    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,state,fleet,routes,route_swaps,perf")
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--command", default="bench/run.sh")
@@ -1172,10 +1556,12 @@ def main() -> int:
     debounce = os.environ.get("HOTSWAP_BENCH_DEBOUNCE", "50ms")
     if args.smoke:
         s = Settings(True, args.duration or 2, 1, 32, 32, 64 * 1024, 3, 2, 5, 2, 5, 1, args.rounds or 1,
-                     1.0, debounce, 3)
+                     1.0, debounce, 3, route_table=20, route_duration=args.duration or 1,
+                     route_swaps=8, route_rss_early=4)
     else:
         s = Settings(False, args.duration or 5, 1, 32, 32, 64 * 1024, 20, 10, 100, 10, 200, 3,
-                     args.rounds or 5, 1.0, debounce, 10)
+                     args.rounds or 5, 1.0, debounce, 10, route_table=20, route_duration=args.duration or 5,
+                     route_swaps=100, route_rss_early=10)
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     # Keep the newest few runs' directories (server logs); drop older ones.
     old_runs = sorted(Path(args.work_dir).glob("run-*"), key=lambda p: p.stat().st_mtime)

@@ -13,7 +13,8 @@
 #   --perf             also profile hotswap's hello path with `perf record -e cpu-clock -g`
 #   --duration SECS    seconds per measured load run (default 5; smoke 2)
 #   --rounds N         interleaved rounds of the hello/echo runs (default 5; smoke 1)
-#   --only LIST        only these steps: load,swap,swap_load,rss,startup,state,fleet,perf
+#   --only LIST        only these steps: load,swap,swap_load,rss,startup,state,fleet,routes,
+#                      route_swaps,perf
 #   --out FILE         where the markdown table goes (default bench/results/latest.md;
 #                      smoke: bench/results/smoke.md)
 #

@@ -463,18 +463,7 @@ impl Registry {
     }
 
     fn ref_file(&self) -> Option<PathBuf> {
-        let name: String = self
-            .display
-            .trim_start_matches(SCHEME)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name = crate::config::name_chars(self.display.trim_start_matches(SCHEME), '_');
         Some(self.store.as_ref()?.join("refs").join(name))
     }
 

@@ -29,6 +29,15 @@ static QUIET: RwLock<()> = RwLock::const_new(());
 
 // ----- helpers ------------------------------------------------------------------------------
 
+/// Asserts the reply's status and whole body.
+#[track_caller]
+fn assert_text(reply: &Reply, status: u16, text: &str) {
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (status, text)
+    );
+}
+
 /// The `x-hotswap-route` header.
 fn route_of(reply: &Reply) -> Option<&str> {
     reply.headers.get("x-hotswap-route")?.to_str().ok()
@@ -381,18 +390,12 @@ async fn the_guest_sees_the_full_path_and_query() {
     let reply = post(server.addr, "/echo", b"hello routes".to_vec())
         .await
         .unwrap();
-    assert_eq!(
-        (reply.status.as_u16(), reply.text().as_str()),
-        (200, "hello routes")
-    );
+    assert_text(&reply, 200, "hello routes");
     assert_eq!(route_of(&reply), Some("echo"));
     let reply = expect_served(&server, "/sleep?ms=7", "sleep", 1).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.text().as_str()),
-        (200, "slept 7 ms\n")
-    );
+    assert_text(&reply, 200, "slept 7 ms\n");
     let reply = expect_served(&server, "/ok", "ok", 1).await;
-    assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
+    assert_text(&reply, 200, "ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1130,23 +1133,14 @@ async fn limits_and_env_apply_per_route() {
         "the 300 ms deadline answered after {elapsed:?}"
     );
     let reply = sleeper.await.unwrap().unwrap();
-    assert_eq!(
-        (reply.status.as_u16(), reply.text().as_str()),
-        (200, "slept 600 ms\n")
-    );
+    assert_text(&reply, 200, "slept 600 ms\n");
     assert_eq!(route_of(&reply), Some("sleep"));
 
     // The route's environment, and nothing of the host's.
     let reply = expect_served(&server, "/env?key=WHO", "env", 1).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.text().as_str()),
-        (200, "the env route")
-    );
+    assert_text(&reply, 200, "the env route");
     let reply = fetch(&server, "/env?key=HOME").await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.text().as_str()),
-        (404, "unset")
-    );
+    assert_text(&reply, 404, "unset");
 }
 
 /// Lines of `dir/builds.log`, one per build run (its route's name).
@@ -1564,4 +1558,179 @@ async fn a_spinning_route_leaves_the_other_routes_latency_alone() {
     for (_, retry_after, body) in refused {
         assert!(retry_after.is_some(), "a 503 without Retry-After: {body}");
     }
+}
+
+// ----- one route's trouble, the repository's own example ------------------------------------
+
+/// Lines of the log that mention `needle` and name `route`.
+fn route_lines(server: &Server, needle: &str, route: &str) -> usize {
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains(needle) && mentions_route(l, route))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_build_and_a_trap_storm_on_one_route_leave_the_other_alone() {
+    let _shared = QUIET.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("bad-src")).unwrap();
+    std::fs::write(dir.path().join("bad-src/lib.rs"), "// v1\n").unwrap();
+    write(dir.path(), "misbehave.wasm", &guests::bytes(MISBEHAVE));
+    write(dir.path(), "index.wasm", &guests::bytes(GUEST_EXAMPLE));
+    // The /trap-before route builds by copying, and fails once `broken` exists.
+    std::fs::write(
+        dir.path().join("hotswap.toml"),
+        "[[route]]\nprefix = \"/trap-before\"\nname = \"bad\"\npath = \"out/bad.wasm\"\n\n\
+         [route.build]\ncmd = \"if [ -e broken ]; then echo 'error[E0308]: mismatched types' >&2; exit 1; fi; \
+         mkdir -p out; cp misbehave.wasm out/bad.wasm\"\ndir = \".\"\nwatch = [\"bad-src\"]\n\
+         delay = \"50ms\"\n\n[[route]]\nprefix = \"/\"\npath = \"index.wasm\"\n",
+    )
+    .unwrap();
+    let server = Server::launch(
+        &["--config", "hotswap.toml", "--admin-addr", "127.0.0.1:0"],
+        &[],
+        Some(dir.path()),
+    );
+    expect_served(&server, "/", "index", 1).await;
+
+    // A trap storm on one route: every request a 500 there, while the other serves 200s.
+    let mut bad = Client::connect(server.addr).await.unwrap();
+    let mut good = Client::connect(server.addr).await.unwrap();
+    for i in 0..100 {
+        let reply = bad.get("/trap-before").await.unwrap();
+        assert_eq!(reply.status, 500, "trap {i}: {}", reply.text());
+        assert_eq!(route_of(&reply), Some("bad"));
+        let reply = good.get("/").await.unwrap();
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+        assert_eq!(reply.generation(), Some(1));
+    }
+    let samples = scrape(&server).await;
+    assert_eq!(
+        value(
+            &samples,
+            "hotswap_guest_traps_total",
+            "bad",
+            &[("kind", "trap")]
+        ),
+        Some(100.0),
+        "{samples:#?}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "hotswap_guest_traps_total",
+            "index",
+            &[("kind", "trap")]
+        ),
+        None,
+        "the index route never trapped: {samples:#?}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "hotswap_requests_total",
+            "index",
+            &[("status_class", "2xx")]
+        ),
+        Some(101.0),
+        "{samples:#?}"
+    );
+
+    // A failing build on that route: its compiler output in the log, both routes as they were.
+    std::fs::write(dir.path().join("broken"), "").unwrap();
+    std::fs::write(dir.path().join("bad-src/lib.rs"), "// v2, broken\n").unwrap();
+    let failed = eventually(SWAP_WAIT, || async {
+        (route_lines(&server, "build failed", "bad") == 1).then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "no failed build; log:\n{}", server.log());
+    assert!(
+        server.log().contains("mismatched types"),
+        "the compiler's output is logged: {}",
+        server.log()
+    );
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(bad.get("/trap-before").await.unwrap().generation(), Some(1));
+    let reply = good.get("/").await.unwrap();
+    assert_eq!((reply.status.as_u16(), reply.generation()), (200, Some(1)));
+    let samples = scrape(&server).await;
+    assert_eq!(
+        value(
+            &samples,
+            "hotswap_builds_total",
+            "bad",
+            &[("result", "failed")]
+        ),
+        Some(1.0),
+        "{samples:#?}"
+    );
+    assert_eq!(
+        route_lines(&server, "building", "index"),
+        0,
+        "the index route has no build; log:\n{}",
+        server.log()
+    );
+}
+
+/// The repository's own `hotswap.toml` (what `cargo run --release` serves): guest-api at `/api`
+/// and guest-example at `/`, each built at startup, and a save under one guest's sources
+/// rebuilds that guest alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_repositorys_hotswap_toml_serves_two_routes_each_rebuilt_on_its_own() {
+    let _shared = QUIET.read().await;
+    let root = Path::new(guests::ROOT);
+    let cache = tempfile::tempdir().unwrap();
+    // Flags beat the file: a free port for both listeners.
+    let server = Server::launch(
+        &[
+            "--config",
+            "hotswap.toml",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ],
+        &[],
+        Some(root),
+    );
+    let api = expect_served(&server, "/api", "api", 1).await;
+    assert!(api.text().contains("\"service\":\"api\""), "{}", api.text());
+    let index = expect_served(&server, "/", "index", 1).await;
+    assert!(
+        index.text().contains("hello from hotswap guest-example"),
+        "{}",
+        index.text()
+    );
+    assert_eq!(route_lines(&server, "build succeeded", "api"), 1);
+    assert_eq!(route_lines(&server, "build succeeded", "index"), 1);
+
+    // A save of guest-api's source (a new mtime, the same text: the repository stays as it is)
+    // rebuilds guest-api alone; the same bytes make no new generation.
+    let source = root.join("guest-api/src/lib.rs");
+    std::fs::File::options()
+        .append(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let rebuilt = eventually(SWAP_WAIT, || async {
+        (route_lines(&server, "build succeeded", "api") == 2).then_some(())
+    })
+    .await;
+    assert!(
+        rebuilt.is_some(),
+        "guest-api was not rebuilt; log:\n{}",
+        server.log()
+    );
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        route_lines(&server, "building", "index"),
+        1,
+        "guest-example was rebuilt too; log:\n{}",
+        server.log()
+    );
+    expect_served(&server, "/api", "api", 1).await;
+    expect_served(&server, "/", "index", 1).await;
 }

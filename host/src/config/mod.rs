@@ -551,6 +551,20 @@ pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve `{}`", path.display()))
 }
 
+/// `s` with every character but `A-Z a-z 0-9 _ . -` replaced by `replacement`: a name for a
+/// route, a key-value namespace or a file.
+pub(crate) fn name_chars(s: &str, replacement: char) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                replacement
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn expand_home(p: &Path) -> PathBuf {
     match (p.strip_prefix("~"), std::env::var_os("HOME")) {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),

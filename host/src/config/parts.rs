@@ -126,14 +126,8 @@ pub(super) fn namespace(explicit: Option<&str>, origin: &ComponentOrigin) -> Str
             .map(str::to_string),
     }
     .map(|s| {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
+        super::name_chars(&s, '_')
+            .chars()
             .take(64)
             .collect::<String>()
     })

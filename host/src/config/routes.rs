@@ -67,7 +67,17 @@ impl RouteConfig {
         } else {
             format!("/{name}")
         };
-        let origin = ComponentOrigin::File(file);
+        RouteConfig::with_defaults(name, prefix, ComponentOrigin::File(file), defaults, None)
+    }
+
+    /// A route that overrides none of the defaults.
+    fn with_defaults(
+        name: &str,
+        prefix: String,
+        origin: ComponentOrigin,
+        defaults: &RouteDefaults,
+        build: Option<BuildConfig>,
+    ) -> RouteConfig {
         RouteConfig {
             name: name.to_string(),
             prefix,
@@ -76,7 +86,7 @@ impl RouteConfig {
             limits: defaults.limits.clone(),
             outbound: defaults.outbound.clone(),
             guest_env: defaults.guest_env.clone(),
-            build: None,
+            build,
         }
     }
 }
@@ -180,16 +190,13 @@ pub(super) fn assemble(
             mode,
             notes,
         )?;
-        vec![RouteConfig {
-            name: INDEX.to_string(),
-            prefix: "/".to_string(),
-            keyvalue_namespace: parts::namespace(defaults.keyvalue_namespace.as_deref(), &origin),
+        vec![RouteConfig::with_defaults(
+            INDEX,
+            "/".to_string(),
             origin,
-            limits: defaults.limits.clone(),
-            outbound: defaults.outbound.clone(),
-            guest_env: defaults.guest_env.clone(),
+            defaults,
             build,
-        }]
+        )]
     };
     check_unique(&routes)?;
     for route in &routes {
@@ -226,16 +233,13 @@ fn from_flag(
     );
     let prefix = normalize_prefix(prefix).map_err(|e| anyhow::anyhow!("`--route {spec}`: {e}"))?;
     let origin = parts::source(source, args, f, l, |p| p.to_path_buf())?;
-    Ok(RouteConfig {
-        name: name_of(&prefix),
+    Ok(RouteConfig::with_defaults(
+        &name_of(&prefix),
         prefix,
-        keyvalue_namespace: parts::namespace(defaults.keyvalue_namespace.as_deref(), &origin),
         origin,
-        limits: defaults.limits.clone(),
-        outbound: defaults.outbound.clone(),
-        guest_env: defaults.guest_env.clone(),
-        build: None,
-    })
+        defaults,
+        None,
+    ))
 }
 
 /// One `[[route]]` table (the `index`th), its overrides applied over the defaults.
@@ -375,17 +379,7 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
 
 /// The default name of the route at `prefix`: `/` is `index`, `/api/v1` is `api-v1`.
 pub fn name_of(prefix: &str) -> String {
-    let name: String = prefix
-        .trim_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let name = super::name_chars(prefix.trim_matches('/'), '-');
     if name.is_empty() {
         INDEX.to_string()
     } else {
