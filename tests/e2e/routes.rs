@@ -1144,6 +1144,60 @@ async fn limits_and_env_apply_per_route() {
 }
 
 /// Lines of `dir/builds.log`, one per build run (its route's name).
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_and_outbound_settings_of_a_route_beat_the_global_ones() {
+    let _shared = QUIET.read().await;
+    let upstream = hotswap_tests::upstream::Upstream::start().await;
+    let allowed = format!("127.0.0.1:{}", upstream.addr.port());
+    let url = format!("/outbound?url=http://{}/", upstream.addr);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "index.wasm", &guests::bytes(GUEST_EXAMPLE));
+    write(dir.path(), "tight.wasm", &guests::bytes(GUEST_EXAMPLE));
+    write(dir.path(), "misbehave.wasm", &guests::bytes(MISBEHAVE));
+
+    // Globally 1 MiB of memory (less than guest-example starts with) and no outbound HTTP; the
+    // index route allows itself 128 MiB, the /outbound route its upstream.
+    std::fs::write(
+        dir.path().join("hotswap.toml"),
+        format!(
+            "[[route]]\nprefix = \"/tight\"\npath = \"tight.wasm\"\n\n\
+             [[route]]\nprefix = \"/outbound\"\npath = \"misbehave.wasm\"\n\
+             max_memory = \"128MiB\"\nallow_outbound = [\"{allowed}\"]\n\n\
+             [[route]]\nprefix = \"/\"\npath = \"index.wasm\"\nmax_memory = \"128MiB\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::launch(
+        &["--config", "hotswap.toml", "--max-memory", "1MiB"],
+        &[],
+        Some(dir.path()),
+    );
+    let reply = expect_served(&server, "/", "index", 1).await;
+    assert!(reply.text().contains("hello"), "{}", reply.text());
+    let reply = fetch(&server, "/tight").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("tight.wasm"), "{}", reply.text());
+    let reply = expect_served(&server, &url, "outbound", 1).await;
+    assert_text(&reply, 200, "status 200");
+    assert_eq!(upstream.hits(), 1);
+    drop(server);
+
+    // Globally allowed, denied by the route's own (empty) list.
+    std::fs::write(
+        dir.path().join("hotswap.toml"),
+        "[[route]]\nprefix = \"/outbound\"\npath = \"misbehave.wasm\"\nallow_outbound = []\n",
+    )
+    .unwrap();
+    let server = Server::launch(
+        &["--config", "hotswap.toml", "--allow-outbound", &allowed],
+        &[],
+        Some(dir.path()),
+    );
+    let reply = expect_served(&server, &url, "outbound", 1).await;
+    assert_text(&reply, 502, "error HttpRequestDenied");
+    assert_eq!(upstream.hits(), 1, "a denied request reached the upstream");
+}
+
 fn build_runs(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("builds.log"))
         .unwrap_or_default()
