@@ -260,7 +260,11 @@ impl Runtime {
             wasi: wasi.build(),
             http,
             table,
-            hooks: OutboundHooks::new(settings.outbound.clone(), generation),
+            hooks: OutboundHooks::new(
+                settings.outbound.clone(),
+                generation,
+                request.map(|r| r.route.clone()),
+            ),
             limiter: GuestLimiter::new(settings.max_memory),
             deadline,
             timed_out: false,

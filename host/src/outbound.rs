@@ -100,12 +100,21 @@ fn parse_rule(spec: &str) -> Result<Rule> {
 pub struct OutboundHooks {
     policy: OutboundPolicy,
     generation: u64,
+    route: Option<crate::metrics::RouteName>,
 }
 
 impl OutboundHooks {
-    /// Hooks for one request served by `generation`.
-    pub fn new(policy: OutboundPolicy, generation: u64) -> Self {
-        OutboundHooks { policy, generation }
+    /// Hooks for one request of `route` (`None` for a validation) served by `generation`.
+    pub fn new(
+        policy: OutboundPolicy,
+        generation: u64,
+        route: Option<crate::metrics::RouteName>,
+    ) -> Self {
+        OutboundHooks {
+            policy,
+            generation,
+            route,
+        }
     }
 }
 
@@ -137,6 +146,7 @@ impl WasiHttpHooks for OutboundHooks {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if !self.policy.allows(&host, port) {
             tracing::warn!(
+                route = self.route.as_deref(),
                 generation = self.generation,
                 host = %host,
                 port,
@@ -144,7 +154,7 @@ impl WasiHttpHooks for OutboundHooks {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        tracing::debug!(generation = self.generation, host = %host, port, "outbound request allowed");
+        tracing::debug!(route = self.route.as_deref(), generation = self.generation, host = %host, port, "outbound request allowed");
         Box::new(async move {
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -166,7 +176,7 @@ mod tests {
 
     #[test]
     fn hop_by_hop_and_host_headers_stay_forbidden() {
-        let mut hooks = OutboundHooks::new(policy(&[]), 1);
+        let mut hooks = OutboundHooks::new(policy(&[]), 1, None);
         for name in &wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS {
             assert!(hooks.is_forbidden_header(name), "{name}");
         }
