@@ -1,0 +1,76 @@
+//! The bounds of [`super::Config`]: on one route's guests ([`GuestLimits`], per route) and on
+//! clients and connections ([`ConnLimits`], host-wide).
+
+use super::{MAX_CONCURRENCY_LIMIT, MAX_MEMORY, MIN_MEMORY};
+use anyhow::{Result, ensure};
+use std::time::Duration;
+
+/// Bounds on what one route's guests may use; each route has its own.
+#[derive(Debug, Clone)]
+pub struct GuestLimits {
+    /// Wall-clock deadline of one request.
+    pub request_timeout: Duration,
+    /// Bytes each guest linear memory may grow to.
+    pub max_memory: u64,
+    /// Requests served at the same time.
+    pub max_concurrency: usize,
+    /// Time a request waits for a free slot.
+    pub queue_timeout: Duration,
+    /// Bytes of request body accepted.
+    pub max_body_size: u64,
+}
+
+/// Bounds on what one client or connection may use, the same for every route.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Number of request header fields accepted.
+    pub max_headers: usize,
+    /// Bytes of request header section accepted.
+    pub max_header_bytes: u64,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Time a client may accept none of a response's bytes before it is disconnected.
+    pub write_timeout: Duration,
+    /// Most HTTP/2 streams one connection may open at once.
+    pub max_streams: usize,
+}
+
+impl GuestLimits {
+    pub(crate) fn validate(&self) -> Result<()> {
+        ensure!(
+            !self.request_timeout.is_zero(),
+            "`--request-timeout` must be greater than zero"
+        );
+        ensure!(
+            (1..=MAX_CONCURRENCY_LIMIT).contains(&self.max_concurrency),
+            "`--max-concurrency` must be between 1 and {MAX_CONCURRENCY_LIMIT}, got `{}`",
+            self.max_concurrency
+        );
+        ensure!(
+            (MIN_MEMORY..=MAX_MEMORY).contains(&self.max_memory),
+            "`--max-memory` must be between 64KiB and 4GiB, got `{}` bytes",
+            self.max_memory
+        );
+        Ok(())
+    }
+}
+
+impl ConnLimits {
+    pub(super) fn validate(&self) -> Result<()> {
+        ensure!(self.max_headers >= 1, "`--max-headers` must be at least 1");
+        ensure!(
+            self.max_header_bytes >= 1024,
+            "`--max-header-bytes` must be at least 1KiB, got `{}` bytes",
+            self.max_header_bytes
+        );
+        ensure!(
+            !self.header_read_timeout.is_zero(),
+            "`--header-read-timeout` must be greater than zero"
+        );
+        ensure!(
+            !self.write_timeout.is_zero(),
+            "`--write-timeout` must be greater than zero"
+        );
+        Ok(())
+    }
+}
