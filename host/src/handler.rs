@@ -147,7 +147,7 @@ impl Dispatcher {
 
     async fn dispatch(
         &self,
-        route: &Route,
+        route: &Arc<Route>,
         id: u64,
         started: Instant,
         req: Request<Incoming>,
@@ -227,9 +227,9 @@ impl Dispatcher {
         let deadline = started + limits.request_timeout;
         let (response_tx, mut response_rx) = oneshot::channel::<ResponseResult>();
         let runtime = self.runtime.clone();
-        let store = route.store.clone();
-        let metrics = route.metrics.clone();
-        metrics.in_flight.inc();
+        // One reference count for all the guest run needs of its route (store settings, metrics).
+        let guest_route = route.clone();
+        route.metrics.in_flight.inc();
         // `dispatch` runs inside the request's span (if enabled); the guest run logs into it
         // explicitly.
         let span = tracing::Span::current();
@@ -239,7 +239,7 @@ impl Dispatcher {
         let mut guest = GuestRun::new(async move {
             let result = run_guest(
                 &runtime,
-                &store,
+                &guest_route.store,
                 &in_flight,
                 &guest_tag,
                 deadline,
@@ -249,11 +249,11 @@ impl Dispatcher {
             )
             .await;
             if let Err(failure) = &result {
-                span.in_scope(|| log_failure(&metrics, &guest_tag, number, failure));
+                span.in_scope(|| log_failure(&guest_route.metrics, &guest_tag, number, failure));
             }
             drop(in_flight);
             drop(permit);
-            metrics.in_flight.dec();
+            guest_route.metrics.in_flight.dec();
             result
         });
 
