@@ -16,6 +16,7 @@
 //! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
 
 use crate::body::{ResponseBody, full};
+use crate::guest_config::GuestConfig;
 use crate::handler::plain;
 use crate::metrics::Metrics;
 use crate::reload::{Report, Trigger};
@@ -40,6 +41,8 @@ use tokio::sync::oneshot;
 pub struct Admin {
     /// The routes served.
     pub routes: Arc<RouteTable>,
+    /// The `wasi:config` values, re-read by every reload call (once, however many routes).
+    pub guest_config: Arc<GuestConfig>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
     /// Bearer token for mutating calls.
@@ -125,11 +128,7 @@ impl Admin {
                         ),
                     );
                 };
-                match path.as_str() {
-                    "/reload" => reload(route).await,
-                    "/rollback" => self.rollback(route, req.uri().query()),
-                    _ => self.upload(route, req).await,
-                }
+                self.change(route, &path[1..], req).await
             }
             (
                 _,
@@ -165,16 +164,30 @@ impl Admin {
                 if let Some(refusal) = self.refuse_unauthorized(&req) {
                     return refusal;
                 }
-                match call {
-                    "reload" => reload(&route).await,
-                    "rollback" => self.rollback(&route, req.uri().query()),
-                    _ => self.upload(&route, req).await,
-                }
+                self.change(&route, call, req).await
             }
             (_, "status" | "reload" | "rollback" | "component") => {
                 plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// The calls that change what `route` serves (`reload`, `rollback`, `component`), once
+    /// authorized; the same whether named by route or by the single-route path.
+    async fn change(
+        &self,
+        route: &Route,
+        call: &str,
+        req: Request<Incoming>,
+    ) -> Response<ResponseBody> {
+        match call {
+            "reload" => {
+                self.guest_config.reload("admin reload");
+                reload(route).await
+            }
+            "rollback" => self.rollback(route, req.uri().query()),
+            _ => self.upload(route, req).await,
         }
     }
 
@@ -213,6 +226,7 @@ impl Admin {
     }
 
     async fn reload_all(&self, routes: &[Arc<Route>]) -> Response<ResponseBody> {
+        self.guest_config.reload("admin reload");
         let mut reports = serde_json::Map::new();
         let mut failed = false;
         for route in routes {

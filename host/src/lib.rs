@@ -183,6 +183,7 @@ pub async fn serve(config: Config) -> Result<()> {
         println!("Admin API on http://{admin_addr}/");
         let admin = Arc::new(admin::Admin {
             routes: routes.clone(),
+            guest_config: runtime.guest_config.clone(),
             metrics: metrics.clone(),
             token: config.admin.as_ref().and_then(|a| a.token.clone()),
             max_component_size: config.max_component_size,

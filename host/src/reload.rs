@@ -216,10 +216,6 @@ impl Reloader {
     /// Handles one trigger and returns what happened.
     pub async fn handle(&mut self, trigger: Trigger) -> Report {
         let name = trigger.name();
-        // An admin reload re-reads the config values too (SIGHUP does so once for all routes).
-        if matches!(trigger, Trigger::Admin(_)) {
-            self.runtime.guest_config.reload(name);
-        }
         match trigger {
             Trigger::Admin(reply) => {
                 let report = self.reload(name).await;
