@@ -226,44 +226,12 @@ async fn scrape(admin: SocketAddr) -> Option<HashMap<String, f64>> {
     Some(parse_metrics(&get(admin, "/metrics").await.ok()?.text()))
 }
 
-/// Parses Prometheus/OpenMetrics text into `series → value`, failing on any malformed line.
+/// A scrape as `series → value`, failing on any malformed line.
 fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    let mut series = HashMap::new();
-    let mut saw_eof = false;
-    for line in text.lines() {
-        if line == "# EOF" {
-            saw_eof = true;
-            continue;
-        }
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.starts_with("# UNIT ")
-        {
-            continue;
-        }
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("malformed metrics line {line:?}"));
-        let metric = name.split('{').next().unwrap();
-        assert!(
-            !metric.is_empty()
-                && metric
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line:?}"
-        );
-        if name.contains('{') {
-            assert!(name.ends_with('}'), "unterminated labels in {line:?}");
-        }
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "NaN" => f64::NAN,
-            v => v
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        };
-        series.insert(name.to_string(), value);
-    }
-    assert!(saw_eof, "no `# EOF` terminator");
-    series
+    hotswap_tests::metrics::parse(text)
+        .into_iter()
+        .map(|s| (s.series, s.value))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

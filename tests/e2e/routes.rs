@@ -4,6 +4,7 @@
 //! apps directory, and one route's spinning guest leaving another route's latency alone.
 
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE, OTHER_WORLD};
+use hotswap_tests::metrics::{self, Sample};
 use hotswap_tests::server::{Exited, run_to_exit};
 use hotswap_tests::{Client, Reply, Server, deploy_atomic, eventually, get, post};
 use hotswap_tests::{deploy_in_place, with_custom_section};
@@ -195,100 +196,12 @@ fn json_lines(server: &Server) -> Vec<Value> {
         .collect()
 }
 
-/// One sample of a metrics scrape.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-}
-
-impl Sample {
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses Prometheus/OpenMetrics text, keeping each sample's labels in order.
-fn parse_samples(text: &str) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("malformed metrics line {line:?}"));
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "NaN" => f64::NAN,
-            v => v
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        };
-        let (name, labels) = match series.split_once('{') {
-            None => (series.to_string(), Vec::new()),
-            Some((name, rest)) => {
-                let body = rest
-                    .strip_suffix('}')
-                    .unwrap_or_else(|| panic!("unterminated labels in {line:?}"));
-                (name.to_string(), parse_labels(body, line))
-            }
-        };
-        samples.push(Sample {
-            name,
-            labels,
-            value,
-        });
-    }
-    samples
-}
-
-/// `a="1",b="x\"y"` → `[(a, 1), (b, x"y)]`.
-fn parse_labels(mut body: &str, line: &str) -> Vec<(String, String)> {
-    let mut labels = Vec::new();
-    while !body.is_empty() {
-        let (key, rest) = body
-            .split_once("=\"")
-            .unwrap_or_else(|| panic!("bad labels in {line:?}"));
-        let mut value = String::new();
-        let mut chars = rest.char_indices();
-        let mut end = None;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some((_, escaped)) = chars.next() {
-                        value.push(match escaped {
-                            'n' => '\n',
-                            other => other,
-                        });
-                    }
-                }
-                '"' => {
-                    end = Some(i);
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        let end = end.unwrap_or_else(|| panic!("unterminated label value in {line:?}"));
-        labels.push((key.to_string(), value));
-        body = rest[end + 1..]
-            .strip_prefix(',')
-            .unwrap_or(&rest[end + 1..]);
-    }
-    labels
-}
-
 async fn scrape(server: &Server) -> Vec<Sample> {
     let reply = get(server.admin.expect("admin API on"), "/metrics")
         .await
         .expect("GET /metrics");
     assert_eq!(reply.status, 200, "{}", reply.text());
-    parse_samples(&reply.text())
+    metrics::parse(&reply.text())
 }
 
 /// The value of the sample `name` for route `route` whose other labels include `labels`.

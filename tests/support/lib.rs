@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod guests;
+pub mod metrics;
 pub mod oci;
 pub mod raw;
 pub mod redis;
