@@ -1,5 +1,5 @@
 //! Builds the guest components the tests use, from source, for `wasm32-wasip2`, and names them
-//! by generated constants (`GUEST_EXAMPLE`, `MISBEHAVE`, `OTHER_WORLD`, `STATEFUL`). No `.wasm` file is
+//! by generated constants (`GUEST_EXAMPLE`, `MISBEHAVE`, `MISBEHAVE_P3`, `OTHER_WORLD`, `STATEFUL`). No `.wasm` file is
 //! ever committed.
 
 use std::env;
@@ -19,6 +19,7 @@ fn main() {
         "guest-example/Cargo.toml",
         "tests/guests",
         "wit",
+        "wit-p3",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -32,6 +33,8 @@ fn main() {
          pub const GUEST_EXAMPLE: &str = {:?};\n\
          /// The misbehaving test guest.\n\
          pub const MISBEHAVE: &str = {:?};\n\
+         /// Its WASI 0.3 twin (exports `wasi:http/handler@0.3`).\n\
+         pub const MISBEHAVE_P3: &str = {:?};\n\
          /// A component of another world (a wasi:cli command).\n\
          pub const OTHER_WORLD: &str = {:?};\n\
          /// The test guest that reads wasi:config and keeps state in wasi:keyvalue.\n\
@@ -42,6 +45,7 @@ fn main() {
          pub const GUEST_TARGET_DIR: &str = {:?};\n",
         out.join("guest_example.wasm"),
         out.join("misbehave.wasm"),
+        out.join("misbehave_p3.wasm"),
         out.join("other-world.wasm"),
         out.join("stateful.wasm"),
         root,

@@ -410,6 +410,7 @@ fn route_status(route: &Route) -> serde_json::Value {
 fn describe(g: &Generation) -> serde_json::Value {
     serde_json::json!({
         "generation": g.number,
+        "world": g.world.as_str(),
         "sha256": hex::encode(g.sha256),
         "source": g.origin,
         "digest": g.digest,
@@ -418,6 +419,7 @@ fn describe(g: &Generation) -> serde_json::Value {
         "compile_ms": g.compile_time.as_secs_f64() * 1000.0,
         "cache_hit": g.code_source.cache_hit(),
         "in_flight": g.in_flight(),
+        "reused_instances": g.reused_instances(),
     })
 }
 

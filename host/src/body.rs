@@ -216,3 +216,37 @@ impl<E: Send + 'static> Body for GuardedBody<E> {
         self.inner.size_hint()
     }
 }
+
+/// A response body that holds `G` until it is dropped: a request's concurrency permit and
+/// generation, when its body streams from a reused instance's task rather than its own.
+pub struct HeldBody<G> {
+    inner: ResponseBody,
+    _held: G,
+}
+
+impl<G> HeldBody<G> {
+    /// Wraps `inner`, holding `held` as long as it lives.
+    pub fn new(inner: ResponseBody, held: G) -> Self {
+        HeldBody { inner, _held: held }
+    }
+}
+
+impl<G: Unpin> Body for HeldBody<G> {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -172,6 +172,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_QUEUE_TIMEOUT", value_parser = parse_duration)]
     pub queue_timeout: Option<Duration>,
 
+    /// Requests one instance of a WASI 0.3 guest may serve before it is dropped. 1 (the
+    /// default) gives every request a fresh instance, as for 0.2 guests; more trades that
+    /// isolation for speed: requests then share the guest's memory and globals, and a trap or
+    /// deadline that ends the instance fails every request it holds. An instance never serves
+    /// requests across generations. [default: 1]. File: `limits.instance_reuse`.
+    #[arg(long, value_name = "N", env = "HOTSWAP_INSTANCE_REUSE")]
+    pub instance_reuse: Option<usize>,
+
+    /// With `--instance-reuse` above 1: requests one 0.3 instance serves at the same time.
+    /// [default: 16]. File: `limits.instance_reuse_concurrency`.
+    #[arg(long, value_name = "N", env = "HOTSWAP_INSTANCE_REUSE_CONCURRENCY")]
+    pub instance_reuse_concurrency: Option<usize>,
+
     /// Limit on a request body (e.g. `10MiB`); larger requests get 413. [default: 10MiB].
     /// File: `limits.max_body_size`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_BODY_SIZE", value_parser = parse_size)]

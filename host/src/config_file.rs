@@ -78,6 +78,10 @@ pub struct RouteSection {
     pub max_concurrency: Option<usize>,
     /// `queue_timeout = "1s"`
     pub queue_timeout: Option<String>,
+    /// `instance_reuse = 1` (requests per WASI 0.3 instance; 1: a fresh one each)
+    pub instance_reuse: Option<usize>,
+    /// `instance_reuse_concurrency = 16`
+    pub instance_reuse_concurrency: Option<usize>,
     /// `max_body_size = "10MiB"`
     pub max_body_size: Option<String>,
     /// `keyvalue_namespace = "api"` (default: the component file's stem)
@@ -199,6 +203,10 @@ pub struct LimitsSection {
     pub max_concurrency: Option<usize>,
     /// `queue_timeout = "1s"`
     pub queue_timeout: Option<String>,
+    /// `instance_reuse = 1` (requests per WASI 0.3 instance; 1: a fresh one each)
+    pub instance_reuse: Option<usize>,
+    /// `instance_reuse_concurrency = 16`
+    pub instance_reuse_concurrency: Option<usize>,
     /// `max_body_size = "10MiB"`
     pub max_body_size: Option<String>,
     /// `max_headers = 100`
@@ -352,6 +360,8 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # max_memory = "128MiB"      # per guest linear memory
 # max_concurrency = 100
 # queue_timeout = "1s"
+# instance_reuse = 1         # requests per WASI 0.3 instance (1: a fresh instance each)
+# instance_reuse_concurrency = 16  # at once per reused instance
 # max_body_size = "10MiB"
 # max_headers = 100
 # max_header_bytes = "64KiB"
@@ -393,6 +403,7 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # max_memory = "64MiB"
 # max_concurrency = 20
 # queue_timeout = "1s"
+# instance_reuse = 1
 # max_body_size = "1MiB"
 # keyvalue_namespace = "api"
 # [route.build]              # same keys as [build]

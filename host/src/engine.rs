@@ -1,8 +1,8 @@
 //! The one [`Engine`] of the process, the [`Linker`] every component is checked against, and
 //! the state each request's [`Store`] carries.
 //!
-//! Guests are linked with all of WASI 0.2 (Rust std guests import `wasi:cli/*` beyond the proxy
-//! world) plus wasi:http, `wasi:config/store` and `wasi:keyvalue`, but granted nothing else: no
+//! Guests are linked with all of WASI 0.2 and 0.3 (Rust std guests import `wasi:cli/*` beyond
+//! the proxy world) plus wasi:http of both versions, `wasi:config/store` and `wasi:keyvalue`, but granted nothing else: no
 //! inherited environment, no preopened directories, no sockets, no outbound HTTP unless
 //! `--allow-outbound` says so. Config values and key-value state belong to the host, not to a
 //! generation: a swap changes the code and keeps both.
@@ -178,6 +178,15 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("failed to link wasi:http")?;
+        // WASI 0.3: its own versions of the same interfaces, side by side with 0.2's, so one
+        // linker serves a guest of either world (and a 0.3 guest built for `wasm32-wasip2`,
+        // whose standard library imports 0.2's `wasi:cli`).
+        wasmtime_wasi::p3::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link WASI 0.3")?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link wasi:http 0.3")?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut HostState| {
             wasmtime_wasi_config::WasiConfig::new(&s.config.vars)
         })

@@ -9,11 +9,13 @@
 //! and runs to its end within its deadline, whether or not its client reads ([`GuestRun`],
 //! [`GuardedBody`]). The permit and the generation are released when the guest run ends.
 
-use crate::body::{GuardedBody, GuestRun, LimitedBody, ResponseBody, full};
+use crate::body::{GuardedBody, GuestRun, HeldBody, LimitedBody, ResponseBody, full};
 use crate::config::ConnLimits;
 use crate::engine::{HostState, Runtime};
 use crate::guest_io::RequestTag;
+use crate::loader::GuestPre;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::reuse::{Pool, ReuseFailure};
 use crate::route::{ROUTE_HEADER, Route, RouteTable};
 use crate::slot::{Generation, InFlight};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
@@ -29,9 +31,8 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use tracing::field::Empty;
 use wasmtime::Store;
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpView, p3};
 
 /// Name of the response header that says which generation served a request.
 pub const GENERATION_HEADER: &str = "x-hotswap-generation";
@@ -62,9 +63,12 @@ enum GuestFailure {
     Trap(String),
     /// The guest ended without setting a response.
     NoResponse,
+    /// The request body crossed the limit (of this many bytes) while the guest read it.
+    BodyTooLarge(u64),
 }
 
-type ResponseResult = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
+/// What a guest answered: a response, or the `Debug` form of the error code it gave up with.
+type ResponseResult = Result<hyper::Response<ResponseBody>, String>;
 
 impl Dispatcher {
     /// A dispatcher serving the routes of `routes`. With `expose_errors` (dev mode) a failed
@@ -236,11 +240,18 @@ impl Dispatcher {
         let guest_tag = tag.clone();
         // The guest runs right here, on the connection's task, until it sets the response head
         // below; if it is still running then, it goes on on a task of its own (`GuardedBody`).
+        let hold = Hold {
+            _in_flight: in_flight,
+            _permit: permit,
+            route: route.clone(),
+        };
+        let guest_exceeded = exceeded.clone();
+        let max_body_size = limits.max_body_size;
         let mut guest = GuestRun::new(async move {
             let result = run_guest(
                 &runtime,
-                &guest_route.store,
-                &in_flight,
+                &guest_route,
+                hold,
                 &guest_tag,
                 deadline,
                 req,
@@ -248,13 +259,20 @@ impl Dispatcher {
                 &span,
             )
             .await;
-            if let Err(failure) = &result {
-                span.in_scope(|| log_failure(&guest_route.metrics, &guest_tag, number, failure));
+            match result {
+                // A guest may answer without reading all of an oversize body (a 0.3 guest sees
+                // its end, not an error): whatever it answered is not an answer to the request.
+                Ok(()) if guest_exceeded.load(Ordering::Relaxed) => {
+                    Err(GuestFailure::BodyTooLarge(max_body_size))
+                }
+                Err(failure) => {
+                    span.in_scope(|| {
+                        log_failure(&guest_route.metrics, &guest_tag, number, &failure)
+                    });
+                    Err(failure)
+                }
+                Ok(()) => Ok(()),
             }
-            drop(in_flight);
-            drop(permit);
-            guest_route.metrics.in_flight.dec();
-            result
         });
 
         // Race the guest's end against its response head. `head` is `None` when the guest
@@ -271,6 +289,10 @@ impl Dispatcher {
         })
         .await;
         match (head, outcome) {
+            (Some(Ok(_)), _) if exceeded.load(Ordering::Relaxed) => {
+                drop(guest);
+                too_large(limits.max_body_size)
+            }
             (Some(Ok(resp)), None) => {
                 resp.map(|body| GuardedBody::running(body, guest).boxed_unsync())
             }
@@ -281,7 +303,7 @@ impl Dispatcher {
                 // A guest that goes on after giving up finishes on its own task.
                 drop(guest);
                 if exceeded.load(Ordering::Relaxed) {
-                    tracing::debug!(request_id = id, ?code, "guest gave up on an oversize body");
+                    tracing::debug!(request_id = id, code = %code, "guest gave up on an oversize body");
                     return too_large(limits.max_body_size);
                 }
                 tracing::warn!(
@@ -290,12 +312,12 @@ impl Dispatcher {
                     method = %tag.method,
                     path = %tag.uri.path(),
                     generation = number,
-                    ?code,
+                    code = %code,
                     "guest answered with an error code"
                 );
                 plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the component failed to handle the request: {code:?}\n"),
+                    format!("the component failed to handle the request: {code}\n"),
                 )
             }
             (None, outcome) => {
@@ -319,27 +341,76 @@ impl Dispatcher {
     }
 }
 
-/// Instantiates the generation in a fresh store and calls its handler, within the deadline.
+/// What a request holds while its guest runs, or (on a reused instance) until its response
+/// body is done: its concurrency permit and its generation.
+struct Hold {
+    _in_flight: InFlight,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    route: Arc<Route>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.route.metrics.in_flight.dec();
+    }
+}
+
+/// Runs the guest: in a fresh store and instance of the generation, or, for a WASI 0.3 guest
+/// with `--instance-reuse`, on one of the generation's reused instances; within the deadline.
 #[expect(
     clippy::too_many_arguments,
     reason = "one request's pieces, moved into the guest's future"
 )]
 async fn run_guest(
-    runtime: &Runtime,
-    store_settings: &crate::engine::StoreSettings,
-    in_flight: &InFlight,
+    runtime: &Arc<Runtime>,
+    route: &Arc<Route>,
+    hold: Hold,
     tag: &RequestTag,
     deadline: Instant,
     req: Request<LimitedBody<Incoming>>,
     response_tx: oneshot::Sender<ResponseResult>,
     span: &tracing::Span,
 ) -> Result<(), GuestFailure> {
-    let generation = in_flight.generation();
-    let mut store = runtime.new_store(store_settings, generation.number, Some(tag), deadline, span);
+    let generation = hold._in_flight.generation();
+    if let GuestPre::P3(pre) = &generation.pre
+        && route.limits.instance_reuse > 1
+    {
+        let pool = generation.reuse_pool(|live| {
+            Pool::new(
+                runtime.clone(),
+                route.store.clone(),
+                pre.clone(),
+                generation.number,
+                &route.limits,
+                live,
+            )
+        });
+        let req = req.map(|body| body.boxed_unsync());
+        return match pool.handle(deadline, req).await {
+            Ok(response) => {
+                // The body streams from the reused instance's own task; the request's permit
+                // and generation are held until it is done.
+                let response = response.map(|body| HeldBody::new(body, hold).boxed_unsync());
+                let _ = response_tx.send(Ok(response));
+                Ok(())
+            }
+            Err(ReuseFailure::TimedOut) => Err(GuestFailure::TimedOut),
+            Err(ReuseFailure::Instantiate(err))
+                if err
+                    .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some() =>
+            {
+                Err(GuestFailure::PoolExhausted(err.to_string()))
+            }
+            Err(ReuseFailure::Instantiate(err)) => Err(GuestFailure::Trap(format!("{err:#}"))),
+            Err(ReuseFailure::Ended(err)) => Err(GuestFailure::Trap(err)),
+        };
+    }
+    let mut store = runtime.new_store(&route.store, generation.number, Some(tag), deadline, span);
     let call = call_guest(&mut store, generation, req, response_tx);
     let result = tokio::time::timeout_at(deadline.into(), call).await;
     let state = store.data();
-    match result {
+    let result = match result {
         Ok(Ok(())) => Ok(()),
         Err(_elapsed) => Err(GuestFailure::TimedOut),
         Ok(Err(_)) if state.timed_out => Err(GuestFailure::TimedOut),
@@ -355,7 +426,11 @@ async fn run_guest(
             Err(GuestFailure::MemoryLimit(format!("{err:#}")))
         }
         Ok(Err(err)) => Err(GuestFailure::Trap(format!("{err:#}"))),
-    }
+    };
+    // The store (and its instance slot) goes before the permit that bounds them.
+    drop(store);
+    drop(hold);
+    result
 }
 
 async fn call_guest(
@@ -364,16 +439,44 @@ async fn call_guest(
     req: Request<LimitedBody<Incoming>>,
     response_tx: oneshot::Sender<ResponseResult>,
 ) -> wasmtime::Result<()> {
-    let proxy = generation.pre.instantiate_async(&mut *store).await?;
-    let req = store
-        .data_mut()
-        .http()
-        .new_incoming_request(Scheme::Http, req)?;
-    let out = store.data_mut().http().new_response_outparam(response_tx)?;
-    proxy
-        .wasi_http_incoming_handler()
-        .call_handle(&mut *store, req, out)
-        .await
+    match &generation.pre {
+        GuestPre::P2(pre) => {
+            let proxy = pre.instantiate_async(&mut *store).await?;
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let out = store
+                .data_mut()
+                .http()
+                .new_response_outparam_from_callback(move |answer| {
+                    let _ = response_tx.send(answer.map_err(|code| format!("{code:?}")));
+                })?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, req, out)
+                .await
+        }
+        GuestPre::P3(pre) => {
+            let service = pre.instantiate_async(&mut *store).await?;
+            let (req, request_io) = p3::Request::from_http(store.data_mut().http().hooks, req);
+            store
+                .run_concurrent(async move |accessor| {
+                    let answer = match service.handle(accessor, req).await? {
+                        Ok(response) => Ok(accessor
+                            .with(|mut access| response.into_http(&mut access, request_io))?),
+                        Err(code) => Err(format!("{code:?}")),
+                    };
+                    let _ = response_tx.send(answer);
+                    // The response body, and whatever the guest does after answering, runs in
+                    // this store's event loop: keep it turning until the guest's task has
+                    // exited.
+                    std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                    wasmtime::Result::<()>::Ok(())
+                })
+                .await?
+        }
+    }
 }
 
 fn log_failure(metrics: &RouteMetrics, tag: &RequestTag, generation: u64, failure: &GuestFailure) {
@@ -386,6 +489,11 @@ fn log_failure(metrics: &RouteMetrics, tag: &RequestTag, generation: u64, failur
             "no_response",
             None,
             "guest returned without setting a response; answering 500",
+        ),
+        GuestFailure::BodyTooLarge(_) => (
+            "body_limit",
+            None,
+            "the request body crossed the limit after the response began; response cut",
         ),
     };
     metrics.trap(kind);
@@ -428,6 +536,7 @@ fn failure_response(failure: GuestFailure, expose_errors: bool) -> Response<Resp
             StatusCode::INTERNAL_SERVER_ERROR,
             "the component returned without sending a response\n",
         ),
+        GuestFailure::BodyTooLarge(limit) => too_large(limit),
     }
 }
 

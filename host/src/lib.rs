@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod oci;
 pub mod outbound;
 pub mod reload;
+pub mod reuse;
 pub mod route;
 pub mod server;
 pub mod signals;

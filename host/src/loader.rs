@@ -1,8 +1,10 @@
 //! Bytes → a validated, pre-instantiated component, or an error that says what is wrong.
 //!
 //! A component is accepted only if it compiles, its imports are all satisfied by the host's
-//! linker, it exports `wasi:http/incoming-handler`, and one instance of it can be created
-//! within the configured limits. Anything else is a [`LoadError`]; the caller keeps serving
+//! linker, it exports an HTTP handler of either world, and one instance of it can be created
+//! within the configured limits. The world is decided per component, as `wasmtime serve` does:
+//! `wasi:http/handler@0.3` (the 0.3 `service` world) if it exports that, else
+//! `wasi:http/incoming-handler@0.2` (the 0.2 `proxy` world). Anything else is a [`LoadError`]; the caller keeps serving
 //! the previous generation.
 
 use crate::cache::{CompileCache, Lookup};
@@ -11,7 +13,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{p2, p3};
 
 /// How long a trial instantiation may take before the component is rejected.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,9 +39,12 @@ pub enum LoadError {
     /// The component imports something the host does not provide.
     #[error("the component's imports cannot be satisfied by this host: {0:#}")]
     Link(wasmtime::Error),
-    /// The component does not export `wasi:http/incoming-handler`.
+    /// The component exports neither `wasi:http/handler@0.3` nor
+    /// `wasi:http/incoming-handler@0.2`.
     #[error(
-        "the component does not export `wasi:http/incoming-handler` (is it a `wasi:http/proxy` component?): {0:#}"
+        "the component exports no HTTP handler: neither `wasi:http/handler@0.3` (a \
+         `wasi:http/service` component) nor `wasi:http/incoming-handler@0.2` (a \
+         `wasi:http/proxy` component): {0:#}"
     )]
     NotProxy(wasmtime::Error),
     /// A trial instance could not be created (limits too small, start function trapped…).
@@ -65,10 +70,57 @@ impl Source {
     }
 }
 
+/// A pre-instantiated component of either world; each request instantiates from it.
+#[derive(Clone)]
+pub enum GuestPre {
+    /// A `wasi:http/proxy` (0.2) component.
+    P2(p2::bindings::ProxyPre<HostState>),
+    /// A `wasi:http/service` (0.3) component.
+    P3(p3::bindings::ServicePre<HostState>),
+}
+
+impl GuestPre {
+    /// Instantiates the component in `store`, dropping the bindings: a validation only needs
+    /// to know that it can be done.
+    async fn instantiate(&self, store: &mut wasmtime::Store<HostState>) -> wasmtime::Result<()> {
+        match self {
+            GuestPre::P2(pre) => pre.instantiate_async(store).await.map(drop),
+            GuestPre::P3(pre) => pre.instantiate_async(store).await.map(drop),
+        }
+    }
+
+    /// Which `wasi:http` the component speaks.
+    pub fn world(&self) -> World {
+        match self {
+            GuestPre::P2(_) => World::P2,
+            GuestPre::P3(_) => World::P3,
+        }
+    }
+}
+
+/// Which `wasi:http` a component speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// WASI 0.2: exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    P2,
+    /// WASI 0.3: exports `wasi:http/handler` (the `wasi:http/service` world).
+    P3,
+}
+
+impl World {
+    /// How `/status`, metrics and logs name the world: `wasi:http@0.2` or `wasi:http@0.3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::P2 => "wasi:http@0.2",
+            World::P3 => "wasi:http@0.3",
+        }
+    }
+}
+
 /// A component that passed every check, ready to be served.
 pub struct Compiled {
     /// Pre-instantiated component: each request instantiates from it.
-    pub pre: ProxyPre<HostState>,
+    pub pre: GuestPre,
     /// How long compilation (or loading from the cache) took.
     pub compile_time: Duration,
     /// How long linking and the trial instantiation took.
@@ -134,7 +186,18 @@ pub fn compile(
         .linker
         .instantiate_pre(&component)
         .map_err(LoadError::Link)?;
-    let pre = ProxyPre::new(instance_pre).map_err(LoadError::NotProxy)?;
+    // 0.3 first, as `wasmtime serve` does: a component exporting both is served as 0.3.
+    let pre = match p3::bindings::ServicePre::new(instance_pre.clone()) {
+        Ok(pre) => GuestPre::P3(pre),
+        Err(p3_err) => match p2::bindings::ProxyPre::new(instance_pre) {
+            Ok(pre) => GuestPre::P2(pre),
+            Err(p2_err) => {
+                return Err(LoadError::NotProxy(wasmtime::format_err!(
+                    "{p2_err:#}; and as 0.3: {p3_err:#}"
+                )));
+            }
+        },
+    };
     Ok(Compiled {
         pre,
         compile_time,
@@ -148,7 +211,7 @@ pub fn compile(
 pub async fn trial_instantiate(
     runtime: &Arc<Runtime>,
     settings: &StoreSettings,
-    pre: &ProxyPre<HostState>,
+    pre: &GuestPre,
 ) -> Result<(), LoadError> {
     let mut store = runtime.new_store(
         settings,
@@ -157,7 +220,7 @@ pub async fn trial_instantiate(
         Instant::now() + VALIDATION_TIMEOUT,
         &tracing::Span::none(),
     );
-    match tokio::time::timeout(VALIDATION_TIMEOUT, pre.instantiate_async(&mut store)).await {
+    match tokio::time::timeout(VALIDATION_TIMEOUT, pre.instantiate(&mut store)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(err)) => Err(LoadError::Instantiate(err)),
         Err(_) => Err(LoadError::Instantiate(wasmtime::format_err!(

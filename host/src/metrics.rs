@@ -89,6 +89,15 @@ pub struct DigestLabel {
     pub digest: String,
 }
 
+/// Labels of the serving-world gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorldLabel {
+    /// The route.
+    pub route: RouteName,
+    /// `wasi:http@0.2` or `wasi:http@0.3`.
+    pub world: &'static str,
+}
+
 /// Labels of the registry error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegistryErrorLabel {
@@ -131,6 +140,8 @@ pub struct Metrics {
     pub registry_errors: Family<RegistryErrorLabel, Counter>,
     /// 1 for the manifest digest each route serves (registry components only).
     pub serving_digest: Family<DigestLabel, Gauge>,
+    /// 1 for the `wasi:http` world of the generation each route serves.
+    pub serving_world: Family<WorldLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -226,8 +237,15 @@ impl Default for Metrics {
             "1 for the manifest digest of the registry component each route serves",
             serving_digest.clone(),
         );
+        let serving_world = Family::<WorldLabel, Gauge>::default();
+        registry.register(
+            "serving_world",
+            "1 for the wasi:http world (wasi:http@0.2 or @0.3) of the generation each route serves",
+            serving_world.clone(),
+        );
         Metrics {
             registry,
+            serving_world,
             registry_polls,
             registry_errors,
             serving_digest,
@@ -381,11 +399,27 @@ impl RouteMetrics {
             .inc();
     }
 
-    /// Records that `generation` now serves this route: the generation gauge, and the digest
+    /// Records that `generation` now serves this route: the generation and world gauges, and the digest
     /// series (the previous digest's series is removed, so a dashboard sees one digest per
     /// route and replica).
     pub fn serving(&self, generation: &crate::slot::Generation) {
         self.generation.set(generation.number as i64);
+        let world = generation.world.as_str();
+        for other in [crate::loader::World::P2, crate::loader::World::P3] {
+            if other.as_str() != world {
+                self.all.serving_world.remove(&WorldLabel {
+                    route: self.route.clone(),
+                    world: other.as_str(),
+                });
+            }
+        }
+        self.all
+            .serving_world
+            .get_or_create(&WorldLabel {
+                route: self.route.clone(),
+                world,
+            })
+            .set(1);
         let mut last = self.digest.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = last.take() {
             self.all.serving_digest.remove(&DigestLabel {

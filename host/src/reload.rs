@@ -537,6 +537,7 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
     tracing::info!(
         route = %route,
         generation = generation.number,
+        world = generation.world.as_str(),
         sha256 = %generation.short_hash(),
         size = generation.size,
         compile_ms = generation.compile_time.as_millis() as u64,
@@ -545,8 +546,9 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
         trigger,
         path = %generation.origin,
         digest = generation.digest.as_deref(),
-        "loaded generation {} ({}, {} bytes, {how})",
+        "loaded generation {} ({}, {}, {} bytes, {how})",
         generation.number,
+        generation.world.as_str(),
         generation.short_hash(),
         generation.size,
     );

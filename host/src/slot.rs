@@ -4,22 +4,22 @@
 //! never disturbs a request in flight, and an old generation (its compiled code included) is
 //! freed when its last request ends.
 
-use crate::loader::{Compiled, Source};
+use crate::loader::{Compiled, GuestPre, Source, World};
+use crate::reuse::Pool;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-
-use crate::engine::HostState;
 
 /// One successfully loaded version of the component.
 pub struct Generation {
     /// Counts up from 1 per successful load.
     pub number: u64,
-    /// Pre-instantiated component; each request instantiates from it.
-    pub pre: ProxyPre<HostState>,
+    /// Pre-instantiated component, of either world; each request instantiates from it.
+    pub pre: GuestPre,
+    /// Which `wasi:http` the component speaks.
+    pub world: World,
     /// sha256 of the component bytes.
     pub sha256: [u8; 32],
     /// Size of the component bytes.
@@ -35,9 +35,36 @@ pub struct Generation {
     /// Whether the machine code came from a cache.
     pub code_source: Source,
     in_flight: AtomicUsize,
+    /// Reused instances (WASI 0.3 with `--instance-reuse`), made on first use; taken out and
+    /// retired when the generation stops being current.
+    reuse: Mutex<Option<Arc<Pool>>>,
+    /// Reused instances of this generation alive, in its current pool or retired ones.
+    reused_instances: Arc<AtomicUsize>,
 }
 
 impl Generation {
+    /// This generation's pool of reused instances, made by `make` if there is none (first
+    /// use, or the generation is current again after a rollback).
+    pub fn reuse_pool(&self, make: impl FnOnce(Arc<AtomicUsize>) -> Pool) -> Arc<Pool> {
+        let mut pool = self.reuse.lock().unwrap_or_else(|p| p.into_inner());
+        pool.get_or_insert_with(|| Arc::new(make(self.reused_instances.clone())))
+            .clone()
+    }
+
+    /// Reused instances of this generation still alive (0 without `--instance-reuse`).
+    pub fn reused_instances(&self) -> usize {
+        self.reused_instances.load(Ordering::Relaxed)
+    }
+
+    /// No longer current: new requests go elsewhere, so reused instances take no more of them
+    /// and are dropped once their requests end.
+    fn retire(&self) {
+        let pool = self.reuse.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pool) = pool {
+            pool.retire();
+        }
+    }
+
     /// The first 12 hex digits of the sha256, for log lines.
     pub fn short_hash(&self) -> String {
         hex::encode(&self.sha256[..6])
@@ -139,6 +166,7 @@ impl Slot {
     ) -> Arc<Generation> {
         let generation = Arc::new(Generation {
             number: self.next_number.fetch_add(1, Ordering::Relaxed),
+            world: compiled.pre.world(),
             pre: compiled.pre,
             sha256,
             size,
@@ -148,14 +176,25 @@ impl Slot {
             compile_time: compiled.compile_time,
             code_source: compiled.source,
             in_flight: AtomicUsize::new(0),
+            reuse: Mutex::new(None),
+            reused_instances: Arc::default(),
         });
         let mut history = self.lock_history();
         history.push_back(generation.clone());
         while history.len() > self.keep {
             history.pop_front();
         }
-        self.current.store(Some(generation.clone()));
+        self.make_current(generation.clone());
         generation
+    }
+
+    /// Serves `generation` from now on; the one it replaces is retired.
+    fn make_current(&self, generation: Arc<Generation>) {
+        if let Some(old) = self.current.swap(Some(generation.clone()))
+            && !Arc::ptr_eq(&old, &generation)
+        {
+            old.retire();
+        }
     }
 
     /// Serves a kept generation again: number `target`, or the newest one older than the
@@ -184,7 +223,7 @@ impl Slot {
                     })?
             }
         };
-        self.current.store(Some(found.clone()));
+        self.make_current(found.clone());
         Ok(found)
     }
 

@@ -50,7 +50,7 @@ async fn every_kind_of_bad_file_keeps_the_last_good_generation() {
     .await;
     refused(
         &server,
-        "does not export `wasi:http/incoming-handler`",
+        "exports no HTTP handler: neither `wasi:http/handler@0.3`",
         1,
         || deploy_atomic(&guests::bytes(OTHER_WORLD), p),
     )

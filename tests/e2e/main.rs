@@ -15,3 +15,4 @@ mod routes;
 mod shutdown;
 mod state;
 mod swapping;
+mod wasi_p3;

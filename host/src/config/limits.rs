@@ -18,7 +18,16 @@ pub struct GuestLimits {
     pub queue_timeout: Duration,
     /// Bytes of request body accepted.
     pub max_body_size: u64,
+    /// Requests one WASI 0.3 instance may serve (1: a fresh instance per request).
+    pub instance_reuse: usize,
+    /// Requests one reused 0.3 instance serves at the same time.
+    pub instance_reuse_concurrency: usize,
 }
+
+/// Largest `--instance-reuse`.
+const MAX_INSTANCE_REUSE: usize = 1_000_000;
+/// Largest `--instance-reuse-concurrency`.
+const MAX_INSTANCE_REUSE_CONCURRENCY: usize = 1_000;
 
 /// Bounds on what one client or connection may use, the same for every route.
 #[derive(Debug, Clone)]
@@ -50,6 +59,17 @@ impl GuestLimits {
             (MIN_MEMORY..=MAX_MEMORY).contains(&self.max_memory),
             "`--max-memory` must be between 64KiB and 4GiB, got `{}` bytes",
             self.max_memory
+        );
+        ensure!(
+            (1..=MAX_INSTANCE_REUSE).contains(&self.instance_reuse),
+            "`--instance-reuse` must be between 1 and {MAX_INSTANCE_REUSE}, got `{}`",
+            self.instance_reuse
+        );
+        ensure!(
+            (1..=MAX_INSTANCE_REUSE_CONCURRENCY).contains(&self.instance_reuse_concurrency),
+            "`--instance-reuse-concurrency` must be between 1 and \
+             {MAX_INSTANCE_REUSE_CONCURRENCY}, got `{}`",
+            self.instance_reuse_concurrency
         );
         Ok(())
     }

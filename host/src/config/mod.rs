@@ -39,6 +39,8 @@ pub const DEFAULT_MAX_MEMORY: u64 = 128 << 20;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
 /// Default time a request waits for a free slot before it is answered 503.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Requests one reused WASI 0.3 instance serves at once, as in `wasmtime serve` and Spin.
+pub const DEFAULT_INSTANCE_REUSE_CONCURRENCY: usize = 16;
 /// Default limit on a request body.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
 /// Default limit on the number of request header fields.
@@ -293,6 +295,11 @@ impl Config {
                     fl.queue_timeout.as_ref(),
                 )?)
                 .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
+            instance_reuse: args.instance_reuse.or(fl.instance_reuse).unwrap_or(1),
+            instance_reuse_concurrency: args
+                .instance_reuse_concurrency
+                .or(fl.instance_reuse_concurrency)
+                .unwrap_or(DEFAULT_INSTANCE_REUSE_CONCURRENCY),
             max_body_size: args
                 .max_body_size
                 .or(file_size(

@@ -1,0 +1,578 @@
+//! WASI 0.3 guests (`wasi:http/service`, exporting `wasi:http/handler@0.3`): everything a 0.2
+//! guest is given and bounded by holds for them too, on `misbehave-p3`, the 0.3 twin of
+//! `misbehave`; and one host swaps between the worlds under load.
+
+use crate::guardrails::{MARGIN, header};
+use crate::swapping::wait_for_generation;
+use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE_P3};
+use hotswap_tests::upstream::Upstream;
+use hotswap_tests::{Client, Server, deploy_atomic, get, metrics, post};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn p3(args: &[&str]) -> Server {
+    Server::start(Path::new(MISBEHAVE_P3), args)
+}
+
+/// The host is up, serves the 0.3 guest's `/ok`, and never panicked.
+async fn assert_healthy(server: &mut Server) {
+    assert!(
+        server.is_running(),
+        "the host exited; log:\n{}",
+        server.log()
+    );
+    let reply = get(server.addr, "/ok")
+        .await
+        .unwrap_or_else(|e| panic!("/ok failed: {e}; log:\n{}", server.log()));
+    assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
+    let log = server.log();
+    assert!(
+        !log.lines().any(|l| l.contains("panicked")
+            && !l.contains("stream=")
+            && !l.contains("\"stream\":")),
+        "the host panicked; log:\n{log}"
+    );
+}
+
+/// Random bytes, so an echo that drops, repeats or reorders a piece is caught.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ len as u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_p3_component_is_served_and_named_as_such() {
+    let server = p3(&["--admin-addr", "127.0.0.1:0"]);
+    let reply = get(server.addr, "/world").await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (200, "wasi:http@0.3")
+    );
+    assert_eq!(reply.generation(), Some(1));
+    server
+        .expect_log("wasi:http@0.3", Duration::from_secs(5))
+        .await;
+
+    let admin = server.admin.unwrap();
+    let status = get(admin, "/status").await.unwrap().text();
+    assert!(status.contains("\"world\": \"wasi:http@0.3\""), "{status}");
+    let text = get(admin, "/metrics").await.unwrap().text();
+    let world = metrics::parse(&text)
+        .into_iter()
+        .find(|s| s.name == "hotswap_serving_world")
+        .unwrap_or_else(|| panic!("no hotswap_serving_world; metrics:\n{text}"));
+    assert_eq!(world.label("world"), Some("wasi:http@0.3"), "{text}");
+    assert_eq!(world.value, 1.0);
+    // The request counter counts 0.3 requests like any other.
+    assert!(
+        text.contains(
+            "hotswap_requests_total{route=\"index\",status_class=\"2xx\",generation=\"1\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_p3_request_gets_a_fresh_instance() {
+    let server = p3(&[]);
+    let mut client = Client::connect(server.addr).await.unwrap();
+    for i in 0..5 {
+        let reply = client.get("/leftovers").await.unwrap();
+        assert_eq!(reply.text(), "count=0 dirty=0", "request {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p3_echo_is_byte_exact_and_big_bodies_stream() {
+    let server = p3(&[]);
+    for len in [0, 1, 100 << 10, 3 << 20] {
+        let body = noise(len);
+        let reply = post(server.addr, "/echo", body.clone()).await.unwrap();
+        assert_eq!(reply.status, 200, "{len} bytes: {}", reply.text());
+        assert!(
+            reply.body == body,
+            "{len} bytes: the echo differs ({} bytes back)",
+            reply.body.len()
+        );
+    }
+    let reply = get(server.addr, "/big?n=10485760").await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 10 << 20);
+    assert!(reply.body.iter().all(|&b| b == b'x'));
+}
+
+/// `route` runs under a 2 s deadline while `/ok` is served beside it; it ends in a 504.
+async fn p3_deadline_stops(route: &'static str) {
+    let deadline = Duration::from_secs(2);
+    let mut server = p3(&["--request-timeout", "2s"]);
+    let addr = server.addr;
+    let started = Instant::now();
+    let stuck = tokio::spawn(async move { (get(addr, route).await, started.elapsed()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/ok").await.unwrap().status, 200);
+    }
+    assert!(!stuck.is_finished(), "{route} answered before its deadline");
+    let (reply, elapsed) = stuck.await.unwrap();
+    let reply = reply.unwrap_or_else(|e| panic!("{route}: {e}; log:\n{}", server.log()));
+    assert_eq!(reply.status, 504, "{route}: {}", reply.text());
+    assert!(
+        elapsed >= deadline - Duration::from_millis(100) && elapsed < deadline + MARGIN,
+        "{route} answered after {elapsed:?}"
+    );
+    server
+        .expect_log("deadline exceeded", Duration::from_secs(5))
+        .await;
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_p3_guest_is_stopped_at_its_deadline_with_504() {
+    p3_deadline_stops("/loop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_p3_guest_is_stopped_at_its_deadline_with_504() {
+    p3_deadline_stops("/sleep-forever").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_p3_memory_hog_gets_500_naming_the_memory_limit() {
+    let mut server = p3(&["--max-memory", "16MiB"]);
+    let reply = get(server.addr, "/alloc").await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(reply.text().contains("memory limit"), "{}", reply.text());
+    server
+        .expect_log("memory limit", Duration::from_secs(5))
+        .await;
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p3_requests_beyond_max_concurrency_get_503_with_retry_after() {
+    let server = p3(&["--max-concurrency", "2", "--queue-timeout", "200ms"]);
+    let addr = server.addr;
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(addr, "/late-log?ms=2000").await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..3 {
+        let reply = get(addr, "/ok").await.unwrap();
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert_eq!(header(&reply, "retry-after"), Some("1"));
+    }
+    for task in slow {
+        let reply = task.await.unwrap().unwrap();
+        assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
+    }
+    assert_eq!(get(addr, "/ok").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p3_body_and_header_limits_answer_413_and_431() {
+    let server = p3(&["--max-body-size", "1KiB"]);
+    // Declared too large: refused before the guest runs.
+    let reply = post(server.addr, "/echo", vec![b'a'; 4096]).await.unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    // Not declared (chunked): crossed while the 0.3 guest streams its echo back, which it
+    // starts before reading. The guest sees the body end early, not an error; the client gets
+    // a 413, or, once the echo's head is out, a cut body: never a complete-looking answer.
+    let chunks: Vec<bytes::Bytes> = (0..8)
+        .map(|_| bytes::Bytes::from(vec![b'b'; 512]))
+        .collect();
+    match hotswap_tests::post_chunked(server.addr, "/echo", chunks).await {
+        Ok(reply) => assert_eq!(reply.status, 413, "{}", reply.text()),
+        Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
+    }
+    // Within the limit: echoed.
+    let reply = post(server.addr, "/echo", vec![b'c'; 1000]).await.unwrap();
+    assert_eq!((reply.status.as_u16(), reply.body.len()), (200, 1000));
+
+    let many: Vec<(String, String)> = (0..200).map(|i| (format!("x-h-{i}"), "v".into())).collect();
+    let headers: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let reply = Client::connect(server.addr)
+        .await
+        .unwrap()
+        .send_with("GET", "/ok", &headers, bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 431, "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_p3_trap_before_the_response_is_a_500_and_after_it_a_cut_body() {
+    let mut server = p3(&[]);
+    let reply = get(server.addr, "/trap-before").await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(reply.body.len() < 4096);
+    server
+        .expect_log("guest trapped", Duration::from_secs(5))
+        .await;
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("guest trapped")).unwrap();
+    for field in [
+        "request_id=1",
+        "method=GET",
+        "path=/trap-before",
+        "generation=1",
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+
+    for mut client in [
+        Client::connect(server.addr).await.unwrap(),
+        Client::connect_h2(server.addr).await.unwrap(),
+    ] {
+        match client.get("/trap-after").await {
+            Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
+            Ok(reply) => panic!(
+                "a trapped body must not look complete: {} {:?}",
+                reply.status,
+                reply.text()
+            ),
+        }
+    }
+
+    // An error code instead of a response is a 500 too.
+    let reply = get(server.addr, "/error-code").await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(reply.text().contains("InternalError"), "{}", reply.text());
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p3_outbound_http_is_denied_unless_allowed() {
+    let upstream = Upstream::start().await;
+    let url = format!("/outbound?url=http://{}/", upstream.addr);
+    let server = p3(&[]);
+    let reply = get(server.addr, &url).await.unwrap();
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.text(), "error HttpRequestDenied");
+    server
+        .expect_log("outbound request denied", Duration::from_secs(5))
+        .await;
+    assert_eq!(upstream.hits(), 0, "a denied request reached the upstream");
+    drop(server);
+
+    let allowed = format!("127.0.0.1:{}", upstream.addr.port());
+    let server = p3(&["--allow-outbound", &allowed]);
+    let reply = get(server.addr, &url).await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (200, "status 200")
+    );
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p3_guest_output_becomes_log_lines_with_the_request_fields() {
+    let server = p3(&["--env", "GREETING=hi"]);
+    let reply = get(server.addr, "/stdio").await.unwrap();
+    assert_eq!(reply.status, 200);
+    for (text, stream) in [("hello stdout", "stdout"), ("hello stderr", "stderr")] {
+        server.expect_log(text, Duration::from_secs(5)).await;
+        let log = server.log();
+        let line = log.lines().find(|l| l.contains(text)).unwrap();
+        for field in ["generation=1", "request_id=1", "path=/stdio", stream] {
+            assert!(line.contains(field), "{field} missing from {line}");
+        }
+    }
+    let reply = get(server.addr, "/env?key=GREETING").await.unwrap();
+    assert_eq!(reply.text(), "hi");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_p3_requests_in_flight() {
+    let mut server = p3(&["--shutdown-timeout", "10s"]);
+    let addr = server.addr;
+    let slow: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, "/late-log?ms=1500&head=first").await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal(libc::SIGTERM);
+    for task in slow {
+        let reply = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}; log:\n{}", server.log()));
+        assert_eq!(
+            (reply.status.as_u16(), reply.text().as_str()),
+            (200, "started\ndone\n")
+        );
+    }
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+    server
+        .expect_log("3 request(s) drained", Duration::from_secs(2))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_p3_request_in_flight_across_a_swap_finishes_on_its_own_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    std::fs::write(&path, guests::bytes(MISBEHAVE_P3)).unwrap();
+    let server = Server::start(&path, &["--debounce", "50ms"]);
+    let addr = server.addr;
+    let slow = tokio::spawn(async move { get(addr, "/late-log?ms=3000&head=first").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deploy_atomic(&guests::bytes(GUEST_EXAMPLE), &path);
+    let fresh = wait_for_generation(&server, 2).await;
+    assert!(fresh.text().contains("version"), "{}", fresh.text());
+    assert!(
+        !slow.is_finished(),
+        "the 0.3 request should still be running"
+    );
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.generation(), Some(1));
+    assert_eq!(slow.text(), "started\ndone\n");
+}
+
+/// One host swaps 0.2 → 0.3 → 0.2 … under load: no request fails, and every response is whole
+/// and from the world its generation speaks.
+#[tokio::test(flavor = "multi_thread")]
+async fn swaps_across_worlds_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    let worlds = [guests::bytes(GUEST_EXAMPLE), guests::bytes(MISBEHAVE_P3)];
+    std::fs::write(&path, &worlds[0]).unwrap();
+    let server = Server::start(&path, &["--debounce", "50ms"]);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await.unwrap();
+            let body = noise(1000 + c * 4096);
+            let (mut seen, mut failures) = (Vec::new(), Vec::new());
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match client.send("POST", "/echo", body.clone()).await {
+                    Ok(r) if r.status == 200 && r.body == body => {
+                        seen.push(r.generation().unwrap_or(0))
+                    }
+                    Ok(r) => failures.push(format!("status {} ({} bytes)", r.status, r.body.len())),
+                    Err(e) => {
+                        failures.push(e);
+                        client = Client::connect(addr).await.unwrap();
+                    }
+                }
+                // Which world answered: guest-example's `/` names a version, misbehave-p3's
+                // `/world` its world; generation g is 0.2 when odd, 0.3 when even.
+                if let Ok(r) = client.get("/world").await {
+                    let g = r.generation().unwrap_or(0);
+                    let p3 = r.status == 200 && r.text() == "wasi:http@0.3";
+                    if g % 2 == 0 && !p3 || g % 2 == 1 && p3 {
+                        failures.push(format!(
+                            "generation {g} answered /world with {:?}",
+                            r.text()
+                        ));
+                    }
+                }
+            }
+            (seen, failures)
+        }));
+    }
+    for swap in 0..6u64 {
+        deploy_atomic(&worlds[((swap + 1) % 2) as usize], &path);
+        wait_for_generation(&server, swap + 2).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    let mut by_world = [0usize; 2];
+    for client in clients {
+        let (seen, failures) = client.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "failed requests: {failures:?}; log:\n{}",
+            server.log()
+        );
+        for g in &seen {
+            by_world[(g % 2) as usize] += 1;
+        }
+        total += seen.len();
+    }
+    eprintln!(
+        "{total} echoes: {} on 0.3 generations, {} on 0.2",
+        by_world[0], by_world[1]
+    );
+    assert!(
+        by_world[0] > 0 && by_world[1] > 0,
+        "both worlds served: {by_world:?}"
+    );
+    assert_eq!(get(addr, "/").await.unwrap().generation(), Some(7));
+}
+
+// ----- instance reuse (opt-in) ---------------------------------------------------------------
+
+/// `reused_instances` of generation `n` in the admin `/status`.
+async fn reused_instances(admin: std::net::SocketAddr, n: u64) -> Option<u64> {
+    let status: serde_json::Value =
+        serde_json::from_slice(&get(admin, "/status").await.ok()?.body).ok()?;
+    let routes = status["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![status.clone()]);
+    routes.iter().find_map(|route| {
+        route["history"]
+            .as_array()?
+            .iter()
+            .find(|g| g["generation"] == n)?["reused_instances"]
+            .as_u64()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_reuse_shares_instances_within_a_generation_and_never_across_a_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    let v1 = guests::bytes(MISBEHAVE_P3);
+    std::fs::write(&path, &v1).unwrap();
+    let server = Server::start(
+        &path,
+        &[
+            "--debounce",
+            "50ms",
+            "--instance-reuse",
+            "128",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = server.admin.unwrap();
+    // One after another: each request finds the instance the one before it used.
+    let mut client = Client::connect(server.addr).await.unwrap();
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let reply = client.get("/leftovers").await.unwrap();
+        assert_eq!(reply.generation(), Some(1));
+        counts.push(reply.text());
+    }
+    assert_eq!(counts[0], "count=0 dirty=0", "{counts:?}");
+    assert!(
+        counts[4].starts_with("count=4 "),
+        "the instance was not reused: {counts:?}"
+    );
+    assert_eq!(reused_instances(admin, 1).await, Some(1));
+
+    // A request in flight on generation 1's instance when the swap lands.
+    let addr = server.addr;
+    let slow = tokio::spawn(async move { get(addr, "/late-log?ms=2000&head=first").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deploy_atomic(&hotswap_tests::with_custom_section(&v1, "v2", b"2"), &path);
+    wait_for_generation(&server, 2).await;
+    // New requests never reach generation 1's instance: a fresh count on generation 2.
+    let reply = client.get("/leftovers").await.unwrap();
+    assert_eq!(
+        (reply.generation(), reply.text().as_str()),
+        (Some(2), "count=0 dirty=0")
+    );
+    assert_eq!(reused_instances(admin, 2).await, Some(1));
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(
+        (slow.generation(), slow.text().as_str()),
+        (Some(1), "started\ndone\n")
+    );
+    // Once its request has ended, generation 1's instance is dropped (well before the idle
+    // timeout would have dropped it).
+    let dropped = hotswap_tests::eventually(Duration::from_secs(5), || async {
+        (reused_instances(admin, 1).await == Some(0)).then_some(())
+    })
+    .await;
+    assert!(
+        dropped.is_some(),
+        "generation 1's reused instance was never dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_reuse_serves_concurrent_requests_on_few_instances() {
+    let server = p3(&[
+        "--instance-reuse",
+        "1000",
+        "--instance-reuse-concurrency",
+        "16",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    let addr = server.addr;
+    let tasks: Vec<_> = (0..32)
+        .map(|_| tokio::spawn(async move { get(addr, "/late-log?ms=300").await }))
+        .collect();
+    let peak = {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        reused_instances(server.admin.unwrap(), 1).await.unwrap()
+    };
+    for task in tasks {
+        let reply = task.await.unwrap().unwrap();
+        assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
+    }
+    // 32 requests waiting at once, up to 16 to an instance: fewer instances than requests.
+    // (How few depends on timing: a worker takes a second request only once its first has
+    // yielded, as in `wasmtime serve`.)
+    eprintln!("{peak} reused instances for 32 concurrent requests");
+    assert!(
+        (1..32).contains(&peak),
+        "{peak} instances for 32 concurrent requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_instance_past_its_deadline_answers_504_and_the_next_request_is_served() {
+    let mut server = p3(&["--instance-reuse", "128", "--request-timeout", "1s"]);
+    for route in ["/loop", "/sleep-forever"] {
+        let started = Instant::now();
+        let reply = get(server.addr, route).await.unwrap();
+        assert_eq!(reply.status, 504, "{route}: {}", reply.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(1) + MARGIN,
+            "{route}: {:?}",
+            started.elapsed()
+        );
+        assert_healthy(&mut server).await;
+    }
+    // A trap on a reused instance fails its request (500) and the next one gets a new instance.
+    let reply = get(server.addr, "/trap-before").await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    let reply = get(server.addr, "/leftovers").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_healthy(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_reuse_is_refused_when_out_of_range_and_leaves_p2_guests_fresh() {
+    for (flag, value) in [
+        ("--instance-reuse", "0"),
+        ("--instance-reuse-concurrency", "0"),
+    ] {
+        let out = hotswap_tests::server::run_to_exit(
+            &["serve", MISBEHAVE_P3, flag, value],
+            Duration::from_secs(30),
+        );
+        assert!(!out.status.success());
+        assert!(out.stderr.contains(flag), "{flag}: {}", out.stderr);
+    }
+    // A 0.2 guest cannot serve two requests on one instance: it keeps a fresh one each.
+    let server = Server::start(
+        Path::new(hotswap_tests::guests::MISBEHAVE),
+        &["--instance-reuse", "128"],
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            get(server.addr, "/leftovers").await.unwrap().text(),
+            "count=0 dirty=0"
+        );
+    }
+}
