@@ -11,7 +11,10 @@ hit them alike; compare the per-round figures, not one run.
         'purge0=target/release/hotswap,MIMALLOC_PURGE_DELAY=0' wasmtime=wasmtime
 
 A variant is NAME=BINARY[,KEY=VALUE...]: the KEY=VALUE pairs are added to the server's
-environment, except `@guest=PATH`, which serves that component instead of `--guest`. A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
+environment, except `@guest=PATH`, which serves that component instead of `--guest`, and
+`@args=ARGS`, extra server arguments separated by spaces (e.g.
+`'wasmtime49=/path/to/wasmtime,@args=-Sp3 -Wcomponent-model-async --max-instance-reuse-count 1'`
+or `'reuse=target/release/hotswap,@args=--instance-reuse 128'`). A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
 `wasmtime` for the harness's cached wasmtime-cli 48), one whose name starts with `native` runs
 `BINARY 127.0.0.1:0` (bench/hello-native, built by run.sh into target/bench/release), any other
 `BINARY serve`.
@@ -64,6 +67,7 @@ def main() -> int:
 
     variants = [parse_variant(v) for v in args.variants]
     guests = {name: Path(env.pop("@guest", args.guest)).read_bytes() for name, _, env in variants}
+    extra = {name: env.pop("@args", "").split() for name, _, env in variants}
     work = Path(tempfile.mkdtemp(prefix="hotswap-ab-"))
     H.pin_self_to_client_cpu()
     script = None
@@ -80,13 +84,14 @@ def main() -> int:
             component = d / "guest.wasm"
             component.write_bytes(guests[name])
             if name.startswith("wasmtime"):
-                argv = [binary, "serve", "-Scli", "--addr", "127.0.0.1:0", str(component)]
+                argv = [binary, "serve", "-Scli", *extra[name], "--addr", "127.0.0.1:0", str(component)]
                 stop = signal.SIGINT
             elif name.startswith("native"):
                 argv = [binary, "127.0.0.1:0"]
                 stop = signal.SIGTERM
             else:
-                argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s"]
+                argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s",
+                        *extra[name]]
                 stop = signal.SIGTERM
             server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d)
             try:

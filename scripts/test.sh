@@ -3,7 +3,7 @@
 # the host and every test guest from source, runs all tests, then runs the benchmark harness in
 # smoke mode (a few seconds per scenario; it proves the harness works and asserts no speed).
 # Installs what the tests need and cannot build: Redis and an OCI registry from Debian's
-# packages, oras from PyPI.
+# packages, oras from PyPI, and the compatibility suite's toolchains (tests/compat/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
@@ -25,7 +25,15 @@ if ! python3 -c 'import oras.client' 2>/dev/null; then
     python3 -m pip install -q oras
 fi
 cargo fmt --all --check
+# The compatibility suite's guests, built by real third-party toolchains (wstd, Spin's SDK for
+# WASI 0.2 and 0.3, componentize-py, componentize-js) fetched from crates.io, PyPI and npm and
+# cached in ~/.cache/hotswap-tools (about 4 minutes the first time, seconds after).
+target_dir="${CARGO_TARGET_DIR:-target}"
+tests/compat/build.sh "$target_dir/compat"
+export HOTSWAP_COMPAT_DIR="$PWD/$target_dir/compat"
+[[ $target_dir == /* ]] && export HOTSWAP_COMPAT_DIR="$target_dir/compat"
 cargo test --workspace --locked
-# Timing-sensitive tests (ignored above), one at a time with nothing else running.
+# Timing-sensitive tests and the compatibility suite (ignored above), one at a time with
+# nothing else running.
 cargo test --locked -p hotswap-tests --test e2e -- --ignored --test-threads=1
 bench/run.sh --smoke --no-wasmtime

@@ -4,6 +4,7 @@
 mod admin_api;
 mod bad_input;
 mod client_limits;
+mod compat;
 mod conformance;
 mod core_serving;
 mod deploy;

@@ -564,6 +564,30 @@ async fn instance_reuse_is_refused_when_out_of_range_and_leaves_p2_guests_fresh(
         assert!(!out.status.success());
         assert!(out.stderr.contains(flag), "{flag}: {}", out.stderr);
     }
+    // The environment twin and the file key turn it on as the flag does.
+    async fn third_count(addr: std::net::SocketAddr) -> String {
+        let mut client = Client::connect(addr).await.unwrap();
+        let mut last = String::new();
+        for _ in 0..3 {
+            last = client.get("/leftovers").await.unwrap().text();
+        }
+        last
+    }
+    let env = Server::start_with_env(
+        Path::new(MISBEHAVE_P3),
+        &[],
+        &[("HOTSWAP_INSTANCE_REUSE", "8")],
+    );
+    let third = third_count(env.addr).await;
+    assert!(third.starts_with("count=2 "), "{third}");
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("hotswap.toml");
+    let file = format!("[component]\npath = {MISBEHAVE_P3:?}\n[limits]\ninstance_reuse = 8\n");
+    std::fs::write(&toml, file).unwrap();
+    let from_file = Server::launch(&["--config", toml.to_str().unwrap()], &[], None);
+    let third = third_count(from_file.addr).await;
+    assert!(third.starts_with("count=2 "), "{third}");
+
     // A 0.2 guest cannot serve two requests on one instance: it keeps a fresh one each.
     let server = Server::start(
         Path::new(hotswap_tests::guests::MISBEHAVE),

@@ -1,0 +1,221 @@
+//! The compatibility suite: components built by real third-party toolchains (Rust's `wstd`,
+//! Spin's SDK for 0.2 and 0.3, componentize-py, componentize-js, C with wit-bindgen), fetched
+//! from their registries by `tests/compat/build.sh`, which `scripts/test.sh` runs first. Each
+//! is the same app: `GET /` says `hello from NAME`, `POST /echo` returns the body.
+//!
+//! These tests are `#[ignore]`d in a plain `cargo test` (the guests must be built first);
+//! `scripts/test.sh` runs them. A toolchain that could not be installed leaves a `.skip` file
+//! with its reason, which the tests print; too few built guests fail them.
+
+use hotswap_tests::guests::GUEST_TARGET_DIR;
+use hotswap_tests::{Client, Server, deploy_atomic, eventually, get, post};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// One line of `guests.tsv`.
+struct Guest {
+    name: String,
+    toolchain: String,
+    world: String,
+    path: PathBuf,
+}
+
+/// Where `tests/compat/build.sh` put the guests: `$HOTSWAP_COMPAT_DIR`, else `compat/` beside
+/// the test guests.
+fn compat_dir() -> PathBuf {
+    std::env::var_os("HOTSWAP_COMPAT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(GUEST_TARGET_DIR).parent().unwrap().join("compat"))
+}
+
+/// The built guests; the skipped ones are printed with their reasons. Fails unless at least
+/// four toolchains built, one of them a 0.3 guest and one of them 10 MB or more.
+fn built_guests() -> Vec<Guest> {
+    let dir = compat_dir();
+    let table = std::fs::read_to_string(dir.join("guests.tsv")).unwrap_or_else(|e| {
+        panic!(
+            "no {}/guests.tsv ({e}): build the guests first with `tests/compat/build.sh {}`",
+            dir.display(),
+            dir.display()
+        )
+    });
+    let mut guests = Vec::new();
+    for line in table.lines().filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, toolchain, world, ..] = fields[..] else {
+            panic!("malformed guests.tsv line {line:?}");
+        };
+        let path = dir.join(format!("{name}.wasm"));
+        if world == "skipped" {
+            eprintln!(
+                "SKIPPED compat guest {name} ({toolchain}): {}",
+                fields.last().unwrap()
+            );
+            assert!(!path.exists(), "{name} is both built and skipped");
+            continue;
+        }
+        assert!(
+            path.exists(),
+            "guests.tsv lists {name} but {} is missing",
+            path.display()
+        );
+        guests.push(Guest {
+            name: name.to_string(),
+            toolchain: toolchain.to_string(),
+            world: world.to_string(),
+            path,
+        });
+    }
+    let names: Vec<&str> = guests.iter().map(|g| g.name.as_str()).collect();
+    assert!(
+        guests.len() >= 4,
+        "only {} compat guests built: {names:?}",
+        guests.len()
+    );
+    assert!(
+        guests.iter().any(|g| g.world.starts_with("wasi:http@0.3")),
+        "no 0.3 guest among {names:?}"
+    );
+    assert!(
+        guests
+            .iter()
+            .any(|g| std::fs::metadata(&g.path).unwrap().len() >= 10_000_000),
+        "no guest of 10 MB or more among {names:?}"
+    );
+    guests
+}
+
+/// Random bytes: an echo that drops, repeats or reorders a piece is caught.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
+
+/// `GET /` names the guest and `POST /echo` returns 100 KiB byte-exact.
+async fn check_app(server: &Server, guest: &Guest) {
+    let reply = get(server.addr, "/")
+        .await
+        .unwrap_or_else(|e| panic!("{}: GET / failed: {e}; log:\n{}", guest.name, server.log()));
+    assert_eq!(
+        reply.status,
+        200,
+        "{} ({}): {}",
+        guest.name,
+        guest.toolchain,
+        reply.text()
+    );
+    let hello = format!("hello from {}", guest.name);
+    assert!(
+        reply.text().contains(&hello),
+        "{}: GET / said {:?}",
+        guest.name,
+        reply.text()
+    );
+    let body = noise(100 << 10);
+    let reply = post(server.addr, "/echo", body.clone()).await.unwrap();
+    assert_eq!(reply.status, 200, "{}: {}", guest.name, reply.text());
+    assert!(
+        reply.body == body,
+        "{} ({}): the 100 KiB echo differs ({} bytes back)",
+        guest.name,
+        guest.toolchain,
+        reply.body.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the guests of tests/compat/build.sh; scripts/test.sh builds them and runs this"]
+async fn every_toolchains_guest_serves_hello_and_a_byte_exact_echo() {
+    for guest in built_guests() {
+        let server = Server::start(&guest.path, &[]);
+        check_app(&server, &guest).await;
+        let world = if guest.world.starts_with("wasi:http@0.3") {
+            "wasi:http@0.3"
+        } else {
+            "wasi:http@0.2"
+        };
+        server.expect_log(world, Duration::from_secs(5)).await;
+        eprintln!(
+            "compat guest {} ({}, {}) served",
+            guest.name, guest.toolchain, world
+        );
+    }
+}
+
+/// One host swaps through every guest in turn, twice, under a steady stream of echo requests
+/// (every world, every toolchain): no request fails.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the guests of tests/compat/build.sh; scripts/test.sh builds them and runs this"]
+async fn one_host_hot_swaps_across_every_toolchain_under_load() {
+    let guests = built_guests();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.wasm");
+    std::fs::copy(&guests[0].path, &path).unwrap();
+    let server = Server::start(&path, &["--debounce", "50ms"]);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut client = Client::connect(addr).await.unwrap();
+            let body = noise(8 << 10);
+            let (mut ok, mut failures) = (0usize, Vec::new());
+            for _ in 0..1_000_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match client.send("POST", "/echo", body.clone()).await {
+                    Ok(r) if r.status == 200 && r.body == body => ok += 1,
+                    Ok(r) => failures.push(format!(
+                        "generation {:?}: status {} ({} bytes)",
+                        r.generation(),
+                        r.status,
+                        r.body.len()
+                    )),
+                    Err(e) => {
+                        failures.push(e);
+                        client = Client::connect(addr).await.unwrap();
+                    }
+                }
+            }
+            (ok, failures)
+        })
+    };
+    let mut generation = 1;
+    check_app(&server, &guests[0]).await;
+    for guest in guests.iter().skip(1).chain(guests.iter()) {
+        generation += 1;
+        deploy_atomic(&std::fs::read(&guest.path).unwrap(), &path);
+        // A never-seen 20 MB guest compiles for seconds (longer on a loaded 2-core machine).
+        eventually(Duration::from_secs(180), || async {
+            get(addr, "/")
+                .await
+                .ok()
+                .filter(|r| r.generation() == Some(generation))
+        })
+        .await
+        .unwrap_or_else(|| panic!("{} never served; log:\n{}", guest.name, server.log()));
+        check_app(&server, guest).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failures) = load.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed requests across the swaps: {failures:?}"
+    );
+    assert!(ok > 0);
+    eprintln!(
+        "{ok} echoes across {} swaps through {} toolchains",
+        generation - 1,
+        guests.len()
+    );
+}
