@@ -21,7 +21,6 @@ const HEADER_LEN: usize = MAGIC.len() + 32;
 /// A compiled-component cache in one directory.
 pub struct CompileCache {
     dir: PathBuf,
-    engine_key: [u8; 32],
 }
 
 /// What a lookup found.
@@ -47,8 +46,9 @@ impl Hasher for ShaHasher {
 }
 
 impl CompileCache {
-    /// Opens (creating if needed, mode 0700) the cache directory for `engine`.
-    pub fn open(dir: &Path, engine: &Engine) -> Result<CompileCache> {
+    /// Opens (creating if needed, mode 0700) the cache directory. Entries of each engine (one
+    /// per `wasi:http` world) are keyed by that engine's compatibility hash.
+    pub fn open(dir: &Path) -> Result<CompileCache> {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
                 "cannot create the compile cache directory `{}`",
@@ -59,12 +59,8 @@ impl CompileCache {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let mut hasher = ShaHasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        hasher.write(env!("CARGO_PKG_VERSION").as_bytes());
         Ok(CompileCache {
             dir: dir.to_path_buf(),
-            engine_key: hasher.0.finalize().into(),
         })
     }
 
@@ -73,18 +69,22 @@ impl CompileCache {
         &self.dir
     }
 
-    /// Where the entry for a component with this sha256 lives.
-    pub fn entry_path(&self, component_sha: &[u8; 32]) -> PathBuf {
+    /// Where the entry for a component with this sha256, compiled by `engine`, lives.
+    pub fn entry_path(&self, engine: &Engine, component_sha: &[u8; 32]) -> PathBuf {
+        let mut hasher = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.write(env!("CARGO_PKG_VERSION").as_bytes());
+        let engine_key: [u8; 32] = hasher.0.finalize().into();
         let mut h = Sha256::new();
         h.update(component_sha);
-        h.update(self.engine_key);
+        h.update(engine_key);
         let key: [u8; 32] = h.finalize().into();
         self.dir.join(format!("{}.cwasm", hex::encode(key)))
     }
 
     /// Looks up the compiled form of a component. Blocking (file I/O).
     pub fn get(&self, engine: &Engine, component_sha: &[u8; 32]) -> Lookup {
-        let path = self.entry_path(component_sha);
+        let path = self.entry_path(engine, component_sha);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
@@ -116,7 +116,7 @@ impl CompileCache {
             .map_err(anyhow::Error::from)
             .context("serialize")?;
         let sum: [u8; 32] = Sha256::digest(&payload).into();
-        let path = self.entry_path(component_sha);
+        let path = self.entry_path(component.engine(), component_sha);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut data = Vec::with_capacity(HEADER_LEN + payload.len());
         data.extend_from_slice(MAGIC);

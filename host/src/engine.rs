@@ -1,21 +1,22 @@
-//! The one [`Engine`] of the process, the [`Linker`] every component is checked against, and
-//! the state each request's [`Store`] carries.
+//! The [`Engine`]s of the process (one per `wasi:http` world, see [`Backend`]), the [`Linker`]
+//! every component is checked against, and the state each request's [`Store`] carries.
 //!
-//! Guests are linked with all of WASI 0.2 and 0.3 (Rust std guests import `wasi:cli/*` beyond
-//! the proxy world) plus wasi:http of both versions, `wasi:config/store` and `wasi:keyvalue`, but granted nothing else: no
-//! inherited environment, no preopened directories, no sockets, no outbound HTTP unless
-//! `--allow-outbound` says so. Config values and key-value state belong to the host, not to a
+//! Guests are linked with all of WASI 0.2 (and 0.3 for 0.3 guests; Rust std guests import
+//! `wasi:cli/*` beyond the proxy world), wasi:http, `wasi:config/store` and `wasi:keyvalue`,
+//! but granted nothing else: no inherited environment, no preopened directories, no sockets,
+//! no outbound HTTP unless `--allow-outbound` says so. Config values and key-value state belong to the host, not to a
 //! generation: a swap changes the code and keeps both.
 
 use crate::config::{Config, RouteConfig};
 use crate::guest_config::{GuestConfig, Snapshot};
 use crate::guest_io::{GuestLog, RequestTag};
 use crate::keyvalue::{KeyValue, KvView};
+use crate::loader::World;
 use crate::metrics::Metrics;
 use crate::outbound::{OutboundHooks, OutboundPolicy};
 use anyhow::{Context, Result};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Enabled, Engine, PoolingAllocationConfig, Store, UpdateDeadline};
@@ -66,16 +67,72 @@ const MAX_STORE_OBJECTS: usize = 100;
 
 /// The process-wide runtime pieces shared by every generation and request.
 pub struct Runtime {
-    /// The one engine: compiles components, owns the instance pool.
-    pub engine: Engine,
-    /// The host functions every component is linked against.
-    pub linker: Linker<HostState>,
+    /// The engine and linker of WASI 0.2 guests.
+    p2: Backend,
+    /// The engine and linker of WASI 0.3 guests, made when the first one loads.
+    p3: Arc<OnceLock<Backend>>,
+    /// The configuration the 0.3 engine is made from.
+    p3_config: wasmtime::Config,
     /// The values guests read through `wasi:config/store`.
     pub guest_config: Arc<GuestConfig>,
     /// The store behind `wasi:keyvalue`; each route sees it through its own namespace.
     pub keyvalue: Arc<KeyValue>,
     /// When a guest last ran past its first slice.
     busy: Arc<BusyClock>,
+}
+
+/// An engine (it compiles components and owns an instance pool) and the host functions
+/// components are linked against in it.
+///
+/// There is one per `wasi:http` world. WASI 0.3 needs the engine's concurrency support
+/// (`Config::concurrency_support`), which costs every call into a guest, 0.3 or not: 0.2
+/// hello requests took 118 µs of CPU with it against 98 µs without (BENCHMARKS.md). So 0.2
+/// guests run in an engine without it, and the 0.3 engine (with its own instance pool) exists
+/// only once a 0.3 guest has been loaded.
+pub struct Backend {
+    /// Compiles components and owns the instance pool.
+    pub engine: Engine,
+    /// The host functions every component of this world is linked against.
+    pub linker: Linker<HostState>,
+}
+
+impl Backend {
+    /// An engine from `config` and a linker with every interface a `world` guest may import:
+    /// all of WASI 0.2 (a 0.3 guest built for `wasm32-wasip2` imports 0.2's `wasi:cli` through
+    /// its standard library) and, for 0.3, WASI 0.3's own versions beside them; wasi:http,
+    /// `wasi:config/store` and `wasi:keyvalue`.
+    fn new(config: &wasmtime::Config, world: World) -> Result<Backend> {
+        let engine = Engine::new(config)
+            .map_err(anyhow::Error::from)
+            .context("failed to create the wasm engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link wasi:http")?;
+        if world == World::P3 {
+            wasmtime_wasi::p3::add_to_linker(&mut linker)
+                .map_err(anyhow::Error::from)
+                .context("failed to link WASI 0.3")?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker)
+                .map_err(anyhow::Error::from)
+                .context("failed to link wasi:http 0.3")?;
+        }
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut HostState| {
+            wasmtime_wasi_config::WasiConfig::new(&s.config.vars)
+        })
+        .map_err(anyhow::Error::from)
+        .context("failed to link wasi:config")?;
+        crate::keyvalue::add_to_linker(&mut linker, |s: &mut HostState| KvView {
+            kv: &s.keyvalue,
+            table: &mut s.table,
+        })
+        .map_err(anyhow::Error::from)
+        .context("failed to link wasi:keyvalue")?;
+        Ok(Backend { engine, linker })
+    }
 }
 
 /// When a guest last ran past its first slice, in microseconds since the clock was made: the
@@ -167,38 +224,10 @@ impl Runtime {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(pool);
-        let engine = Engine::new(&wasm)
-            .map_err(anyhow::Error::from)
-            .context("failed to create the wasm engine")?;
-
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("failed to link WASI")?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("failed to link wasi:http")?;
-        // WASI 0.3: its own versions of the same interfaces, side by side with 0.2's, so one
-        // linker serves a guest of either world (and a 0.3 guest built for `wasm32-wasip2`,
-        // whose standard library imports 0.2's `wasi:cli`).
-        wasmtime_wasi::p3::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("failed to link WASI 0.3")?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("failed to link wasi:http 0.3")?;
-        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut HostState| {
-            wasmtime_wasi_config::WasiConfig::new(&s.config.vars)
-        })
-        .map_err(anyhow::Error::from)
-        .context("failed to link wasi:config")?;
-        crate::keyvalue::add_to_linker(&mut linker, |s: &mut HostState| KvView {
-            kv: &s.keyvalue,
-            table: &mut s.table,
-        })
-        .map_err(anyhow::Error::from)
-        .context("failed to link wasi:keyvalue")?;
-
+        let mut p3_config = wasm.clone();
+        p3_config.concurrency_support(true);
+        wasm.concurrency_support(false);
+        let p2 = Backend::new(&wasm, World::P2)?;
         let guest_config = Arc::new(GuestConfig::new(
             config.config_values.clone(),
             config.config_overrides.clone(),
@@ -210,10 +239,26 @@ impl Runtime {
         Ok(Runtime {
             guest_config,
             keyvalue,
-            engine,
-            linker,
+            p2,
+            p3: Arc::default(),
+            p3_config,
             busy: Arc::new(BusyClock::new()),
         })
+    }
+
+    /// The engine and linker of `world`'s guests; the 0.3 ones are made on first use.
+    pub fn backend(&self, world: World) -> Result<&Backend> {
+        match world {
+            World::P2 => Ok(&self.p2),
+            World::P3 => {
+                if let Some(backend) = self.p3.get() {
+                    return Ok(backend);
+                }
+                let backend = Backend::new(&self.p3_config, World::P3)?;
+                tracing::debug!("made the WASI 0.3 engine");
+                Ok(self.p3.get_or_init(|| backend))
+            }
+        }
     }
 
     /// The store settings of `route`'s requests.
@@ -229,7 +274,8 @@ impl Runtime {
     /// Starts the thread that advances the engine's epoch: every [`EPOCH_TICK`] while guests
     /// run long, every [`IDLE_EPOCH_TICK`] otherwise.
     pub fn start_epoch_ticker(&self) -> Result<()> {
-        let engine = self.engine.weak();
+        let engine = self.p2.engine.weak();
+        let p3 = self.p3.clone();
         let busy = self.busy.clone();
         std::thread::Builder::new()
             .name("hotswap-epoch".into())
@@ -237,6 +283,9 @@ impl Runtime {
                 while let Some(engine) = engine.upgrade() {
                     engine.increment_epoch();
                     drop(engine);
+                    if let Some(p3) = p3.get() {
+                        p3.engine.increment_epoch();
+                    }
                     std::thread::sleep(busy.next_tick());
                 }
             })
@@ -244,11 +293,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// A fresh store for one request (`request`; `None` for a validation) of a route with
-    /// `settings`, served by `generation`, which must stop executing guest code at `deadline`;
+    /// A fresh store, in `world`'s engine, for one request (`request`; `None` for a validation
+    /// or a reused instance) of a route with `settings`, served by `generation`, which must
+    /// stop executing guest code at `deadline`;
     /// guest output is logged tagged with both, inside `span`.
     pub fn new_store(
         &self,
+        world: World,
         settings: &StoreSettings,
         generation: u64,
         request: Option<&RequestTag>,
@@ -281,7 +332,12 @@ impl Runtime {
             config: self.guest_config.snapshot(),
             keyvalue: settings.keyvalue.clone(),
         };
-        let mut store = Store::new(&self.engine, state);
+        // A 0.3 store exists only for a 0.3 generation, whose engine was made to load it.
+        let backend = match world {
+            World::P3 => self.p3.get().unwrap_or(&self.p2),
+            World::P2 => &self.p2,
+        };
+        let mut store = Store::new(&backend.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         let busy = self.busy.clone();
@@ -337,6 +393,14 @@ pub struct HostState {
     /// The config values current when the request started.
     config: Arc<Snapshot>,
     keyvalue: Arc<KeyValue>,
+}
+
+impl HostState {
+    /// Starts a new first slice (see [`FIRST_SLICE`]) now: a reused instance does as each of its
+    /// requests begins, so that a short request on a long-lived store runs without yields too.
+    pub fn start_slice(&mut self) {
+        self.started = Instant::now();
+    }
 }
 
 impl WasiView for HostState {

@@ -406,7 +406,14 @@ async fn run_guest(
             Err(ReuseFailure::Ended(err)) => Err(GuestFailure::Trap(err)),
         };
     }
-    let mut store = runtime.new_store(&route.store, generation.number, Some(tag), deadline, span);
+    let mut store = runtime.new_store(
+        generation.world,
+        &route.store,
+        generation.number,
+        Some(tag),
+        deadline,
+        span,
+    );
     let call = call_guest(&mut store, generation, req, response_tx);
     let result = tokio::time::timeout_at(deadline.into(), call).await;
     let state = store.data();

@@ -106,7 +106,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
     runtime.start_epoch_ticker()?;
     let cache = match &config.cache_dir {
-        Some(dir) => match cache::CompileCache::open(dir, &runtime.engine) {
+        Some(dir) => match cache::CompileCache::open(dir) {
             Ok(cache) => Some(Arc::new(cache)),
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "compile cache disabled");

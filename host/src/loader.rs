@@ -150,8 +150,33 @@ pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Compiles (or loads from `cache`) and links `bytes`. Blocking and CPU-heavy: call it off the
-/// async runtime.
+/// The world of a component, from its exports: `wasi:http/handler@0.3.*` makes it a 0.3 guest
+/// (even if it also exports the 0.2 handler, as `wasmtime serve` decides), anything else is
+/// taken for 0.2, and linking says whether it really is one. Unreadable bytes are 0.2 too: the
+/// compiler then names what is wrong with them.
+pub fn world_of(bytes: &[u8]) -> World {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                for export in exports.into_iter().flatten() {
+                    if export.name.name.starts_with("wasi:http/handler@0.3") {
+                        return World::P3;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    World::P2
+}
+
+/// Compiles (or loads from `cache`) and links `bytes`, in the engine of its world. Blocking
+/// and CPU-heavy: call it off the async runtime.
 pub fn compile(
     runtime: &Runtime,
     bytes: &[u8],
@@ -159,8 +184,12 @@ pub fn compile(
     cache: Option<&CompileCache>,
 ) -> Result<Compiled, LoadError> {
     check_header(bytes)?;
+    let world = world_of(bytes);
+    let backend = runtime
+        .backend(world)
+        .map_err(|e| LoadError::Compile(wasmtime::format_err!("{e:#}")))?;
     let start = Instant::now();
-    let cached = match cache.map(|c| c.get(&runtime.engine, sha256)) {
+    let cached = match cache.map(|c| c.get(&backend.engine, sha256)) {
         Some(Lookup::Hit(component)) => Some(component),
         Some(Lookup::Corrupt(reason)) => {
             tracing::warn!(reason = %reason, "compile cache entry unusable; recompiling");
@@ -171,7 +200,7 @@ pub fn compile(
     let (component, source) = match cached {
         Some(component) => (component, Source::DiskCache),
         None => {
-            let component = Component::new(&runtime.engine, bytes).map_err(LoadError::Compile)?;
+            let component = Component::new(&backend.engine, bytes).map_err(LoadError::Compile)?;
             if let Some(cache) = cache
                 && let Err(err) = cache.put(sha256, &component)
             {
@@ -182,21 +211,17 @@ pub fn compile(
     };
     let compile_time = start.elapsed();
     let start = Instant::now();
-    let instance_pre = runtime
+    let instance_pre = backend
         .linker
         .instantiate_pre(&component)
         .map_err(LoadError::Link)?;
-    // 0.3 first, as `wasmtime serve` does: a component exporting both is served as 0.3.
-    let pre = match p3::bindings::ServicePre::new(instance_pre.clone()) {
-        Ok(pre) => GuestPre::P3(pre),
-        Err(p3_err) => match p2::bindings::ProxyPre::new(instance_pre) {
-            Ok(pre) => GuestPre::P2(pre),
-            Err(p2_err) => {
-                return Err(LoadError::NotProxy(wasmtime::format_err!(
-                    "{p2_err:#}; and as 0.3: {p3_err:#}"
-                )));
-            }
-        },
+    let pre = match world {
+        World::P3 => p3::bindings::ServicePre::new(instance_pre)
+            .map(GuestPre::P3)
+            .map_err(LoadError::NotProxy)?,
+        World::P2 => p2::bindings::ProxyPre::new(instance_pre)
+            .map(GuestPre::P2)
+            .map_err(LoadError::NotProxy)?,
     };
     Ok(Compiled {
         pre,
@@ -214,6 +239,7 @@ pub async fn trial_instantiate(
     pre: &GuestPre,
 ) -> Result<(), LoadError> {
     let mut store = runtime.new_store(
+        pre.world(),
         settings,
         0,
         None,

@@ -162,6 +162,7 @@ impl HandlerState for Workers {
     async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Expiry, Worker>> {
         let deadline = Instant::now() + self.request_timeout;
         let mut store = self.runtime.new_store(
+            crate::loader::World::P3,
             &self.settings,
             self.generation,
             None,
@@ -224,6 +225,7 @@ impl WorkerState for Worker {
         // request whose own deadline passes first is answered 504 and the worker takes no more.
         let state = store.data_mut();
         state.deadline = state.deadline.max(deadline);
+        state.start_slice();
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }
 
