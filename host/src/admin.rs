@@ -418,6 +418,8 @@ fn describe(g: &Generation) -> serde_json::Value {
         "loaded_at_unix_ms": g.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         "compile_ms": g.compile_time.as_secs_f64() * 1000.0,
         "cache_hit": g.code_source.cache_hit(),
+        "incremental_hits": g.incremental.map(|c| c.hits),
+        "incremental_misses": g.incremental.map(|c| c.misses),
         "in_flight": g.in_flight(),
         "reused_instances": g.reused_instances(),
     })

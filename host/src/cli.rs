@@ -274,6 +274,13 @@ pub struct ServeArgs {
     #[arg(long, env = "HOTSWAP_NO_CACHE")]
     pub no_cache: bool,
 
+    /// Size limit of the incremental compilation cache (Cranelift's compiled functions, in
+    /// `incremental/` under the cache directory), e.g. `1GiB`: a new build compiles only the
+    /// functions no build before it had; the oldest entries go first. `0` turns it off.
+    /// [default: 1GiB]. File: `cache.incremental_size`.
+    #[arg(long, value_name = "SIZE", env = "HOTSWAP_INCREMENTAL_CACHE_SIZE", value_parser = parse_size)]
+    pub incremental_cache_size: Option<u64>,
+
     /// Good generations kept compiled for rollback. [default: 3]. File: `cache.keep_generations`.
     #[arg(long, value_name = "N", env = "HOTSWAP_KEEP_GENERATIONS")]
     pub keep_generations: Option<usize>,

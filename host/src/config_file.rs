@@ -233,6 +233,8 @@ pub struct CacheSection {
     pub dir: Option<PathBuf>,
     /// `keep_generations = 3`
     pub keep_generations: Option<usize>,
+    /// `incremental_size = "1GiB"` (0: no incremental compilation cache)
+    pub incremental_size: Option<String>,
 }
 
 /// `[admin]`: the admin listener.
@@ -374,6 +376,7 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # enabled = true
 # dir = "~/.cache/hotswap"   # default: $XDG_CACHE_HOME/hotswap
 # keep_generations = 3
+# incremental_size = "1GiB" # Cranelift's per-function cache under dir/incremental (0: off)
 
 [admin]
 # addr = "127.0.0.1:9090"    # off unless set

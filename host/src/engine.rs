@@ -10,6 +10,7 @@
 use crate::config::{Config, RouteConfig};
 use crate::guest_config::{GuestConfig, Snapshot};
 use crate::guest_io::{GuestLog, RequestTag};
+use crate::incremental::DiskStore;
 use crate::keyvalue::{KeyValue, KvView};
 use crate::loader::World;
 use crate::metrics::Metrics;
@@ -73,6 +74,8 @@ pub struct Runtime {
     p3: Arc<OnceLock<Backend>>,
     /// The configuration the 0.3 engine is made from.
     p3_config: wasmtime::Config,
+    /// Cranelift's per-function cache, shared by both engines, if on.
+    pub incremental: Option<Arc<DiskStore>>,
     /// The values guests read through `wasi:config/store`.
     pub guest_config: Arc<GuestConfig>,
     /// The store behind `wasi:keyvalue`; each route sees it through its own namespace.
@@ -224,6 +227,24 @@ impl Runtime {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(pool);
+        let incremental = match &config.cache_dir {
+            Some(dir) if config.incremental_cache_size > 0 => {
+                let dir = dir.join("incremental");
+                match DiskStore::open(&dir, config.incremental_cache_size) {
+                    Ok(store) => Some(Arc::new(store)),
+                    Err(err) => {
+                        tracing::warn!(dir = %dir.display(), error = %err, "cannot open the incremental compilation cache; compiling without it");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(store) = &incremental {
+            wasm.enable_incremental_compilation(store.clone())
+                .map_err(anyhow::Error::from)
+                .context("failed to enable incremental compilation")?;
+        }
         let mut p3_config = wasm.clone();
         p3_config.concurrency_support(true);
         wasm.concurrency_support(false);
@@ -242,6 +263,7 @@ impl Runtime {
             p2,
             p3: Arc::default(),
             p3_config,
+            incremental,
             busy: Arc::new(BusyClock::new()),
         })
     }

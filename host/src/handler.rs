@@ -375,7 +375,7 @@ async fn run_guest(
     if let GuestPre::P3(pre) = &generation.pre
         && route.limits.instance_reuse > 1
     {
-        let pool = generation.reuse_pool(|live| {
+        let pool = generation.reuse_pool(|live, set_aside| {
             Pool::new(
                 runtime.clone(),
                 route.store.clone(),
@@ -383,6 +383,7 @@ async fn run_guest(
                 generation.number,
                 &route.limits,
                 live,
+                set_aside,
             )
         });
         let req = req.map(|body| body.boxed_unsync());

@@ -28,6 +28,7 @@ pub mod engine;
 pub mod guest_config;
 pub mod guest_io;
 pub mod handler;
+pub mod incremental;
 pub mod keyvalue;
 pub mod loader;
 pub mod metrics;

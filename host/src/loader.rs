@@ -9,6 +9,7 @@
 
 use crate::cache::{CompileCache, Lookup};
 use crate::engine::{HostState, Runtime, StoreSettings};
+use crate::incremental::Counts;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,6 +128,8 @@ pub struct Compiled {
     pub validate_time: Duration,
     /// Where the machine code came from.
     pub source: Source,
+    /// When compiled with the incremental cache on: functions found in it and compiled.
+    pub incremental: Option<Counts>,
 }
 
 /// The sha256 of a component's bytes.
@@ -189,6 +192,7 @@ pub fn compile(
         .backend(world)
         .map_err(|e| LoadError::Compile(wasmtime::format_err!("{e:#}")))?;
     let start = Instant::now();
+    let mut reused = None;
     let cached = match cache.map(|c| c.get(&backend.engine, sha256)) {
         Some(Lookup::Hit(component)) => Some(component),
         Some(Lookup::Corrupt(reason)) => {
@@ -200,7 +204,16 @@ pub fn compile(
     let (component, source) = match cached {
         Some(component) => (component, Source::DiskCache),
         None => {
+            let before = runtime.incremental.as_ref().map(|s| s.counts());
             let component = Component::new(&backend.engine, bytes).map_err(LoadError::Compile)?;
+            // Over this compile (another route's compile at the same time adds to the counts).
+            reused = before.zip(runtime.incremental.as_ref()).map(|(b, s)| {
+                let after = s.counts();
+                Counts {
+                    hits: after.hits - b.hits,
+                    misses: after.misses - b.misses,
+                }
+            });
             if let Some(cache) = cache
                 && let Err(err) = cache.put(sha256, &component)
             {
@@ -228,6 +241,7 @@ pub fn compile(
         compile_time,
         validate_time: start.elapsed(),
         source,
+        incremental: reused,
     })
 }
 

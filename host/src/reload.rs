@@ -522,17 +522,26 @@ fn reuse(kept: &Generation) -> Compiled {
         compile_time: Duration::ZERO,
         validate_time: Duration::ZERO,
         source: Source::Memory,
+        incremental: None,
     }
 }
 
 fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total: Duration) {
-    let how = match generation.code_source {
-        Source::Compiled => format!("compiled in {} ms", generation.compile_time.as_millis()),
-        Source::DiskCache => format!(
+    let how = match (generation.code_source, generation.incremental) {
+        (Source::Compiled, Some(c)) if c.hits > 0 => format!(
+            "compiled in {} ms, {} of {} functions from the incremental cache",
+            generation.compile_time.as_millis(),
+            c.hits,
+            c.hits + c.misses
+        ),
+        (Source::Compiled, _) => {
+            format!("compiled in {} ms", generation.compile_time.as_millis())
+        }
+        (Source::DiskCache, _) => format!(
             "cache hit, loaded in {} ms",
             generation.compile_time.as_millis()
         ),
-        Source::Memory => "cache hit, reused from memory".to_string(),
+        (Source::Memory, _) => "cache hit, reused from memory".to_string(),
     };
     tracing::info!(
         route = %route,
@@ -542,6 +551,8 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
         size = generation.size,
         compile_ms = generation.compile_time.as_millis() as u64,
         cache_hit = generation.code_source.cache_hit(),
+        incremental_hits = generation.incremental.map(|c| c.hits),
+        incremental_misses = generation.incremental.map(|c| c.misses),
         total_ms = total.as_millis() as u64,
         trigger,
         path = %generation.origin,

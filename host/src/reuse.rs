@@ -38,6 +38,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The reused instances of one generation.
 pub struct Pool {
     handler: ProxyHandler<Workers>,
+    id: u64,
 }
 
 /// How a request on a reused instance went wrong.
@@ -62,6 +63,7 @@ struct Workers {
     request_timeout: Duration,
     retirement: Arc<Retirement>,
     live: Arc<AtomicUsize>,
+    set_aside: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Set once the pool's generation is no longer current; wakes the idle workers so they exit.
@@ -92,7 +94,8 @@ impl Retirement {
 
 impl Pool {
     /// A pool of reused instances of `pre`, generation `generation` of a route with `settings`;
-    /// `live` counts the instances alive.
+    /// `live` counts the instances alive, and `set_aside` takes the pool out of its generation
+    /// (called when one of its requests expires; see [`Worker::on_request_start`]).
     pub fn new(
         runtime: Arc<Runtime>,
         settings: StoreSettings,
@@ -100,8 +103,10 @@ impl Pool {
         generation: u64,
         limits: &crate::config::GuestLimits,
         live: Arc<AtomicUsize>,
+        set_aside: Box<dyn Fn() + Send + Sync>,
     ) -> Pool {
         Pool {
+            id: 0,
             handler: ProxyHandler::new(Workers {
                 runtime,
                 settings,
@@ -112,8 +117,20 @@ impl Pool {
                 request_timeout: limits.request_timeout,
                 retirement: Arc::default(),
                 live,
+                set_aside: Arc::from(set_aside),
             }),
         }
+    }
+
+    /// Names the pool `id`.
+    pub fn with_id(mut self, id: u64) -> Pool {
+        self.id = id;
+        self
+    }
+
+    /// The pool's number.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Hands `req` to a worker (a new one if none has room) and waits for the response head;
@@ -181,11 +198,11 @@ impl HandlerState for Workers {
                 timer: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
             },
             state: Worker {
-                retirement: self.retirement.clone(),
                 max_requests: self.max_requests,
                 max_concurrent: self.max_concurrent,
                 generation: self.generation,
                 live: self.live.clone(),
+                set_aside: self.set_aside.clone(),
             },
         })
     }
@@ -193,11 +210,11 @@ impl HandlerState for Workers {
 
 /// One worker's view of its limits.
 pub struct Worker {
-    retirement: Arc<Retirement>,
     max_requests: usize,
     max_concurrent: usize,
     generation: u64,
     live: Arc<AtomicUsize>,
+    set_aside: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl WorkerState for Worker {
@@ -205,8 +222,10 @@ impl WorkerState for Worker {
     /// The request's deadline.
     type RequestData = Instant;
 
+    /// A retired pool still serves the requests already queued on it (they started on its
+    /// generation); new ones cannot reach it.
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
-        if self.retirement.is_retired() || total >= self.max_requests {
+        if total >= self.max_requests {
             ShouldAccept::Never
         } else if concurrent >= self.max_concurrent {
             ShouldAccept::No
@@ -226,7 +245,15 @@ impl WorkerState for Worker {
         let state = store.data_mut();
         state.deadline = state.deadline.max(deadline);
         state.start_slice();
-        Box::pin(tokio::time::sleep_until(deadline.into()))
+        // Resolving means the request expired (it is dropped unpolled once answered). The
+        // worker then takes no more requests but lives on until its others end; the requests
+        // queued in its pool could wait behind it for that long (the queue's wake-up can land
+        // on the expired worker), so the pool is set aside and new requests get a new one.
+        let set_aside = self.set_aside.clone();
+        Box::pin(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            set_aside();
+        })
     }
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {

@@ -4,6 +4,7 @@
 //! never disturbs a request in flight, and an old generation (its compiled code included) is
 //! freed when its last request ends.
 
+use crate::incremental::Counts;
 use crate::loader::{Compiled, GuestPre, Source, World};
 use crate::reuse::Pool;
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -11,6 +12,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+/// Numbers the pools of reused instances.
+static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
 
 /// One successfully loaded version of the component.
 pub struct Generation {
@@ -34,6 +38,8 @@ pub struct Generation {
     pub compile_time: Duration,
     /// Whether the machine code came from a cache.
     pub code_source: Source,
+    /// Functions taken from the incremental compilation cache and compiled, if it was on.
+    pub incremental: Option<Counts>,
     in_flight: AtomicUsize,
     /// Reused instances (WASI 0.3 with `--instance-reuse`), made on first use; taken out and
     /// retired when the generation stops being current.
@@ -44,11 +50,39 @@ pub struct Generation {
 
 impl Generation {
     /// This generation's pool of reused instances, made by `make` if there is none (first
-    /// use, or the generation is current again after a rollback).
-    pub fn reuse_pool(&self, make: impl FnOnce(Arc<AtomicUsize>) -> Pool) -> Arc<Pool> {
+    /// use, after a rollback made the generation current again, or after the last pool was
+    /// set aside because a request on it expired). `make` is given the live-instance counter
+    /// and what the pool calls to set itself aside.
+    pub fn reuse_pool(
+        self: &Arc<Self>,
+        make: impl FnOnce(Arc<AtomicUsize>, Box<dyn Fn() + Send + Sync>) -> Pool,
+    ) -> Arc<Pool> {
         let mut pool = self.reuse.lock().unwrap_or_else(|p| p.into_inner());
-        pool.get_or_insert_with(|| Arc::new(make(self.reused_instances.clone())))
-            .clone()
+        pool.get_or_insert_with(|| {
+            let id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
+            let generation = Arc::downgrade(self);
+            let set_aside = Box::new(move || {
+                if let Some(generation) = generation.upgrade() {
+                    generation.set_pool_aside(id);
+                }
+            });
+            Arc::new(make(self.reused_instances.clone(), set_aside).with_id(id))
+        })
+        .clone()
+    }
+
+    /// Retires pool `id`, if it is still this generation's: the next request gets a new one.
+    fn set_pool_aside(&self, id: u64) {
+        let pool = {
+            let mut slot = self.reuse.lock().unwrap_or_else(|p| p.into_inner());
+            match &*slot {
+                Some(pool) if pool.id() == id => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(pool) = pool {
+            pool.retire();
+        }
     }
 
     /// Reused instances of this generation still alive (0 without `--instance-reuse`).
@@ -175,6 +209,7 @@ impl Slot {
             loaded_at: SystemTime::now(),
             compile_time: compiled.compile_time,
             code_source: compiled.source,
+            incremental: compiled.incremental,
             in_flight: AtomicUsize::new(0),
             reuse: Mutex::new(None),
             reused_instances: Arc::default(),

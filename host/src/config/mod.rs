@@ -35,6 +35,8 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(150);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit on one guest linear memory.
 pub const DEFAULT_MAX_MEMORY: u64 = 128 << 20;
+/// Default size limit of the incremental compilation cache.
+pub const DEFAULT_INCREMENTAL_CACHE_SIZE: u64 = 1 << 30;
 /// Default number of requests served at the same time.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
 /// Default time a request waits for a free slot before it is answered 503.
@@ -103,6 +105,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Good generations kept compiled for rollback.
     pub keep_generations: usize,
+    /// Size limit of the incremental compilation cache under the cache directory (0: off).
+    pub incremental_cache_size: u64,
     /// The admin listener, if enabled.
     pub admin: Option<AdminConfig>,
     /// Values served through `wasi:config/store`, from the file (re-read on reload).
@@ -386,6 +390,14 @@ impl Config {
         } else {
             None
         };
+        let incremental_cache_size = args
+            .incremental_cache_size
+            .or(file_size(
+                l,
+                "cache.incremental_size",
+                f.cache.incremental_size.as_ref(),
+            )?)
+            .unwrap_or(DEFAULT_INCREMENTAL_CACHE_SIZE);
         let keep_generations = args
             .keep_generations
             .or(f.cache.keep_generations)
@@ -455,6 +467,7 @@ impl Config {
             log_format,
             cache_dir,
             keep_generations,
+            incremental_cache_size,
             admin,
             config_values,
             config_overrides,

@@ -1,0 +1,252 @@
+//! Cranelift's function-level incremental compilation cache, on disk under the compile cache
+//! directory (`<cache dir>/incremental/`).
+//!
+//! When a new build shares most of its functions with one compiled before (a JavaScript or
+//! Python guest whose script changed, over the same engine; a Rust guest where one function
+//! changed), only the functions that changed are compiled; the others come from here. The key
+//! of an entry is Cranelift's own: a hash of the function, the compiler and its settings.
+//!
+//! - Bounded: once the entries pass the size limit, the oldest (by write time) are removed
+//!   until they take 80 % of it.
+//! - Safe against corrupt entries: each carries a checksum of its value; one that does not
+//!   check out, or cannot be read, is a miss (the function is compiled again), never a crash.
+//! - Safe against several hosts sharing the directory: entries are written to a temporary file
+//!   and renamed into place, so a reader sees a whole entry or none; an entry removed by
+//!   another host's eviction while read is a miss.
+
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Marks an entry written by this store.
+const MAGIC: &[u8; 8] = b"hsincr01";
+const HEADER_LEN: usize = MAGIC.len() + 32;
+/// Share of the limit the entries are cut back to when they pass it.
+const EVICT_TO_PERCENT: u64 = 80;
+
+/// Hits and misses of one store, for the reload log and the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Functions found in the cache.
+    pub hits: u64,
+    /// Functions looked up and not found (compiled, then stored).
+    pub misses: u64,
+}
+
+/// The on-disk store behind `Config::enable_incremental_compilation`.
+#[derive(Debug)]
+pub struct DiskStore {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Bytes of entries in the directory, as far as this host knows (written or found at start).
+    bytes: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// Held while evicting, so two compile threads don't both scan the directory.
+    evicting: Mutex<()>,
+    next_tmp: AtomicU64,
+}
+
+impl DiskStore {
+    /// Opens (creating it, mode 0700) the store in `dir`, holding at most about `max_bytes`.
+    pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<DiskStore> {
+        std::fs::create_dir_all(dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let bytes = entries(dir).iter().map(|e| e.1).sum();
+        Ok(DiskStore {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            bytes: AtomicU64::new(bytes),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evicting: Mutex::new(()),
+            next_tmp: AtomicU64::new(0),
+        })
+    }
+
+    /// Hits and misses so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The directory the entries live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, key: &[u8]) -> PathBuf {
+        let name = hex::encode(Sha256::digest(key));
+        self.dir.join(format!("{name}.fn"))
+    }
+
+    fn read(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut bytes = std::fs::read(self.path(key)).ok()?;
+        if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
+            return None;
+        }
+        let sum: [u8; 32] = Sha256::digest(&bytes[HEADER_LEN..]).into();
+        if bytes[MAGIC.len()..HEADER_LEN] != sum {
+            return None;
+        }
+        bytes.drain(..HEADER_LEN);
+        Some(bytes)
+    }
+
+    fn write(&self, key: &[u8], value: &[u8]) -> std::io::Result<u64> {
+        let path = self.path(key);
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.next_tmp.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut data = Vec::with_capacity(HEADER_LEN + value.len());
+        data.extend_from_slice(MAGIC);
+        data.extend_from_slice(&Sha256::digest(value));
+        data.extend_from_slice(value);
+        std::fs::write(&tmp, &data)?;
+        if let Err(err) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err);
+        }
+        Ok(data.len() as u64)
+    }
+
+    /// Removes the oldest entries until they take [`EVICT_TO_PERCENT`] of the limit.
+    fn evict(&self) {
+        let Ok(_guard) = self.evicting.try_lock() else {
+            return;
+        };
+        let mut found = entries(&self.dir);
+        let mut total: u64 = found.iter().map(|e| e.1).sum();
+        let target = self.max_bytes / 100 * EVICT_TO_PERCENT;
+        found.sort_by_key(|e| e.2);
+        for (path, size, _) in found {
+            if total <= target {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(size);
+            }
+        }
+        self.bytes.store(total, Ordering::Relaxed);
+    }
+}
+
+/// The entries of `dir`: path, size, write time.
+fn entries(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    read.flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".fn"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.path(), meta.len(), meta.modified().ok()?))
+        })
+        .collect()
+}
+
+impl wasmtime::CacheStore for DiskStore {
+    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+        match self.read(key) {
+            Some(value) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(Cow::Owned(value))
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        match self.write(key, &value) {
+            Ok(written) => {
+                let total = self.bytes.fetch_add(written, Ordering::Relaxed) + written;
+                if total > self.max_bytes {
+                    self.evict();
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::CacheStore;
+
+    #[test]
+    fn entries_round_trip_and_a_damaged_one_is_a_miss() {
+        let dir = tempfile_dir();
+        let store = DiskStore::open(&dir, 1 << 20).unwrap();
+        assert!(store.get(b"f1").is_none());
+        assert!(store.insert(b"f1", b"machine code".to_vec()));
+        assert_eq!(store.get(b"f1").as_deref(), Some(&b"machine code"[..]));
+        assert_eq!(store.counts(), Counts { hits: 1, misses: 1 });
+
+        // Flip a byte of the value, then truncate the file: both are misses, not errors.
+        let path = store.path(b"f1");
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(store.get(b"f1").is_none());
+        std::fs::write(&path, &bytes[..10]).unwrap();
+        assert!(store.get(b"f1").is_none());
+        std::fs::write(&path, b"").unwrap();
+        assert!(store.get(b"f1").is_none());
+        // Written again, it is good again.
+        assert!(store.insert(b"f1", b"machine code".to_vec()));
+        assert!(store.get(b"f1").is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_store_stays_within_its_limit_and_keeps_the_newest_entries() {
+        let dir = tempfile_dir();
+        let store = DiskStore::open(&dir, 10_000).unwrap();
+        for i in 0..100u32 {
+            assert!(store.insert(&i.to_le_bytes(), vec![7; 500]));
+            // Distinct write times, so "oldest" is well defined.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let total: u64 = entries(&dir).iter().map(|e| e.1).sum();
+        assert!(total <= 10_000, "{total} bytes on disk");
+        assert!(
+            store.get(&99u32.to_le_bytes()).is_some(),
+            "the newest was evicted"
+        );
+        assert!(
+            store.get(&0u32.to_le_bytes()).is_none(),
+            "the oldest was kept"
+        );
+        // A second host on the same directory sees the entries the first one left.
+        let other = DiskStore::open(&dir, 10_000).unwrap();
+        assert!(other.get(&99u32.to_le_bytes()).is_some());
+        assert_eq!(other.bytes.load(Ordering::Relaxed), total);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hotswap-incremental-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}
