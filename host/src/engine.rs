@@ -33,9 +33,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// yield per tick from the start, that p99 was 17–44 ms against 0.6 ms alone; with these
 /// settings 1.3–1.9 ms against 0.6–1.5 ms).
 pub const EPOCH_TICK: Duration = Duration::from_micros(100);
-/// How often the epoch ticks when no guest has run past its first slice for [`BUSY_WINDOW`]:
-/// short requests never need a yield, so the ticker need not wake 10,000 times a second for
-/// them.
+/// How often the epoch ticks when no guest has run past its first slice for `BUSY_WINDOW`
+/// (20 ms): short requests never need a yield, so the ticker need not wake 10,000 times a
+/// second for them.
 pub const IDLE_EPOCH_TICK: Duration = Duration::from_millis(5);
 /// How long a request's guest runs before its first yield: enough for a short request to
 /// finish in one go (a yield puts it behind every other running guest on its worker), while a
@@ -418,7 +418,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Starts a new first slice (see [`FIRST_SLICE`]) now: a reused instance does as each of its
+    /// Starts a new first slice (see `FIRST_SLICE`) now: a reused instance does as each of its
     /// requests begins, so that a short request on a long-lived store runs without yields too.
     pub fn start_slice(&mut self) {
         self.started = Instant::now();

@@ -1,16 +1,19 @@
-//! hotswap: an HTTP host for `wasi:http/proxy` WebAssembly components that swaps in new builds
-//! without a restart and without dropping a request.
+//! hotswap: an HTTP host for `wasi:http` WebAssembly components (WASI 0.2 and 0.3) that swaps in
+//! new builds without a restart and without dropping a request.
 //!
 //! Where a request goes: [`server`] accepts connections and hands each request to
 //! [`handler::Dispatcher`], which picks its [`route::Route`] from the [`route::RouteTable`]
 //! (longest path prefix; 404 if none), takes that route's current [`slot::Generation`] out of
 //! its swap slot under its limits, instantiates it in a fresh store ([`engine`]) and calls its
-//! `wasi:http/incoming-handler`.
+//! handler: `wasi:http/incoming-handler` for a 0.2 guest, `wasi:http/handler` for a 0.3 one (or,
+//! with `--instance-reuse`, hands a 0.3 request to one of the generation's [`reuse`]d
+//! instances).
 //!
 //! Where a new component goes: each route has its own pipeline ([`route::start`]). Its
 //! [`watcher`] (or its [`builder`], SIGHUP, see [`signals`], or the [`admin`] API) sends a
 //! trigger to its [`reload`]er, which reads the file (or pulls from a registry, [`oci`]),
-//! compiles and validates it with [`loader`], and installs it in the route's [`slot`]. Requests
+//! compiles and validates it with [`loader`] in the engine of its world (with Cranelift's
+//! [`incremental`] cache), and installs it in the route's [`slot`]. Requests
 //! already running keep the generation they started with. With `--apps`, [`route::apps`] starts
 //! a route for every component dropped into the directory.
 

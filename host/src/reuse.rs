@@ -272,9 +272,9 @@ impl WorkerState for Worker {
     }
 }
 
-/// When a worker's instance is dropped: idle for [`IDLE_TIMEOUT`], idle once its generation is
-/// retired, or every request it holds past its deadline (a guest spinning with the store held
-/// cannot be told from inside its event loop).
+/// When a worker's instance is dropped: idle for `IDLE_TIMEOUT` (1 s), idle once its
+/// generation is retired, or every request it holds past its deadline (a guest spinning with
+/// the store held cannot be told from inside its event loop).
 pub struct Expiry {
     retirement: Arc<Retirement>,
     request_timeout: Duration,
