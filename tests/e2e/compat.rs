@@ -8,7 +8,7 @@
 //! with its reason, which the tests print; too few built guests fail them.
 
 use hotswap_tests::guests::GUEST_TARGET_DIR;
-use hotswap_tests::{Client, Server, deploy_atomic, eventually, get, post};
+use hotswap_tests::{Client, Server, deploy_atomic, eventually, get, noise, post};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,19 +87,6 @@ fn built_guests() -> Vec<Guest> {
     guests
 }
 
-/// Random bytes: an echo that drops, repeats or reorders a piece is caught.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
-}
-
 /// `GET /` names the guest and `POST /echo` returns 100 KiB byte-exact.
 async fn check_app(server: &Server, guest: &Guest) {
     let reply = get(server.addr, "/")
@@ -120,7 +107,7 @@ async fn check_app(server: &Server, guest: &Guest) {
         guest.name,
         reply.text()
     );
-    let body = noise(100 << 10);
+    let body = noise(1, 100 << 10);
     let reply = post(server.addr, "/echo", body.clone()).await.unwrap();
     assert_eq!(reply.status, 200, "{}: {}", guest.name, reply.text());
     assert!(
@@ -167,7 +154,7 @@ async fn one_host_hot_swaps_across_every_toolchain_under_load() {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut client = Client::connect(addr).await.unwrap();
-            let body = noise(8 << 10);
+            let body = noise(2, 8 << 10);
             let (mut ok, mut failures) = (0usize, Vec::new());
             for _ in 0..1_000_000 {
                 if stop.load(Ordering::Relaxed) {

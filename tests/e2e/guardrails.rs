@@ -39,7 +39,7 @@ pub(crate) async fn assert_healthy(server: &mut Server) {
 /// The host's own log lines never mention a panic. Guest stdout/stderr lines (tagged with
 /// their `stream`, in pretty or JSON logs) are skipped: a trapping Rust guest prints its own
 /// "panicked at" there.
-fn assert_no_host_panic(server: &Server) {
+pub(crate) fn assert_no_host_panic(server: &Server) {
     let log = server.log();
     let panics: Vec<&str> = log
         .lines()

@@ -2,11 +2,11 @@
 //! guest is given and bounded by holds for them too, on `misbehave-p3`, the 0.3 twin of
 //! `misbehave`; and one host swaps between the worlds under load.
 
-use crate::guardrails::{MARGIN, header};
+use crate::guardrails::{MARGIN, assert_no_host_panic, header};
 use crate::swapping::wait_for_generation;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE_P3};
 use hotswap_tests::upstream::Upstream;
-use hotswap_tests::{Client, Server, deploy_atomic, get, metrics, post};
+use hotswap_tests::{Client, Server, deploy_atomic, get, metrics, noise, post};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,26 +27,7 @@ async fn assert_healthy(server: &mut Server) {
         .await
         .unwrap_or_else(|e| panic!("/ok failed: {e}; log:\n{}", server.log()));
     assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
-    let log = server.log();
-    assert!(
-        !log.lines().any(|l| l.contains("panicked")
-            && !l.contains("stream=")
-            && !l.contains("\"stream\":")),
-        "the host panicked; log:\n{log}"
-    );
-}
-
-/// Random bytes, so an echo that drops, repeats or reorders a piece is caught.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ len as u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
+    assert_no_host_panic(server);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,7 +76,7 @@ async fn every_p3_request_gets_a_fresh_instance() {
 async fn p3_echo_is_byte_exact_and_big_bodies_stream() {
     let server = p3(&[]);
     for len in [0, 1, 100 << 10, 3 << 20] {
-        let body = noise(len);
+        let body = noise(len as u64, len);
         let reply = post(server.addr, "/echo", body.clone()).await.unwrap();
         assert_eq!(reply.status, 200, "{len} bytes: {}", reply.text());
         assert!(
@@ -353,7 +334,7 @@ async fn swaps_across_worlds_under_load_fail_no_request() {
         let stop = stop.clone();
         clients.push(tokio::spawn(async move {
             let mut client = Client::connect(addr).await.unwrap();
-            let body = noise(1000 + c * 4096);
+            let body = noise(c as u64, 1000 + c * 4096);
             let (mut seen, mut failures) = (Vec::new(), Vec::new());
             for _ in 0..100_000 {
                 if stop.load(Ordering::Relaxed) {

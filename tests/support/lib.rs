@@ -88,3 +88,17 @@ pub fn push_leb128(out: &mut Vec<u8>, mut n: usize) {
         out.push(byte | 0x80);
     }
 }
+
+/// `len` pseudo-random bytes (xorshift, seeded by `seed`): a body whose echo would show any
+/// piece dropped, repeated or reordered.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
