@@ -410,7 +410,7 @@ fn route_status(route: &Route) -> serde_json::Value {
 fn describe(g: &Generation) -> serde_json::Value {
     serde_json::json!({
         "generation": g.number,
-        "world": g.world.as_str(),
+        "world": g.world().as_str(),
         "sha256": hex::encode(g.sha256),
         "source": g.origin,
         "digest": g.digest,

@@ -231,7 +231,8 @@ impl Dispatcher {
         let deadline = started + limits.request_timeout;
         let (response_tx, mut response_rx) = oneshot::channel::<ResponseResult>();
         let runtime = self.runtime.clone();
-        // One reference count for all the guest run needs of its route (store settings, metrics).
+        // The guest run reaches its route (store settings, limits, metrics) through this one
+        // reference; the request's `Hold` keeps another until its permit is released.
         let guest_route = route.clone();
         route.metrics.in_flight.inc();
         // `dispatch` runs inside the request's span (if enabled); the guest run logs into it
@@ -408,7 +409,7 @@ async fn run_guest(
         };
     }
     let mut store = runtime.new_store(
-        generation.world,
+        generation.world(),
         &route.store,
         generation.number,
         Some(tag),

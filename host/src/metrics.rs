@@ -404,7 +404,7 @@ impl RouteMetrics {
     /// route and replica).
     pub fn serving(&self, generation: &crate::slot::Generation) {
         self.generation.set(generation.number as i64);
-        let world = generation.world.as_str();
+        let world = generation.world().as_str();
         for other in [crate::loader::World::P2, crate::loader::World::P3] {
             if other.as_str() != world {
                 self.all.serving_world.remove(&WorldLabel {

@@ -546,7 +546,7 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
     tracing::info!(
         route = %route,
         generation = generation.number,
-        world = generation.world.as_str(),
+        world = generation.world().as_str(),
         sha256 = %generation.short_hash(),
         size = generation.size,
         compile_ms = generation.compile_time.as_millis() as u64,
@@ -559,7 +559,7 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
         digest = generation.digest.as_deref(),
         "loaded generation {} ({}, {}, {} bytes, {how})",
         generation.number,
-        generation.world.as_str(),
+        generation.world().as_str(),
         generation.short_hash(),
         generation.size,
     );

@@ -22,8 +22,6 @@ pub struct Generation {
     pub number: u64,
     /// Pre-instantiated component, of either world; each request instantiates from it.
     pub pre: GuestPre,
-    /// Which `wasi:http` the component speaks.
-    pub world: World,
     /// sha256 of the component bytes.
     pub sha256: [u8; 32],
     /// Size of the component bytes.
@@ -97,6 +95,11 @@ impl Generation {
         if let Some(pool) = pool {
             pool.retire();
         }
+    }
+
+    /// Which `wasi:http` the component speaks.
+    pub fn world(&self) -> World {
+        self.pre.world()
     }
 
     /// The first 12 hex digits of the sha256, for log lines.
@@ -200,7 +203,6 @@ impl Slot {
     ) -> Arc<Generation> {
         let generation = Arc::new(Generation {
             number: self.next_number.fetch_add(1, Ordering::Relaxed),
-            world: compiled.pre.world(),
             pre: compiled.pre,
             sha256,
             size,
