@@ -12,7 +12,8 @@ hit them alike; compare the per-round figures, not one run.
 
 A variant is NAME=BINARY[,KEY=VALUE...]: the KEY=VALUE pairs are added to the server's
 environment, except `@guest=PATH`, which serves that component instead of `--guest`, and
-`@args=ARGS`, extra server arguments separated by spaces (e.g.
+`@startup=0` for a hotswap build older than listening at once (it prints no `Startup finished`
+line to wait for), and `@args=ARGS`, extra server arguments separated by spaces (e.g.
 `'wasmtime49=/path/to/wasmtime,@args=-Sp3 -Wcomponent-model-async --max-instance-reuse-count 1'`
 or `'reuse=target/release/hotswap,@args=--instance-reuse 128'`). A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
 `wasmtime` for the harness's cached wasmtime-cli 48), one whose name starts with `native` runs
@@ -68,6 +69,7 @@ def main() -> int:
     variants = [parse_variant(v) for v in args.variants]
     guests = {name: Path(env.pop("@guest", args.guest)).read_bytes() for name, _, env in variants}
     extra = {name: env.pop("@args", "").split() for name, _, env in variants}
+    startup = {name: env.pop("@startup", "1") != "0" for name, _, env in variants}
     work = Path(tempfile.mkdtemp(prefix="hotswap-ab-"))
     H.pin_self_to_client_cpu()
     script = None
@@ -93,7 +95,8 @@ def main() -> int:
                 argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s",
                         *extra[name]]
                 stop = signal.SIGTERM
-            server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d)
+            server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d,
+                              startup_line=startup[name] and argv[1] == "serve" and not name.startswith("wasmtime"))
             try:
                 url = f"http://{server.wait_ready()}{args.path}"
                 H.run_wrk(url, 1, args.conns, script)

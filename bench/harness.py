@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ SERVER_CPU = 0
 CLIENT_CPU = 1
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 SERVING = re.compile(r"Serving HTTP on http://([^/\s]+)/")
+# hotswap listens before its components load; this line says the startup loads are over.
+STARTED = re.compile(r"^Startup finished: ")
 LOADED = r"loaded generation {n}\b"
 RUN_NONCE = f"{os.getpid()}-{time.time_ns()}"
 # "cache hit", "cache=hit", "cache_hit=true", "\"cache\":\"hit\"", but not "cache_hit=false".
@@ -57,12 +60,18 @@ class HarnessError(Exception):
 
 
 class Server:
-    """A server process pinned to CPU 0, with its stdout/stderr lines timestamped as they come."""
+    """A server process (pinned to CPU 0 unless `pin` is false), with its stdout/stderr lines
+    timestamped as they come."""
 
     def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None,
-                 stop_signal: int = signal.SIGTERM, cwd: Path | None = None):
+                 stop_signal: int = signal.SIGTERM, cwd: Path | None = None, pin: bool = True,
+                 startup_line: bool | None = None):
         self.name = name
         self.stop_signal = stop_signal
+        # `hotswap serve` prints `Startup finished` once its components have loaded (builds
+        # older than listening at once do not: pass False for them).
+        self.startup_line = (Path(argv[0]).name.startswith("hotswap") and "serve" in argv
+                             if startup_line is None else startup_line)
         self.lines: list[tuple[float, str]] = []
         self.cond = threading.Condition()
         # No HOTSWAP_* settings from the caller's environment reach the servers.
@@ -72,10 +81,11 @@ class Server:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "a", encoding="utf-8")
-        self._log.write(f"$ taskset -c {SERVER_CPU} {' '.join(argv)}\n")
+        prefix = ["taskset", "-c", str(SERVER_CPU)] if pin else []
+        self._log.write(f"$ {' '.join([*prefix, *argv])}\n")
         self.t_spawn = time.perf_counter()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(SERVER_CPU), *argv],
+            [*prefix, *argv],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
             cwd=cwd or log_dir,
         )
@@ -119,8 +129,11 @@ class Server:
                 self.cond.wait(0.05)
 
     def wait_ready(self, timeout: float = 60.0) -> str:
+        """Waits until the server listens and (hotswap) its startup loads are over."""
         _, m, _ = self.wait_line(SERVING, timeout)
         self.addr = m.group(1)
+        if self.startup_line:
+            self.wait_line(STARTED, timeout)
         return self.addr
 
     def rss_kib(self) -> int:
@@ -164,6 +177,15 @@ class Peer:
         cwd = component.parent
         env = {"XDG_CACHE_HOME": str(cwd.with_name(cwd.name + "-cache")), **(env or {})}
         return Server(log_name or self.name, self.argv_for(component), log_dir, env, self.stop_signal, cwd)
+
+
+def get_text(url: str) -> str:
+    """The body of `GET url` as text; empty on any error (the polling loops retry)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 # --------------------------------------------------------------------------------------------

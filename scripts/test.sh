@@ -36,4 +36,9 @@ cargo test --workspace --locked
 # Timing-sensitive tests and the compatibility suite (ignored above), one at a time with
 # nothing else running.
 cargo test --locked -p hotswap-tests --test e2e -- --ignored --test-threads=1
+# The whole e2e suite again (the compatibility guests too) with every component compiled by
+# Winch: `HOTSWAP_TIER=fast` is the environment twin of `--tier fast`. The fast tier must keep
+# every guarantee; the tests that are about one tier name it with `--tier`, which beats it.
+HOTSWAP_TIER=fast cargo test --locked -p hotswap-tests --test e2e
+HOTSWAP_TIER=fast cargo test --locked -p hotswap-tests --test e2e compat -- --ignored --test-threads=1
 bench/run.sh --smoke --no-wasmtime

@@ -411,6 +411,8 @@ fn describe(g: &Generation) -> serde_json::Value {
     serde_json::json!({
         "generation": g.number,
         "world": g.world().as_str(),
+        "tier": g.tier.as_str(),
+        "compiler": g.tier.compiler(),
         "sha256": hex::encode(g.sha256),
         "source": g.origin,
         "digest": g.digest,

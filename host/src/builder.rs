@@ -15,6 +15,7 @@ use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -48,16 +49,28 @@ impl BuildResult {
     }
 }
 
-/// Runs builds for one configuration.
+/// Runs builds for one configuration, one at a time (clones share the turn).
+#[derive(Clone)]
 pub struct Builder {
     config: BuildConfig,
     metrics: RouteMetrics,
+    /// Held while a build runs: the startup build and a rebuild on save never overlap.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Builder {
     /// A builder for `config`.
     pub fn new(config: BuildConfig, metrics: RouteMetrics) -> Self {
-        Builder { config, metrics }
+        Builder {
+            config,
+            metrics,
+            turn: Arc::default(),
+        }
+    }
+
+    /// The build command, for logs and the reason a route is not serving yet.
+    pub fn cmd(&self) -> &str {
+        &self.config.cmd
     }
 
     /// Starts watching the sources; each debounced change runs a build, and each successful
@@ -105,6 +118,7 @@ impl Builder {
 
     /// Runs the build command once and logs how it went.
     pub async fn run(&self) -> BuildResult {
+        let _turn = self.turn.lock().await;
         let started = Instant::now();
         tracing::info!(route = %self.metrics.route(), cmd = %self.config.cmd, dir = %self.config.dir.display(), "building");
         let mut child = match tokio::process::Command::new("sh")

@@ -82,6 +82,12 @@ impl CompileCache {
         self.dir.join(format!("{}.cwasm", hex::encode(key)))
     }
 
+    /// Whether the compiled form of a component is in the cache (it may still turn out to be
+    /// unusable when read).
+    pub fn contains(&self, engine: &Engine, component_sha: &[u8; 32]) -> bool {
+        self.entry_path(engine, component_sha).is_file()
+    }
+
     /// Looks up the compiled form of a component. Blocking (file I/O).
     pub fn get(&self, engine: &Engine, component_sha: &[u8; 32]) -> Lookup {
         let path = self.entry_path(engine, component_sha);

@@ -172,6 +172,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_QUEUE_TIMEOUT", value_parser = parse_duration)]
     pub queue_timeout: Option<Duration>,
 
+    /// Which compiler makes a new component's machine code: `optimized` (Cranelift, the
+    /// fastest code), `fast` (Winch: compiles several times faster, runs slower), or `auto`:
+    /// a component of 2 MiB or more that is not in the compile cache is served from a Winch
+    /// build at once and swapped to its Cranelift build once that is ready (a tier-up).
+    /// [default: auto]. File: `limits.tier`, or `tier` in a `[[route]]`.
+    #[arg(long, value_name = "TIER", env = "HOTSWAP_TIER")]
+    pub tier: Option<TierMode>,
+
     /// Requests one instance of a WASI 0.3 guest may serve before it is dropped. 1 (the
     /// default) gives every request a fresh instance, as for 0.2 guests; more trades that
     /// isolation for speed: requests then share the guest's memory and globals, and a trap or
@@ -319,6 +327,18 @@ pub enum Mode {
     Dev,
     /// No builds, trap details only in logs, JSON logs, component required.
     Prod,
+}
+
+/// Which compiler makes a new generation's code; see `--tier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TierMode {
+    /// Winch first for a large component not in the compile cache, then Cranelift.
+    Auto,
+    /// Winch only: the quickest compile, slower code.
+    Fast,
+    /// Cranelift only: the slowest compile, the fastest code.
+    Optimized,
 }
 
 /// How the component file is watched; see `--watch`.

@@ -82,6 +82,8 @@ pub struct RouteSection {
     pub instance_reuse: Option<usize>,
     /// `instance_reuse_concurrency = 16`
     pub instance_reuse_concurrency: Option<usize>,
+    /// `tier = "auto"` (or `"fast"`: Winch, `"optimized"`: Cranelift)
+    pub tier: Option<crate::cli::TierMode>,
     /// `max_body_size = "10MiB"`
     pub max_body_size: Option<String>,
     /// `keyvalue_namespace = "api"` (default: the component file's stem)
@@ -175,7 +177,7 @@ pub struct WatchSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSection {
-    /// `cmd = "cargo build --release --target wasm32-wasip2"`
+    /// `cmd = "cargo build --profile iterate --target wasm32-wasip2"`
     pub cmd: Option<String>,
     /// `dir = "guest-example"` (relative to the file)
     pub dir: Option<PathBuf>,
@@ -185,7 +187,7 @@ pub struct BuildSection {
     pub include_ext: Option<Vec<String>>,
     /// `exclude_dir = ["node_modules"]` (`target` is always excluded)
     pub exclude_dir: Option<Vec<String>>,
-    /// `delay = "300ms"`
+    /// `delay = "20ms"`
     pub delay: Option<String>,
     /// `timeout = "10m"`
     pub timeout: Option<String>,
@@ -207,6 +209,8 @@ pub struct LimitsSection {
     pub instance_reuse: Option<usize>,
     /// `instance_reuse_concurrency = 16`
     pub instance_reuse_concurrency: Option<usize>,
+    /// `tier = "auto"` (or `"fast"`: Winch, `"optimized"`: Cranelift)
+    pub tier: Option<crate::cli::TierMode>,
     /// `max_body_size = "10MiB"`
     pub max_body_size: Option<String>,
     /// `max_headers = 100`
@@ -348,13 +352,22 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # poll_interval = "1s"       # with mode = "poll"
 
 # Rebuild on save (dev mode): source changes run `cmd`; its output lands at component.path.
+# For fast rebuilds, build with a profile made for iteration (no LTO, incremental; about half
+# a second for a small change) by adding it to the guest's Cargo.toml:
+#   [profile.iterate]
+#   inherits = "release"
+#   opt-level = 1
+#   lto = false
+#   codegen-units = 256
+#   incremental = true
+# and point component.path at target/wasm32-wasip2/iterate/NAME.wasm.
 # [build]
-# cmd = "cargo build --release --target wasm32-wasip2"
+# cmd = "cargo build --profile iterate --target wasm32-wasip2"
 # dir = "."
 # watch = ["src", "Cargo.toml", "wit"]
 # include_ext = ["rs", "toml", "lock", "wit"]
 # exclude_dir = []           # target/ is always excluded
-# delay = "300ms"
+# delay = "20ms"
 # timeout = "10m"
 
 [limits]
@@ -364,6 +377,7 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # queue_timeout = "1s"
 # instance_reuse = 1         # requests per WASI 0.3 instance (1: a fresh instance each)
 # instance_reuse_concurrency = 16  # at once per reused instance
+# tier = "auto"              # auto | fast (Winch) | optimized (Cranelift); see --tier
 # max_body_size = "10MiB"
 # max_headers = 100
 # max_header_bytes = "64KiB"
@@ -407,10 +421,11 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # max_concurrency = 20
 # queue_timeout = "1s"
 # instance_reuse = 1
+# tier = "auto"
 # max_body_size = "1MiB"
 # keyvalue_namespace = "api"
 # [route.build]              # same keys as [build]
-# cmd = "cargo build --release --target wasm32-wasip2"
+# cmd = "cargo build --profile iterate --target wasm32-wasip2"
 
 # Or a drop-in directory: every NAME.wasm in it is served at /NAME, index.wasm at /.
 # [apps]

@@ -1,5 +1,6 @@
-//! The [`Engine`]s of the process (one per `wasi:http` world, see [`Backend`]), the [`Linker`]
-//! every component is checked against, and the state each request's [`Store`] carries.
+//! The [`Engine`]s of the process (one per `wasi:http` world and compiler [`Tier`], see
+//! [`Backend`]), the [`Linker`] every component is checked against, and the state each
+//! request's [`Store`] carries.
 //!
 //! Guests are linked with all of WASI 0.2 (and 0.3 for 0.3 guests; Rust std guests import
 //! `wasi:cli/*` beyond the proxy world), wasi:http, `wasi:config/store` and `wasi:keyvalue`,
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Enabled, Engine, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{Enabled, Engine, PoolingAllocationConfig, Store, Strategy, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -66,15 +67,57 @@ const TABLE_KEEP_RESIDENT: usize = 16 << 10;
 /// Largest number of instances, tables and memories one store may create.
 const MAX_STORE_OBJECTS: usize = 100;
 
+/// Which compiler made a generation's machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch, a baseline compiler: compiles several times faster than Cranelift, and its code
+    /// runs slower. Used first for large components under `--tier auto`, or always with
+    /// `--tier fast`.
+    Fast,
+    /// Cranelift, an optimising compiler.
+    Optimized,
+}
+
+impl Tier {
+    /// How `/status`, metrics and logs name the tier: `fast` or `optimized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Fast => "fast",
+            Tier::Optimized => "optimized",
+        }
+    }
+
+    /// The compiler of the tier: `Winch` or `Cranelift`.
+    pub fn compiler(self) -> &'static str {
+        match self {
+            Tier::Fast => "Winch",
+            Tier::Optimized => "Cranelift",
+        }
+    }
+}
+
+/// The engines of the process, one per world and tier; all but the 0.2 Cranelift one are made
+/// when the first component that needs them loads.
+struct Backends {
+    made: [OnceLock<Backend>; 4],
+    configs: [wasmtime::Config; 4],
+}
+
+impl Backends {
+    fn index(world: World, tier: Tier) -> usize {
+        let w = match world {
+            World::P2 => 0,
+            World::P3 => 2,
+        };
+        w + usize::from(tier == Tier::Fast)
+    }
+}
+
 /// The process-wide runtime pieces shared by every generation and request.
 pub struct Runtime {
-    /// The engine and linker of WASI 0.2 guests.
-    p2: Backend,
-    /// The engine and linker of WASI 0.3 guests, made when the first one loads.
-    p3: Arc<OnceLock<Backend>>,
-    /// The configuration the 0.3 engine is made from.
-    p3_config: wasmtime::Config,
-    /// Cranelift's per-function cache, shared by both engines, if on.
+    /// The engines and linkers.
+    backends: Arc<Backends>,
+    /// Cranelift's per-function cache, shared by the Cranelift engines, if on.
     pub incremental: Option<Arc<DiskStore>>,
     /// The values guests read through `wasi:config/store`.
     pub guest_config: Arc<GuestConfig>,
@@ -87,11 +130,13 @@ pub struct Runtime {
 /// An engine (it compiles components and owns an instance pool) and the host functions
 /// components are linked against in it.
 ///
-/// There is one per `wasi:http` world. WASI 0.3 needs the engine's concurrency support
-/// (`Config::concurrency_support`), which costs every call into a guest, 0.3 or not: 0.2
-/// hello requests took 118 µs of CPU with it against 98 µs without (BENCHMARKS.md). So 0.2
+/// There is one per `wasi:http` world and [`Tier`]. WASI 0.3 needs the engine's concurrency
+/// support (`Config::concurrency_support`), which costs every call into a guest, 0.3 or not:
+/// 0.2 hello requests took 118 µs of CPU with it against 98 µs without (BENCHMARKS.md). So 0.2
 /// guests run in an engine without it, and the 0.3 engine (with its own instance pool) exists
-/// only once a 0.3 guest has been loaded.
+/// only once a 0.3 guest has been loaded. Winch and Cranelift code cannot share an engine
+/// either (the compiler is an engine setting), so a Winch engine is made when the first
+/// component is compiled with it.
 pub struct Backend {
     /// Compiles components and owns the instance pool.
     pub engine: Engine,
@@ -227,6 +272,11 @@ impl Runtime {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(pool);
+        // Winch supports epoch interruption, which is all the bounding it needs here; it has no
+        // incremental cache (that is Cranelift's).
+        let mut winch = wasm.clone();
+        winch.strategy(Strategy::Winch);
+        wasm.strategy(Strategy::Cranelift);
         let incremental = match &config.cache_dir {
             Some(dir) if config.incremental_cache_size > 0 => {
                 let dir = dir.join("incremental");
@@ -245,10 +295,24 @@ impl Runtime {
                 .map_err(anyhow::Error::from)
                 .context("failed to enable incremental compilation")?;
         }
-        let mut p3_config = wasm.clone();
-        p3_config.concurrency_support(true);
-        wasm.concurrency_support(false);
-        let p2 = Backend::new(&wasm, World::P2)?;
+        let with_concurrency = |config: &wasmtime::Config, on: bool| {
+            let mut config = config.clone();
+            config.concurrency_support(on);
+            config
+        };
+        // In `Backends::index` order.
+        let configs = [
+            with_concurrency(&wasm, false),
+            with_concurrency(&winch, false),
+            with_concurrency(&wasm, true),
+            with_concurrency(&winch, true),
+        ];
+        let backends = Arc::new(Backends {
+            made: Default::default(),
+            configs,
+        });
+        let p2 = Backend::new(&backends.configs[0], World::P2)?;
+        let _ = backends.made[0].set(p2);
         let guest_config = Arc::new(GuestConfig::new(
             config.config_values.clone(),
             config.config_overrides.clone(),
@@ -260,27 +324,25 @@ impl Runtime {
         Ok(Runtime {
             guest_config,
             keyvalue,
-            p2,
-            p3: Arc::default(),
-            p3_config,
+            backends,
             incremental,
             busy: Arc::new(BusyClock::new()),
         })
     }
 
-    /// The engine and linker of `world`'s guests; the 0.3 ones are made on first use.
-    pub fn backend(&self, world: World) -> Result<&Backend> {
-        match world {
-            World::P2 => Ok(&self.p2),
-            World::P3 => {
-                if let Some(backend) = self.p3.get() {
-                    return Ok(backend);
-                }
-                let backend = Backend::new(&self.p3_config, World::P3)?;
-                tracing::debug!("made the WASI 0.3 engine");
-                Ok(self.p3.get_or_init(|| backend))
-            }
+    /// The engine and linker of `world`'s guests compiled at `tier`, made on first use.
+    pub fn backend(&self, world: World, tier: Tier) -> Result<&Backend> {
+        let i = Backends::index(world, tier);
+        if let Some(backend) = self.backends.made[i].get() {
+            return Ok(backend);
         }
+        let backend = Backend::new(&self.backends.configs[i], world)?;
+        tracing::debug!(
+            world = world.as_str(),
+            tier = tier.as_str(),
+            "made an engine"
+        );
+        Ok(self.backends.made[i].get_or_init(|| backend))
     }
 
     /// The store settings of `route`'s requests.
@@ -296,18 +358,17 @@ impl Runtime {
     /// Starts the thread that advances the engine's epoch: every [`EPOCH_TICK`] while guests
     /// run long, every [`IDLE_EPOCH_TICK`] otherwise.
     pub fn start_epoch_ticker(&self) -> Result<()> {
-        let engine = self.p2.engine.weak();
-        let p3 = self.p3.clone();
+        // Runs as long as the runtime does (only the runtime holds its engines).
+        let backends = Arc::downgrade(&self.backends);
         let busy = self.busy.clone();
         std::thread::Builder::new()
             .name("hotswap-epoch".into())
             .spawn(move || {
-                while let Some(engine) = engine.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    if let Some(p3) = p3.get() {
-                        p3.engine.increment_epoch();
+                while let Some(backends) = backends.upgrade() {
+                    for backend in backends.made.iter().filter_map(OnceLock::get) {
+                        backend.engine.increment_epoch();
                     }
+                    drop(backends);
                     std::thread::sleep(busy.next_tick());
                 }
             })
@@ -315,13 +376,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// A fresh store, in `world`'s engine, for one request (`request`; `None` for a validation
+    /// A fresh store, in `engine` (its generation's), for one request (`request`; `None` for a validation
     /// or a reused instance) of a route with `settings`, served by `generation`, which must
     /// stop executing guest code at `deadline`;
     /// guest output is logged tagged with both, inside `span`.
     pub fn new_store(
         &self,
-        world: World,
+        engine: &Engine,
         settings: &StoreSettings,
         generation: u64,
         request: Option<&RequestTag>,
@@ -354,12 +415,7 @@ impl Runtime {
             config: self.guest_config.snapshot(),
             keyvalue: settings.keyvalue.clone(),
         };
-        // A 0.3 store exists only for a 0.3 generation, whose engine was made to load it.
-        let backend = match world {
-            World::P3 => self.p3.get().unwrap_or(&self.p2),
-            World::P2 => &self.p2,
-        };
-        let mut store = Store::new(&backend.engine, state);
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         let busy = self.busy.clone();

@@ -212,8 +212,9 @@ impl Dispatcher {
             }
         };
         let Some(generation) = route.slot.current() else {
+            // Building, compiling, or no valid component: a client may come back later.
             let reason = route.slot.unavailable_reason();
-            return plain(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
+            return retry_shortly(format!("{reason}\n"));
         };
         let number = generation.number;
         *served_by = number;
@@ -409,7 +410,7 @@ async fn run_guest(
         };
     }
     let mut store = runtime.new_store(
-        generation.world(),
+        generation.pre.engine(),
         &route.store,
         generation.number,
         Some(tag),
@@ -556,8 +557,9 @@ fn too_large(limit: u64) -> Response<ResponseBody> {
     )
 }
 
-/// 503 with `Retry-After: 1`: the host is momentarily full (concurrency cap, instance pool).
-fn retry_shortly(body: &'static str) -> Response<ResponseBody> {
+/// 503 with `Retry-After: 1`: the host is momentarily full (concurrency cap, instance pool), or
+/// the route has no generation yet.
+fn retry_shortly(body: impl Into<bytes::Bytes>) -> Response<ResponseBody> {
     let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, body);
     resp.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -9,13 +9,16 @@
 //! with `--instance-reuse`, hands a 0.3 request to one of the generation's [`reuse`]d
 //! instances).
 //!
-//! Where a new component goes: each route has its own pipeline ([`route::start`]). Its
-//! [`watcher`] (or its [`builder`], SIGHUP, see [`signals`], or the [`admin`] API) sends a
-//! trigger to its [`reload`]er, which reads the file (or pulls from a registry, [`oci`]),
-//! compiles and validates it with [`loader`] in the engine of its world (with Cranelift's
-//! [`incremental`] cache), and installs it in the route's [`slot`]. Requests
-//! already running keep the generation they started with. With `--apps`, [`route::apps`] starts
-//! a route for every component dropped into the directory.
+//! Where a new component goes: each route has its own pipeline ([`route::start`]), which runs
+//! its first build and load in the background while the host already listens (503 until
+//! then). Its [`watcher`] (or its [`builder`], SIGHUP, see [`signals`], or the [`admin`] API)
+//! sends a trigger to its [`reload`]er, which reads the file (or pulls from a registry,
+//! [`oci`]), compiles and validates it with [`loader`] in the engine of its world and compiler
+//! [`tier`] (Winch first for a large new component, Cranelift with its [`incremental`] cache
+//! otherwise), and installs it in the route's [`slot`]; a Winch build is later replaced by its
+//! Cranelift build as the same generation (a tier-up). Requests already running keep the
+//! generation they started with. With `--apps`, [`route::apps`] starts a route for every
+//! component dropped into the directory.
 
 #![deny(missing_docs)]
 
@@ -44,6 +47,7 @@ pub mod server;
 pub mod signals;
 pub mod slot;
 pub mod telemetry;
+pub mod tier;
 pub mod watcher;
 
 use anyhow::{Context, Result, bail};
@@ -149,9 +153,12 @@ pub async fn serve(config: Config) -> Result<()> {
         metrics.clone(),
     ));
     let routes = Arc::new(route::RouteTable::default());
+    let started = std::time::Instant::now();
     let mut _route_tasks = Vec::new();
+    let mut first_loads = Vec::new();
     for route_config in &config.routes {
-        let (route, tasks) = route::start(&host, route_config, true).await?;
+        let (route, mut tasks) = route::start(&host, route_config, true).await?;
+        first_loads.push(tasks.first_load());
         routes
             .insert(route)
             .map_err(anyhow::Error::msg)
@@ -159,9 +166,13 @@ pub async fn serve(config: Config) -> Result<()> {
         _route_tasks.push(tasks);
     }
     let _apps = match &config.apps {
-        Some(apps) => Some(
-            route::apps::serve(host.clone(), apps, config.defaults.clone(), routes.clone()).await?,
-        ),
+        Some(apps) => {
+            let mut apps =
+                route::apps::serve(host.clone(), apps, config.defaults.clone(), routes.clone())
+                    .await?;
+            first_loads.extend(apps.take_first_loads());
+            Some(apps)
+        }
         None => None,
     };
 
@@ -202,6 +213,25 @@ pub async fn serve(config: Config) -> Result<()> {
     std::io::stdout()
         .flush()
         .context("failed to write to stdout")?;
+    // Without `--require-component` the routes build and load while the host already answers
+    // (503 until each has a generation); say when that is over.
+    {
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            for loaded in first_loads {
+                loaded.await;
+            }
+            let all = routes.all();
+            let serving = all.iter().filter(|r| r.slot.current().is_some()).count();
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(serving, routes = all.len(), elapsed_ms, "startup finished");
+            println!(
+                "Startup finished: {serving} of {} routes serving ({elapsed_ms} ms)",
+                all.len()
+            );
+            let _ = std::io::stdout().flush();
+        });
+    }
 
     let dispatcher = Arc::new(handler::Dispatcher::new(
         runtime,

@@ -8,7 +8,7 @@
 //! the previous generation.
 
 use crate::cache::{CompileCache, Lookup};
-use crate::engine::{HostState, Runtime, StoreSettings};
+use crate::engine::{HostState, Runtime, StoreSettings, Tier};
 use crate::incremental::Counts;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -90,6 +90,14 @@ impl GuestPre {
         }
     }
 
+    /// The engine the component was compiled in; its stores must be made in it.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            GuestPre::P2(pre) => pre.engine(),
+            GuestPre::P3(pre) => pre.engine(),
+        }
+    }
+
     /// Which `wasi:http` the component speaks.
     pub fn world(&self) -> World {
         match self {
@@ -130,6 +138,8 @@ pub struct Compiled {
     pub source: Source,
     /// When compiled with the incremental cache on: functions found in it and compiled.
     pub incremental: Option<Counts>,
+    /// The compiler that made the code.
+    pub tier: Tier,
 }
 
 /// The sha256 of a component's bytes.
@@ -178,18 +188,19 @@ pub fn world_of(bytes: &[u8]) -> World {
     World::P2
 }
 
-/// Compiles (or loads from `cache`) and links `bytes`, in the engine of its world. Blocking
-/// and CPU-heavy: call it off the async runtime.
+/// Compiles (or loads from `cache`) and links `bytes`, in the engine of its world and `tier`.
+/// Blocking and CPU-heavy: call it off the async runtime.
 pub fn compile(
     runtime: &Runtime,
     bytes: &[u8],
     sha256: &[u8; 32],
     cache: Option<&CompileCache>,
+    tier: Tier,
 ) -> Result<Compiled, LoadError> {
     check_header(bytes)?;
     let world = world_of(bytes);
     let backend = runtime
-        .backend(world)
+        .backend(world, tier)
         .map_err(|e| LoadError::Compile(wasmtime::format_err!("{e:#}")))?;
     let start = Instant::now();
     let mut reused = None;
@@ -204,10 +215,14 @@ pub fn compile(
     let (component, source) = match cached {
         Some(component) => (component, Source::DiskCache),
         None => {
-            let before = runtime.incremental.as_ref().map(|s| s.counts());
+            let incremental = runtime
+                .incremental
+                .as_ref()
+                .filter(|_| tier == Tier::Optimized);
+            let before = incremental.map(|s| s.counts());
             let component = Component::new(&backend.engine, bytes).map_err(LoadError::Compile)?;
             // Over this compile (another route's compile at the same time adds to the counts).
-            reused = before.zip(runtime.incremental.as_ref()).map(|(b, s)| {
+            reused = before.zip(incremental).map(|(b, s)| {
                 let after = s.counts();
                 Counts {
                     hits: after.hits - b.hits,
@@ -242,6 +257,7 @@ pub fn compile(
         validate_time: start.elapsed(),
         source,
         incremental: reused,
+        tier,
     })
 }
 
@@ -253,7 +269,7 @@ pub async fn trial_instantiate(
     pre: &GuestPre,
 ) -> Result<(), LoadError> {
     let mut store = runtime.new_store(
-        pre.world(),
+        pre.engine(),
         settings,
         0,
         None,
@@ -269,18 +285,25 @@ pub async fn trial_instantiate(
     }
 }
 
-/// Compiles `bytes` on a blocking thread (or loads them from the cache), then instantiates
-/// them once.
+/// Compiles `bytes` at `tier` on a blocking thread (or loads them from the cache), then
+/// instantiates them once. The compile's parallel work runs on `pool` if given (background
+/// work: a tier-up), else on the process-wide pool.
 pub async fn load(
     runtime: &Arc<Runtime>,
     settings: &StoreSettings,
     bytes: Arc<Vec<u8>>,
     sha256: [u8; 32],
     cache: Option<Arc<CompileCache>>,
+    tier: Tier,
+    pool: Option<&'static rayon::ThreadPool>,
 ) -> Result<Compiled, LoadError> {
     let rt = runtime.clone();
     let mut compiled = tokio::task::spawn_blocking(move || {
-        let compiled = compile(&rt, &bytes, &sha256, cache.as_deref());
+        let run = || compile(&rt, &bytes, &sha256, cache.as_deref(), tier);
+        let compiled = match pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        };
         release_free_memory();
         compiled
     })

@@ -98,6 +98,15 @@ pub struct WorldLabel {
     pub world: &'static str,
 }
 
+/// Labels of the serving-tier gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabel {
+    /// The route.
+    pub route: RouteName,
+    /// `fast` (Winch) or `optimized` (Cranelift).
+    pub tier: &'static str,
+}
+
 /// Labels of the registry error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegistryErrorLabel {
@@ -142,6 +151,10 @@ pub struct Metrics {
     pub serving_digest: Family<DigestLabel, Gauge>,
     /// 1 for the `wasi:http` world of the generation each route serves.
     pub serving_world: Family<WorldLabel, Gauge>,
+    /// 1 for the compiler tier of the generation each route serves.
+    pub serving_tier: Family<TierLabel, Gauge>,
+    /// Tier-ups (a Winch build replaced by its Cranelift build) by route and result.
+    pub tier_ups: Family<RouteResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -243,9 +256,23 @@ impl Default for Metrics {
             "1 for the wasi:http world (wasi:http@0.2 or @0.3) of the generation each route serves",
             serving_world.clone(),
         );
+        let serving_tier = Family::<TierLabel, Gauge>::default();
+        registry.register(
+            "serving_tier",
+            "1 for the compiler tier (fast: Winch, optimized: Cranelift) of the generation each route serves",
+            serving_tier.clone(),
+        );
+        let tier_ups = Family::<RouteResultLabels, Counter>::default();
+        registry.register(
+            "tier_ups",
+            "Tier-ups (a Winch build replaced by its Cranelift build) by route and result (serving, failed, dropped)",
+            tier_ups.clone(),
+        );
         Metrics {
             registry,
             serving_world,
+            serving_tier,
+            tier_ups,
             registry_polls,
             registry_errors,
             serving_digest,
@@ -263,6 +290,20 @@ impl Default for Metrics {
             builds,
         }
     }
+}
+
+/// Sets `current`'s series of a one-of-several gauge (`serving_world`, `serving_tier`) to 1
+/// and removes the other series of `all`, so a route has exactly one.
+fn set_only<L>(family: &Family<L, Gauge>, current: L, all: impl IntoIterator<Item = L>)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    for other in all {
+        if other != current {
+            family.remove(&other);
+        }
+    }
+    family.get_or_create(&current).set(1);
 }
 
 impl Metrics {
@@ -344,6 +385,12 @@ impl RouteMetrics {
         self.all.reloads.get_or_create(&self.result(result)).inc();
     }
 
+    /// Counts one tier-up by result (`serving`, `failed`, or `dropped`: its generation was no
+    /// longer kept).
+    pub fn tier_up(&self, result: &'static str) {
+        self.all.tier_ups.get_or_create(&self.result(result)).inc();
+    }
+
     /// Records the duration of one reload phase.
     pub fn phase(&self, phase: &'static str, took: Duration) {
         self.all
@@ -404,22 +451,27 @@ impl RouteMetrics {
     /// route and replica).
     pub fn serving(&self, generation: &crate::slot::Generation) {
         self.generation.set(generation.number as i64);
-        let world = generation.world().as_str();
-        for other in [crate::loader::World::P2, crate::loader::World::P3] {
-            if other.as_str() != world {
-                self.all.serving_world.remove(&WorldLabel {
-                    route: self.route.clone(),
-                    world: other.as_str(),
-                });
-            }
-        }
-        self.all
-            .serving_world
-            .get_or_create(&WorldLabel {
-                route: self.route.clone(),
-                world,
-            })
-            .set(1);
+        let route = &self.route;
+        let world = |w: crate::loader::World| WorldLabel {
+            route: route.clone(),
+            world: w.as_str(),
+        };
+        use crate::loader::World::{P2, P3};
+        set_only(
+            &self.all.serving_world,
+            world(generation.world()),
+            [world(P2), world(P3)],
+        );
+        let tier = |t: crate::engine::Tier| TierLabel {
+            route: route.clone(),
+            tier: t.as_str(),
+        };
+        use crate::engine::Tier::{Fast, Optimized};
+        set_only(
+            &self.all.serving_tier,
+            tier(generation.tier),
+            [tier(Fast), tier(Optimized)],
+        );
         let mut last = self.digest.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = last.take() {
             self.all.serving_digest.remove(&DigestLabel {

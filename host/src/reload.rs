@@ -22,6 +22,7 @@ use crate::loader::{self, Compiled, Source};
 use crate::oci::{self, Registry};
 use crate::route::Route;
 use crate::slot::Generation;
+use crate::tier;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -429,13 +430,23 @@ impl Reloader {
             };
         }
         let size = bytes.len();
+        if current.is_none() {
+            self.route.slot.set_unavailable_reason(format!(
+                "compiling `{}` ({} KiB)",
+                self.origin.display(),
+                size.div_ceil(1024)
+            ));
+        }
+        let bytes = Arc::new(bytes);
+        let mode = self.route.limits.tier;
         let compiled = match self.route.slot.find_by_hash(&sha256) {
             Some(kept) => Ok(reuse(&kept)),
             None => {
-                loader::load(
+                tier::load_first(
+                    mode,
                     &self.runtime,
-                    &self.route.store,
-                    Arc::new(bytes),
+                    &self.route,
+                    bytes.clone(),
                     sha256,
                     self.cache.clone(),
                 )
@@ -465,6 +476,15 @@ impl Reloader {
                     self.route.metrics.forget_generations_below(oldest.number);
                 }
                 log_loaded(&self.route.name, &generation, trigger, started.elapsed());
+                if tier::tiers_up(mode, generation.tier) {
+                    tier::spawn_tier_up(
+                        self.runtime.clone(),
+                        self.route.clone(),
+                        generation.number,
+                        bytes,
+                        self.cache.clone(),
+                    );
+                }
                 Report {
                     result: "loaded",
                     generation: Some(generation.number),
@@ -523,6 +543,7 @@ fn reuse(kept: &Generation) -> Compiled {
         validate_time: Duration::ZERO,
         source: Source::Memory,
         incremental: None,
+        tier: kept.tier,
     }
 }
 
@@ -557,9 +578,11 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
         trigger,
         path = %generation.origin,
         digest = generation.digest.as_deref(),
-        "loaded generation {} ({}, {}, {} bytes, {how})",
+        tier = generation.tier.as_str(),
+        "loaded generation {} ({}, {}, {}, {} bytes, {how})",
         generation.number,
         generation.world().as_str(),
+        generation.tier.compiler(),
         generation.short_hash(),
         generation.size,
     );

@@ -179,7 +179,7 @@ impl HandlerState for Workers {
     async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Expiry, Worker>> {
         let deadline = Instant::now() + self.request_timeout;
         let mut store = self.runtime.new_store(
-            crate::loader::World::P3,
+            self.pre.engine(),
             &self.settings,
             self.generation,
             None,

@@ -4,6 +4,7 @@
 //! never disturbs a request in flight, and an old generation (its compiled code included) is
 //! freed when its last request ends.
 
+use crate::engine::Tier;
 use crate::incremental::Counts;
 use crate::loader::{Compiled, GuestPre, Source, World};
 use crate::reuse::Pool;
@@ -38,6 +39,8 @@ pub struct Generation {
     pub code_source: Source,
     /// Functions taken from the incremental compilation cache and compiled, if it was on.
     pub incremental: Option<Counts>,
+    /// The compiler that made the machine code.
+    pub tier: Tier,
     in_flight: AtomicUsize,
     /// Reused instances (WASI 0.3 with `--instance-reuse`), made on first use; taken out and
     /// retired when the generation stops being current.
@@ -47,6 +50,32 @@ pub struct Generation {
 }
 
 impl Generation {
+    fn new(
+        number: u64,
+        compiled: Compiled,
+        sha256: [u8; 32],
+        size: usize,
+        origin: String,
+        digest: Option<String>,
+    ) -> Generation {
+        Generation {
+            number,
+            pre: compiled.pre,
+            sha256,
+            size,
+            origin,
+            digest,
+            loaded_at: SystemTime::now(),
+            compile_time: compiled.compile_time,
+            code_source: compiled.source,
+            incremental: compiled.incremental,
+            tier: compiled.tier,
+            in_flight: AtomicUsize::new(0),
+            reuse: Mutex::new(None),
+            reused_instances: Arc::default(),
+        }
+    }
+
     /// This generation's pool of reused instances, made by `make` if there is none (first
     /// use, after a rollback made the generation current again, or after the last pool was
     /// set aside because a request on it expired). `make` is given the live-instance counter
@@ -201,21 +230,14 @@ impl Slot {
         origin: String,
         digest: Option<String>,
     ) -> Arc<Generation> {
-        let generation = Arc::new(Generation {
-            number: self.next_number.fetch_add(1, Ordering::Relaxed),
-            pre: compiled.pre,
+        let generation = Arc::new(Generation::new(
+            self.next_number.fetch_add(1, Ordering::Relaxed),
+            compiled,
             sha256,
             size,
             origin,
             digest,
-            loaded_at: SystemTime::now(),
-            compile_time: compiled.compile_time,
-            code_source: compiled.source,
-            incremental: compiled.incremental,
-            in_flight: AtomicUsize::new(0),
-            reuse: Mutex::new(None),
-            reused_instances: Arc::default(),
-        });
+        ));
         let mut history = self.lock_history();
         history.push_back(generation.clone());
         while history.len() > self.keep {
@@ -223,6 +245,35 @@ impl Slot {
         }
         self.make_current(generation.clone());
         generation
+    }
+
+    /// Replaces kept generation `number`, built by the fast tier, with `optimized`, its build
+    /// by the optimising compiler: the same generation (number, bytes, origin) with better
+    /// code. If it is current, new requests get the new build at once; requests already
+    /// running finish on the old one. `None` if the generation is no longer kept (a newer one
+    /// pushed it out) or already tiered up.
+    pub fn tier_up(&self, number: u64, optimized: Compiled) -> Option<Arc<Generation>> {
+        let mut history = self.lock_history();
+        let at = history
+            .iter()
+            .position(|g| g.number == number && g.tier != optimized.tier)?;
+        let old = history[at].clone();
+        let generation = Arc::new(Generation {
+            loaded_at: old.loaded_at,
+            ..Generation::new(
+                number,
+                optimized,
+                old.sha256,
+                old.size,
+                old.origin.clone(),
+                old.digest.clone(),
+            )
+        });
+        history[at] = generation.clone();
+        if self.current().is_some_and(|c| Arc::ptr_eq(&c, &old)) {
+            self.make_current(generation.clone());
+        }
+        Some(generation)
     }
 
     /// Serves `generation` from now on; the one it replaces is retired.

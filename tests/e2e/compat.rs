@@ -119,6 +119,46 @@ async fn check_app(server: &Server, guest: &Guest) {
     );
 }
 
+/// A client that echoes 8 KiB to `addr` until `stop` (at most a million times), reconnecting after a failure; it returns
+/// the echoes that came back whole (and, if `generation` is given, from that generation) and a
+/// description of every other reply.
+fn echo_stream(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    generation: Option<u64>,
+) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    tokio::spawn(async move {
+        let mut client = Client::connect(addr).await.unwrap();
+        let body = noise(2, 8 << 10);
+        let (mut ok, mut failures) = (0usize, Vec::new());
+        for _ in 0..1_000_000 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match client.send("POST", "/echo", body.clone()).await {
+                Ok(r)
+                    if r.status == 200
+                        && r.body == body
+                        && generation.is_none_or(|g| r.generation() == Some(g)) =>
+                {
+                    ok += 1
+                }
+                Ok(r) => failures.push(format!(
+                    "generation {:?}: status {} ({} bytes)",
+                    r.generation(),
+                    r.status,
+                    r.body.len()
+                )),
+                Err(e) => {
+                    failures.push(e);
+                    client = Client::connect(addr).await.unwrap();
+                }
+            }
+        }
+        (ok, failures)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the guests of tests/compat/build.sh; scripts/test.sh builds them and runs this"]
 async fn every_toolchains_guest_serves_hello_and_a_byte_exact_echo() {
@@ -150,33 +190,7 @@ async fn one_host_hot_swaps_across_every_toolchain_under_load() {
     let server = Server::start(&path, &["--debounce", "50ms"]);
     let addr = server.addr;
     let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut client = Client::connect(addr).await.unwrap();
-            let body = noise(2, 8 << 10);
-            let (mut ok, mut failures) = (0usize, Vec::new());
-            for _ in 0..1_000_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match client.send("POST", "/echo", body.clone()).await {
-                    Ok(r) if r.status == 200 && r.body == body => ok += 1,
-                    Ok(r) => failures.push(format!(
-                        "generation {:?}: status {} ({} bytes)",
-                        r.generation(),
-                        r.status,
-                        r.body.len()
-                    )),
-                    Err(e) => {
-                        failures.push(e);
-                        client = Client::connect(addr).await.unwrap();
-                    }
-                }
-            }
-            (ok, failures)
-        })
-    };
+    let load = echo_stream(addr, stop.clone(), None);
     let mut generation = 1;
     check_app(&server, &guests[0]).await;
     for guest in guests.iter().skip(1).chain(guests.iter()) {
@@ -205,4 +219,90 @@ async fn one_host_hot_swaps_across_every_toolchain_under_load() {
         generation - 1,
         guests.len()
     );
+}
+
+/// The largest guests (10 MB or more), never seen (empty caches): the host listens at once and
+/// answers 503 while it compiles; the Winch build then serves, and the Cranelift build replaces
+/// it as the same generation under a stream of echoes, none of which fails.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the guests of tests/compat/build.sh; scripts/test.sh builds them and runs this"]
+async fn a_large_guest_listens_at_once_serves_from_winch_and_tiers_up_under_load() {
+    let large: Vec<Guest> = built_guests()
+        .into_iter()
+        .filter(|g| std::fs::metadata(&g.path).unwrap().len() >= 10_000_000)
+        .collect();
+    for guest in &large {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let server = Server::launch_listening(
+            &[
+                guest.path.to_str().unwrap(),
+                "--tier",
+                "auto",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+            &[],
+            None,
+        );
+        // Read first (`loading …`), then compiled for seconds: 503 with the reason meanwhile.
+        let early = eventually(Duration::from_secs(10), || async {
+            get(server.addr, "/")
+                .await
+                .ok()
+                .filter(|r| r.status == 503 && r.text().contains("compiling"))
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: never 503 `compiling`; log:\n{}",
+                guest.name,
+                server.log()
+            )
+        });
+        assert_eq!(
+            early
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1"),
+            "{}: {:?}",
+            guest.name,
+            early.headers
+        );
+        eventually(Duration::from_secs(120), || async {
+            get(server.addr, "/").await.ok().filter(|r| r.status == 200)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{} never served; log:\n{}", guest.name, server.log()));
+        assert!(
+            server.log().contains("Winch"),
+            "{}: not served from a Winch build first; log:\n{}",
+            guest.name,
+            server.log()
+        );
+
+        let (addr, stop) = (server.addr, Arc::new(AtomicBool::new(false)));
+        let load = echo_stream(addr, stop.clone(), Some(1));
+        server
+            .expect_log("tiered up generation 1", Duration::from_secs(240))
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (ok, failures) = load.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "{}: failed requests across the tier-up: {failures:?}",
+            guest.name
+        );
+        assert!(ok > 0, "{}: no echo ran", guest.name);
+        check_app(&server, guest).await;
+        let log = server.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("loaded generation") || l.contains("tiered up"))
+            .map(|l| l.split(" route=").next().unwrap_or(l))
+            .collect();
+        eprintln!("{} ({ok} echoes across the tier-up): {lines:?}", guest.name);
+    }
 }

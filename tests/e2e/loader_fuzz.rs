@@ -6,7 +6,7 @@
 use clap::Parser as _;
 use hotswap::cli::{Cli, Command};
 use hotswap::config::Config;
-use hotswap::engine::Runtime;
+use hotswap::engine::{Runtime, Tier};
 use hotswap::loader::{self, LoadError};
 use hotswap_tests::guests::{self, GUEST_EXAMPLE};
 use proptest::collection::vec;
@@ -33,8 +33,18 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     Runtime::new(&config, Default::default()).expect("runtime")
 });
 
+/// Compiles `bytes` with both compilers: neither may panic, and they must agree on whether
+/// the bytes are a component.
 fn compile(bytes: &[u8]) -> Result<(), LoadError> {
-    loader::compile(&RUNTIME, bytes, &loader::sha256(bytes), None).map(drop)
+    let sha = loader::sha256(bytes);
+    let optimized = loader::compile(&RUNTIME, bytes, &sha, None, Tier::Optimized).map(drop);
+    let fast = loader::compile(&RUNTIME, bytes, &sha, None, Tier::Fast).map(drop);
+    assert_eq!(
+        optimized.is_ok(),
+        fast.is_ok(),
+        "Cranelift: {optimized:?}, Winch: {fast:?}"
+    );
+    optimized
 }
 
 const COMPONENT_HEADER: &[u8] = b"\0asm\x0d\0\x01\0";

@@ -14,6 +14,8 @@ mod loader_fuzz;
 mod registry;
 mod routes;
 mod shutdown;
+mod startup;
 mod state;
 mod swapping;
+mod tiers;
 mod wasi_p3;

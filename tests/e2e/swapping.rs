@@ -197,7 +197,15 @@ async fn a_new_build_reuses_the_functions_it_shares_with_an_earlier_one() {
     std::fs::write(&path, guests::example_version("v1")).unwrap();
     let server = Server::start(
         &path,
-        &["--debounce", "50ms", "--cache-dir", cache.to_str().unwrap()],
+        // Cranelift's cache: the optimising tier, whatever `HOTSWAP_TIER` says.
+        &[
+            "--debounce",
+            "50ms",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--tier",
+            "optimized",
+        ],
     );
     server.expect_log("loaded generation 1", SWAP_WAIT).await;
     deploy_atomic(&guests::example_version("v2"), &path);

@@ -79,6 +79,22 @@ impl Server {
         env: &[(&str, &str)],
         cwd: Option<&Path>,
     ) -> Server {
+        Self::spawn(cpu, args, env, cwd, true)
+    }
+
+    /// [`Server::launch`] that returns as soon as the server listens, without waiting for its
+    /// startup builds and loads to finish (its `Startup finished` line).
+    pub fn launch_listening(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Server {
+        Self::spawn(None, args, env, cwd, false)
+    }
+
+    fn spawn(
+        cpu: Option<usize>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: Option<&Path>,
+        wait_for_startup: bool,
+    ) -> Server {
         let mut cmd = Command::new(hotswap_bin());
         if let Some(cpu) = cpu {
             use std::os::unix::process::CommandExt;
@@ -123,6 +139,7 @@ impl Server {
         });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let (finished_tx, finished_rx) = std::sync::mpsc::channel();
         let admin_addr = Arc::new(Mutex::new(None));
         let admin_writer = admin_addr.clone();
         std::thread::spawn(move || {
@@ -135,16 +152,20 @@ impl Server {
                     let addr = rest.trim_end_matches('/').parse::<SocketAddr>().ok();
                     let _ = tx.send(addr);
                 }
+                if line.starts_with("Startup finished:") {
+                    let _ = finished_tx.send(());
+                }
             }
         });
         let addr = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(Some(addr)) => addr,
+            Ok(Some(addr)) if !wait_for_startup => addr,
+            Ok(Some(addr)) if finished_rx.recv_timeout(STARTUP_TIMEOUT).is_ok() => addr,
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
                 std::thread::sleep(Duration::from_millis(100));
                 panic!(
-                    "hotswap did not print its startup line ({other:?}); log:\n{}",
+                    "hotswap did not print its startup lines ({other:?}); log:\n{}",
                     log.lock().unwrap()
                 );
             }

@@ -2,6 +2,7 @@
 //! clients and connections ([`ConnLimits`], host-wide).
 
 use super::{MAX_CONCURRENCY_LIMIT, MAX_MEMORY, MIN_MEMORY};
+use crate::cli::TierMode;
 use anyhow::{Result, ensure};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct GuestLimits {
     pub instance_reuse: usize,
     /// Requests one reused 0.3 instance serves at the same time.
     pub instance_reuse_concurrency: usize,
+    /// Which compiler makes new generations' code.
+    pub tier: TierMode,
 }
 
 /// Largest `--instance-reuse`.

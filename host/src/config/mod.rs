@@ -13,7 +13,7 @@ pub use limits::{ConnLimits, GuestLimits};
 
 pub use routes::{AppsConfig, DEFAULT_MAX_APPS, INDEX, RouteConfig, RouteDefaults, app_name};
 
-use crate::cli::{LogFormat, Mode, ServeArgs, WatchMode, parse_duration, parse_size};
+use crate::cli::{LogFormat, Mode, ServeArgs, TierMode, WatchMode, parse_duration, parse_size};
 use crate::config_file::{self, Loaded};
 use crate::guest_config::ConfigValues;
 use crate::keyvalue::KvSettings;
@@ -57,8 +57,10 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of good generations kept compiled.
 pub const DEFAULT_KEEP_GENERATIONS: usize = 3;
-/// Default quiet period after a source change before a build starts.
-pub const DEFAULT_BUILD_DELAY: Duration = Duration::from_millis(300);
+/// Default quiet period after a source change before a build starts. An editor's save is a
+/// burst of a few milliseconds (write, or write a temporary file and rename it), so this adds
+/// little to save → serving; a change landing during a build queues one more build.
+pub const DEFAULT_BUILD_DELAY: Duration = Duration::from_millis(20);
 /// Default limit on one build's run time.
 pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Source file extensions that trigger a build by default.
@@ -300,6 +302,7 @@ impl Config {
                 )?)
                 .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
             instance_reuse: args.instance_reuse.or(fl.instance_reuse).unwrap_or(1),
+            tier: args.tier.or(fl.tier).unwrap_or(TierMode::Auto),
             instance_reuse_concurrency: args
                 .instance_reuse_concurrency
                 .or(fl.instance_reuse_concurrency)

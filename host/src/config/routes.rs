@@ -319,6 +319,7 @@ fn from_section(
         max_body_size: file_size(l, &key("max_body_size"), section.max_body_size.as_ref())?
             .unwrap_or(d.max_body_size),
         instance_reuse: section.instance_reuse.unwrap_or(d.instance_reuse),
+        tier: section.tier.unwrap_or(d.tier),
         instance_reuse_concurrency: section
             .instance_reuse_concurrency
             .unwrap_or(d.instance_reuse_concurrency),

@@ -9,7 +9,7 @@
 //! added to the table while every other route keeps serving. Names starting with `.` are
 //! ignored: write `.NAME.wasm.tmp`, then rename it into place.
 
-use super::{Host, RouteTable, start};
+use super::{FirstLoad, Host, RouteTable, start};
 use crate::cli::WatchMode;
 use crate::config::{AppsConfig, RouteConfig, RouteDefaults, app_name};
 use crate::reload::Trigger;
@@ -22,6 +22,16 @@ use tokio::sync::mpsc;
 /// The running watch of an apps directory; dropping it stops adding and swapping apps.
 pub struct AppsWatcher {
     _watcher: Option<FileWatcher>,
+    first_loads: Vec<FirstLoad>,
+}
+
+impl AppsWatcher {
+    /// The first loads of the apps found at startup (see [`RouteTasks::first_load`]).
+    ///
+    /// [`RouteTasks::first_load`]: super::RouteTasks::first_load
+    pub fn take_first_loads(&mut self) -> Vec<FirstLoad> {
+        std::mem::take(&mut self.first_loads)
+    }
 }
 
 /// Serves every app in `apps.dir` now and every one dropped in later, as routes of `table`.
@@ -56,6 +66,7 @@ pub async fn serve(
         table,
         max_apps: apps.max_apps,
         refused: Vec::new(),
+        first_loads: Vec::new(),
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&apps.dir)
         .with_context(|| format!("cannot read the apps directory `{}`", apps.dir.display()))?
@@ -65,18 +76,22 @@ pub async fn serve(
     files.sort();
     let require = apps_dir.host.require_component;
     for file in files {
-        apps_dir.add_or_reload(&file, require).await?;
+        apps_dir.add_or_reload(&file, require, true).await?;
     }
     if apps_dir.table.all().is_empty() {
         tracing::warn!(dir = %apps.dir.display(), "no app in the apps directory yet; requests get 404 until a NAME.wasm lands");
     }
+    let first_loads = std::mem::take(&mut apps_dir.first_loads);
     tokio::spawn(async move {
         while let Some(file) = rx.recv().await {
             // An app dropped in later never stops the host.
-            let _ = apps_dir.add_or_reload(&file, false).await;
+            let _ = apps_dir.add_or_reload(&file, false, false).await;
         }
     });
-    Ok(AppsWatcher { _watcher: watch })
+    Ok(AppsWatcher {
+        _watcher: watch,
+        first_loads,
+    })
 }
 
 struct Apps {
@@ -86,11 +101,15 @@ struct Apps {
     max_apps: usize,
     /// Names refused for lack of room, so each is logged once.
     refused: Vec<String>,
+    /// The first loads of the apps found at startup, which run while the host listens.
+    first_loads: Vec<FirstLoad>,
 }
 
 impl Apps {
-    /// Reloads the route of `file`'s app, or starts one for a new app.
-    async fn add_or_reload(&mut self, file: &Path, require: bool) -> Result<()> {
+    /// Reloads the route of `file`'s app, or starts one for a new app. An app found at
+    /// `startup` is served (503 until it loads) while it loads; one dropped in later once its
+    /// first load has ended.
+    async fn add_or_reload(&mut self, file: &Path, require: bool, startup: bool) -> Result<()> {
         let Some(name) = app_name(file) else {
             return Ok(());
         };
@@ -115,7 +134,13 @@ impl Apps {
             ..(*self.host).clone()
         };
         match start(&host, &config, false).await {
-            Ok((route, _tasks)) => {
+            Ok((route, mut tasks)) => {
+                let loaded = tasks.first_load();
+                if startup {
+                    self.first_loads.push(loaded);
+                } else {
+                    loaded.await;
+                }
                 let prefix = route.prefix.clone();
                 match self.table.insert(route) {
                     Ok(()) => {

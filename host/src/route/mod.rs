@@ -27,7 +27,7 @@ use http::HeaderValue;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 /// Name of the response header that says which route served a request.
 pub const ROUTE_HEADER: &str = "x-hotswap-route";
@@ -127,11 +127,34 @@ impl Host {
 pub struct RouteTasks {
     _file: Option<FileWatcher>,
     _sources: Option<SourceWatcher>,
+    first_load: Option<oneshot::Receiver<()>>,
+}
+
+/// Resolves once a route's startup build and first load have ended, loaded or not.
+pub type FirstLoad = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl RouteTasks {
+    /// The end of the route's startup build and first load (at once if they ran in
+    /// [`start`]).
+    pub fn first_load(&mut self) -> FirstLoad {
+        let done = self.first_load.take();
+        Box::pin(async move {
+            if let Some(done) = done {
+                let _ = done.await;
+            }
+        })
+    }
 }
 
 /// Starts `config`'s route: watches its file (unless `watch_file` is false: an apps directory
 /// watches for it), runs its build once and watches its sources, loads it, and leaves its
-/// reloader running. With `--require-component`, a route that cannot load is an error.
+/// reloader running.
+///
+/// With `--require-component` the build and the load happen before this returns, and a route
+/// that cannot load is an error. Otherwise they run in the background, so the host can listen
+/// at once: until the first generation loads, the route answers 503 with `Retry-After` and
+/// says why (building, compiling, or no valid component). [`RouteTasks::first_load`] says when
+/// that phase is over.
 pub async fn start(
     host: &Host,
     config: &RouteConfig,
@@ -167,14 +190,16 @@ pub async fn start(
         }
         _ => None,
     };
-    // Dev loop: build once now, then on every source change.
-    let sources = match &config.build {
+    // Dev loop: build once now, then on every source change (one build at a time).
+    let (first_build, sources) = match &config.build {
         Some(build) => {
             let builder = Builder::new(build.clone(), route.metrics.clone());
-            builder.run().await;
-            Some(builder.start(triggers.clone())?)
+            (
+                Some(builder.clone()),
+                Some(builder.start(triggers.clone())?),
+            )
         }
-        None => None,
+        None => None.unzip(),
     };
 
     let origin =
@@ -191,22 +216,43 @@ pub async fn start(
         host.max_component_size,
         host.cache.clone(),
     );
-    let report = reloader.handle(Trigger::Startup).await;
-    if let (Some(reason), true) = (&report.error, host.require_component)
-        && report.result == "failed"
-    {
-        bail!(
-            "cannot serve `{}` (route `{}`): {reason}",
-            config.origin.display(),
-            config.name
-        );
-    }
-    tokio::spawn(reloader.run(trigger_rx));
+    let first_load = if host.require_component {
+        // Validate first, fail fast: nothing listens until this route serves.
+        if let Some(builder) = &first_build {
+            builder.run().await;
+        }
+        let report = reloader.handle(Trigger::Startup).await;
+        if let (Some(reason), "failed") = (&report.error, report.result) {
+            bail!(
+                "cannot serve `{}` (route `{}`): {reason}",
+                config.origin.display(),
+                config.name
+            );
+        }
+        tokio::spawn(reloader.run(trigger_rx));
+        None
+    } else {
+        let (done, first_load) = oneshot::channel();
+        route.slot.set_unavailable_reason(match &first_build {
+            Some(builder) => format!("building: the first build (`{}`) is running", builder.cmd()),
+            None => format!("loading `{}`", config.origin.display()),
+        });
+        tokio::spawn(async move {
+            if let Some(builder) = first_build {
+                builder.run().await;
+            }
+            reloader.handle(Trigger::Startup).await;
+            let _ = done.send(());
+            reloader.run(trigger_rx).await;
+        });
+        Some(first_load)
+    };
     Ok((
         route,
         RouteTasks {
             _file: file,
             _sources: sources,
+            first_load,
         },
     ))
 }
