@@ -482,6 +482,7 @@ impl Reloader {
                         self.route.clone(),
                         generation.number,
                         bytes,
+                        sha256,
                         self.cache.clone(),
                     );
                 }

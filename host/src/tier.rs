@@ -125,18 +125,19 @@ pub fn tiers_up(mode: TierMode, tier: Tier) -> bool {
     mode == TierMode::Auto && tier == Tier::Fast
 }
 
-/// Compiles generation `number` of `route` (whose component is `bytes`) with Cranelift in the
+/// Compiles generation `number` of `route` (whose component is `bytes`, hashing to `sha256`)
+/// with Cranelift in the
 /// background, and serves that build as the same generation once it validates.
 pub fn spawn_tier_up(
     runtime: Arc<Runtime>,
     route: Arc<Route>,
     number: u64,
     bytes: Arc<Vec<u8>>,
+    sha256: [u8; 32],
     cache: Option<Arc<CompileCache>>,
 ) {
     tokio::spawn(async move {
         let started = Instant::now();
-        let sha256 = loader::sha256(&bytes);
         let compiled = loader::load(
             &runtime,
             &route.store,

@@ -67,7 +67,8 @@ async fn wait_for_version(server: &Server, v: &str) -> Duration {
     start.elapsed()
 }
 
-async fn status(server: &Server) -> serde_json::Value {
+/// The admin API's `/status` as JSON.
+pub(crate) async fn status(server: &Server) -> serde_json::Value {
     let text = get(server.admin.unwrap(), "/status").await.unwrap().text();
     serde_json::from_str(&text).unwrap()
 }

@@ -196,7 +196,7 @@ fn json_lines(server: &Server) -> Vec<Value> {
         .collect()
 }
 
-async fn scrape(server: &Server) -> Vec<Sample> {
+pub(crate) async fn scrape(server: &Server) -> Vec<Sample> {
     let reply = get(server.admin.expect("admin API on"), "/metrics")
         .await
         .expect("GET /metrics");
@@ -205,7 +205,12 @@ async fn scrape(server: &Server) -> Vec<Sample> {
 }
 
 /// The value of the sample `name` for route `route` whose other labels include `labels`.
-fn value(samples: &[Sample], name: &str, route: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(
+    samples: &[Sample],
+    name: &str,
+    route: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     samples
         .iter()
         .find(|s| {

@@ -2,8 +2,10 @@
 //! (503 with `Retry-After` and the reason), while `--require-component` keeps the rule of
 //! validating first and failing fast.
 
+use crate::guardrails::header;
+use crate::swapping::wait_for_generation;
 use hotswap_tests::guests::GUEST_EXAMPLE;
-use hotswap_tests::{Reply, Server, eventually, get};
+use hotswap_tests::{Reply, Server, get};
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,8 +14,6 @@ use std::time::Duration;
 
 /// How long a log line may take to reach the test after the event it reports.
 const LOG_WAIT: Duration = Duration::from_secs(10);
-/// How long the first load of guest-example may take once its file is there.
-const LOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// A build command that waits until the test creates `gate`, then puts guest-example at `app`:
 /// what the host does meanwhile is then not a race against the build.
@@ -29,10 +29,7 @@ fn gated_build(gate: &Path, app: &Path) -> String {
 fn assert_not_yet(reply: &Reply, reason: &str, what: &str) {
     assert_eq!(reply.status, 503, "{what}: {}", reply.text());
     assert_eq!(
-        reply
-            .headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
+        header(reply, "retry-after"),
         Some("1"),
         "{what}: no Retry-After: {:?}",
         reply.headers
@@ -80,12 +77,8 @@ async fn the_host_listens_while_its_first_build_runs_and_serves_once_it_loads() 
     assert!(status.contains("building"), "/status: {status}");
 
     std::fs::write(&gate, "").unwrap();
-    let served = eventually(LOAD_WAIT, || async {
-        get(server.addr, "/").await.ok().filter(|r| r.status == 200)
-    })
-    .await
-    .expect("the first generation never served");
-    assert_eq!(served.generation(), Some(1));
+    let served = wait_for_generation(&server, 1).await;
+    assert_eq!(served.status, 200, "{}", served.text());
     assert_eq!(get(admin, "/readyz").await.unwrap().status, 200);
     server.expect_log("startup finished", LOG_WAIT).await;
     assert!(
@@ -119,11 +112,8 @@ async fn a_failed_first_build_leaves_the_host_listening_and_saying_why() {
 
     // A good file dropped in place is served without a restart.
     std::fs::copy(GUEST_EXAMPLE, &app).unwrap();
-    eventually(LOAD_WAIT, || async {
-        get(server.addr, "/").await.ok().filter(|r| r.status == 200)
-    })
-    .await
-    .expect("the component dropped in place never served");
+    let served = wait_for_generation(&server, 1).await;
+    assert_eq!(served.status, 200, "{}", served.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
