@@ -64,7 +64,9 @@ const MEMORY_KEEP_RESIDENT_DIRTY: usize = 1 << 20;
 const MEMORY_KEEP_RESIDENT_PREFIX: usize = 128 << 10;
 /// Bytes of each table reset in place when an instance slot returns to the pool.
 const TABLE_KEEP_RESIDENT: usize = 16 << 10;
-/// Largest number of instances, tables and memories one store may create.
+/// Largest number of core instances, tables and memories one store (one guest instance) may
+/// create. A componentize-py guest has 14 core instances (one per library it links), most
+/// others 3 or 4; every pool slot has room for this many.
 const MAX_STORE_OBJECTS: usize = 100;
 
 /// Which compiler made a generation's machine code.
@@ -245,8 +247,15 @@ impl Runtime {
             .saturating_add(VALIDATION_SLOTS);
         let keep_resident = memory_keep_resident();
         let mut pool = PoolingAllocationConfig::default();
+        // Each slot holds the core instances of the largest component that may load (a count
+        // only, no memory), so a route's whole concurrency cap can be in flight whatever its
+        // component is made of; a component with more is refused when it loads.
+        let core_instances = u32::try_from(MAX_STORE_OBJECTS).expect("a small constant");
         pool.total_component_instances(slots)
-            .total_core_instances(slots.saturating_mul(8))
+            .max_core_instances_per_component(core_instances)
+            .total_core_instances(slots.saturating_mul(core_instances))
+            // Memories and tables reserve address space per slot, so these stay at what every
+            // toolchain's guest tested needs (one memory, two tables) with room for a second.
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)

@@ -55,6 +55,15 @@ async fn every_kind_of_bad_file_keeps_the_last_good_generation() {
         || deploy_atomic(&guests::bytes(OTHER_WORLD), p),
     )
     .await;
+    // More core instances than a pool slot holds: refused when it loads, not at its Nth
+    // concurrent request (a componentize-py guest, with 14, fits many times over).
+    refused(
+        &server,
+        "101 core module instances, which exceeds",
+        1,
+        || deploy_atomic(&component_of_core_instances(101), p),
+    )
+    .await;
     refused(&server, "does not exist", 1, || {
         std::fs::remove_file(p).unwrap()
     })
@@ -103,4 +112,18 @@ async fn a_file_removed_right_after_a_deploy_is_reported_gone() {
         std::fs::remove_file(p).unwrap()
     })
     .await;
+}
+
+/// A component that instantiates one empty core module `count` times.
+fn component_of_core_instances(count: u32) -> Vec<u8> {
+    use wasm_encoder::{Component, InstanceSection, Module, ModuleArg, ModuleSection};
+    let mut instances = InstanceSection::new();
+    for _ in 0..count {
+        instances.instantiate(0, std::iter::empty::<(&str, ModuleArg)>());
+    }
+    let mut component = Component::new();
+    component
+        .section(&ModuleSection(&Module::new()))
+        .section(&instances);
+    component.finish()
 }

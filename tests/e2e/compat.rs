@@ -304,3 +304,44 @@ async fn a_large_guest_listens_at_once_serves_from_winch_and_tiers_up_under_load
         eprintln!("{} ({ok} echoes across the tier-up): {lines:?}", guest.name);
     }
 }
+
+/// Every guest can have its whole concurrency cap in flight at once: the instance pool holds
+/// `--max-concurrency` instances of any component that loads, however many core modules it is
+/// made of (a componentize-py guest instantiates 14, one per library it links). The GETs go out
+/// together, and the guests yield to each other, so most of them are alive at the same time.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the guests of tests/compat/build.sh; scripts/test.sh builds them and runs this"]
+async fn every_guest_serves_its_whole_concurrency_cap_at_once() {
+    const CAP: usize = 64;
+    for guest in built_guests() {
+        let cap = CAP.to_string();
+        let server = Server::start(&guest.path, &["--max-concurrency", &cap]);
+        let addr = server.addr;
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..CAP {
+            requests.spawn(async move { get(addr, "/").await });
+        }
+        let replies = requests.join_all().await;
+        let failed: Vec<String> = replies
+            .iter()
+            .filter_map(|r| match r {
+                Ok(reply) if reply.status == 200 => None,
+                Ok(reply) => Some(format!("{}: {}", reply.status, reply.text())),
+                Err(e) => Some(e.clone()),
+            })
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} ({}): {} of {CAP} concurrent requests failed: {:?}; log:\n{}",
+            guest.name,
+            guest.toolchain,
+            failed.len(),
+            &failed[..failed.len().min(3)],
+            server.log()
+        );
+        eprintln!(
+            "compat guest {}: {CAP} concurrent requests served",
+            guest.name
+        );
+    }
+}
