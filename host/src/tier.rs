@@ -126,8 +126,8 @@ pub fn tiers_up(mode: TierMode, tier: Tier) -> bool {
 }
 
 /// Compiles generation `number` of `route` (whose component is `bytes`, hashing to `sha256`)
-/// with Cranelift in the
-/// background, and serves that build as the same generation once it validates.
+/// with Cranelift in the background, and serves that build as the same generation once it
+/// validates.
 pub fn spawn_tier_up(
     runtime: Arc<Runtime>,
     route: Arc<Route>,
