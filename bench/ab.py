@@ -19,6 +19,11 @@ or `'reuse=target/release/hotswap,@args=--instance-reuse 128'`). A variant whose
 `wasmtime` for the harness's cached wasmtime-cli 48), one whose name starts with `native` runs
 `BINARY 127.0.0.1:0` (bench/hello-native, built by run.sh into target/bench/release), any other
 `BINARY serve`.
+
+A round warns when a variant answered non-2xx, and when a hotswap variant served a Winch build
+for the whole measurement (a large guest under the default `--tier auto` whose Cranelift build
+was still compiling beside it): compare heavy guests' compiled code with
+`@args=--tier optimized`.
 """
 
 import argparse
@@ -52,6 +57,15 @@ def parse_variant(spec: str) -> tuple[str, str, dict[str, str]]:
     elif "/" in binary:
         binary = str(Path(binary).resolve())  # the servers run in their own directories
     return name, binary, env
+
+
+def winch_served_throughout(log: Path, offset: int) -> bool:
+    """Whether the part of a hotswap log from `offset` on (one server's run) shows a generation
+    loaded as a Winch build and no tier-up after it."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", errors="replace")
+    return ", Winch," in text and "tiered up generation" not in text
 
 
 def main() -> int:
@@ -95,6 +109,8 @@ def main() -> int:
                 argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s",
                         *extra[name]]
                 stop = signal.SIGTERM
+            log_path = work / "logs" / f"{name}.log"
+            log_offset = log_path.stat().st_size if log_path.exists() else 0
             server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d,
                               startup_line=startup[name] and argv[1] == "serve" and not name.startswith("wasmtime"))
             try:
@@ -109,6 +125,14 @@ def main() -> int:
             print(f"round {rnd} {name:12s} {result.rps:9.0f} req/s  p50 {result.p50_ms:5.2f} ms  "
                   f"p99 {result.p99_ms:5.2f} ms  {us:5.1f} us CPU/request  non-2xx {result.non_2xx}",
                   flush=True)
+            if result.non_2xx:
+                print(f"warning: {name} answered {result.non_2xx} requests with a non-2xx status "
+                      f"(its log: {server.log_path})", flush=True)
+            if not name.startswith(("wasmtime", "native")) and \
+                    winch_served_throughout(server.log_path, log_offset):
+                print(f"warning: {name} served its Winch build for the whole measurement while its "
+                      f"Cranelift build compiled beside it; pass @args=--tier optimized to compare "
+                      f"compiled code", flush=True)
     print("\nmedians over the rounds:")
     for name, _, _ in variants:
         runs = results[name]

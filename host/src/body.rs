@@ -98,9 +98,10 @@ pub struct GuestRun<E: Send + 'static>(Option<BoxedRun<E>>);
 type BoxedRun<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
 
 impl<E: Send + 'static> GuestRun<E> {
-    /// Wraps the guest's future.
+    /// Wraps the guest's future, counting the time its polls take (the guest's run time, by
+    /// which its slices are cut: [`crate::slices::timed`]).
     pub fn new(run: impl Future<Output = Result<(), E>> + Send + 'static) -> Self {
-        GuestRun(Some(Box::pin(run)))
+        GuestRun(Some(Box::pin(crate::slices::timed(run))))
     }
 
     /// Moves the rest of the run to a task of its own and returns a handle on its outcome. The

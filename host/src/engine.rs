@@ -16,34 +16,15 @@ use crate::keyvalue::{KeyValue, KvView};
 use crate::loader::World;
 use crate::metrics::Metrics;
 use crate::outbound::{OutboundHooks, OutboundPolicy};
+use crate::slices::{SliceState, Slicer, Turn};
 use anyhow::{Context, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Enabled, Engine, PoolingAllocationConfig, Store, Strategy, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// How often the epoch ticks while a guest is running long: a spinning guest yields to other
-/// requests at this interval and is stopped at most this late after its deadline. A worker
-/// thread round-robins its running guests, and a newly arrived request waits for the guests
-/// queued ahead of it on its worker to use up their slices, so this bounds what a route
-/// spinning at its cap costs another route's requests
-/// (`routes::a_spinning_route_leaves_the_other_routes_latency_alone`: with 10 ms ticks and a
-/// yield per tick from the start, that p99 was 17–44 ms against 0.6 ms alone; with these
-/// settings 1.3–1.9 ms against 0.6–1.5 ms).
-pub const EPOCH_TICK: Duration = Duration::from_micros(100);
-/// How often the epoch ticks when no guest has run past its first slice for `BUSY_WINDOW`
-/// (20 ms): short requests never need a yield, so the ticker need not wake 10,000 times a
-/// second for them.
-pub const IDLE_EPOCH_TICK: Duration = Duration::from_millis(5);
-/// How long a request's guest runs before its first yield: enough for a short request to
-/// finish in one go (a yield puts it behind every other running guest on its worker), while a
-/// guest that runs on gets one tick per slice after it.
-const FIRST_SLICE: Duration = Duration::from_millis(2);
-/// How long after a guest last ran past its first slice the ticker keeps ticking fast.
-const BUSY_WINDOW: Duration = Duration::from_millis(20);
 /// Instances reserved beyond `--max-concurrency` for validating new components.
 const VALIDATION_SLOTS: u32 = 4;
 /// Largest number of resources (streams, fields, bodies…) one request may hold.
@@ -125,8 +106,8 @@ pub struct Runtime {
     pub guest_config: Arc<GuestConfig>,
     /// The store behind `wasi:keyvalue`; each route sees it through its own namespace.
     pub keyvalue: Arc<KeyValue>,
-    /// When a guest last ran past its first slice.
-    busy: Arc<BusyClock>,
+    /// How long guests run between yields, and the epoch ticker's pace.
+    slicer: Arc<Slicer>,
 }
 
 /// An engine (it compiles components and owns an instance pool) and the host functions
@@ -182,44 +163,6 @@ impl Backend {
         .map_err(anyhow::Error::from)
         .context("failed to link wasi:keyvalue")?;
         Ok(Backend { engine, linker })
-    }
-}
-
-/// When a guest last ran past its first slice, in microseconds since the clock was made: the
-/// ticker ticks fast only while that is recent.
-struct BusyClock {
-    start: Instant,
-    last_long_us: AtomicU64,
-}
-
-impl BusyClock {
-    fn new() -> Self {
-        BusyClock {
-            start: Instant::now(),
-            // Start busy: the first guests (and the startup checks) get fine slices.
-            last_long_us: AtomicU64::new(0),
-        }
-    }
-
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// A guest ran past its first slice just now.
-    fn mark(&self) {
-        self.last_long_us.store(self.now_us(), Ordering::Relaxed);
-    }
-
-    /// The interval until the next tick.
-    fn next_tick(&self) -> Duration {
-        let since = self
-            .now_us()
-            .saturating_sub(self.last_long_us.load(Ordering::Relaxed));
-        if since <= BUSY_WINDOW.as_micros() as u64 {
-            EPOCH_TICK
-        } else {
-            IDLE_EPOCH_TICK
-        }
     }
 }
 
@@ -335,7 +278,7 @@ impl Runtime {
             keyvalue,
             backends,
             incremental,
-            busy: Arc::new(BusyClock::new()),
+            slicer: Arc::new(Slicer::new()),
         })
     }
 
@@ -364,12 +307,19 @@ impl Runtime {
         })
     }
 
-    /// Starts the thread that advances the engine's epoch: every [`EPOCH_TICK`] while guests
-    /// run long, every [`IDLE_EPOCH_TICK`] otherwise.
+    /// A request for `route` arrived: while requests of more than one route arrive, guests
+    /// run in fine slices ([`crate::slices`]).
+    pub fn route_request(&self, route: &crate::route::Route) {
+        self.slicer
+            .route_request(std::ptr::from_ref(route) as usize);
+    }
+
+    /// Starts the thread that advances the engine's epoch, at the pace [`Slicer::next_tick`]
+    /// sets.
     pub fn start_epoch_ticker(&self) -> Result<()> {
         // Runs as long as the runtime does (only the runtime holds its engines).
         let backends = Arc::downgrade(&self.backends);
-        let busy = self.busy.clone();
+        let slicer = self.slicer.clone();
         std::thread::Builder::new()
             .name("hotswap-epoch".into())
             .spawn(move || {
@@ -378,7 +328,7 @@ impl Runtime {
                         backend.engine.increment_epoch();
                     }
                     drop(backends);
-                    std::thread::sleep(busy.next_tick());
+                    std::thread::sleep(slicer.next_tick());
                 }
             })
             .context("failed to start the epoch thread")?;
@@ -420,33 +370,32 @@ impl Runtime {
             limiter: GuestLimiter::new(settings.max_memory),
             deadline,
             timed_out: false,
-            started: Instant::now(),
+            slice: SliceState::new(),
             config: self.guest_config.snapshot(),
             keyvalue: settings.keyvalue.clone(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        let busy = self.busy.clone();
+        let slicer = self.slicer.clone();
         store.epoch_deadline_callback(move |mut ctx| {
             let now = Instant::now();
-            if now >= ctx.data().deadline {
-                ctx.data_mut().timed_out = true;
-                Ok(UpdateDeadline::Interrupt)
-            } else if now < ctx.data().started + FIRST_SLICE {
-                // Still in its first slice: run on.
-                Ok(UpdateDeadline::Continue(1))
-            } else {
-                busy.mark();
+            let state = ctx.data_mut();
+            if now >= state.deadline {
+                state.timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            match slicer.turn(&state.slice, now) {
+                Turn::Run => Ok(UpdateDeadline::Continue(1)),
                 // Yield the way tokio's own `yield_now` does: the task is woken only after the
                 // worker has polled its sockets and timers. wasmtime's plain `Yield` wakes the
                 // task at once, which keeps the run queue from ever emptying, so on a worker
                 // busy with a spinning guest the sockets were polled only every 61st task poll
                 // (over half a second of 10 ms slices, as the tick was then).
-                Ok(UpdateDeadline::YieldCustom(
+                Turn::Yield => Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::task::yield_now()),
-                ))
+                )),
             }
         });
         store
@@ -475,18 +424,18 @@ pub struct HostState {
     pub deadline: Instant,
     /// Set when the epoch callback interrupted the guest at its deadline.
     pub timed_out: bool,
-    /// When the store was made (its first slice runs from here).
-    started: Instant,
+    /// Where the guest is in its time slices.
+    slice: SliceState,
     /// The config values current when the request started.
     config: Arc<Snapshot>,
     keyvalue: Arc<KeyValue>,
 }
 
 impl HostState {
-    /// Starts a new first slice (see `FIRST_SLICE`) now: a reused instance does as each of its
-    /// requests begins, so that a short request on a long-lived store runs without yields too.
+    /// Starts a new first slice now: a reused instance does as each of its requests begins,
+    /// so that a short request on a long-lived store runs without yields too.
     pub fn start_slice(&mut self) {
-        self.started = Instant::now();
+        self.slice.restart();
     }
 }
 

@@ -4,8 +4,8 @@
 //! Where a request goes: [`server`] accepts connections and hands each request to
 //! [`handler::Dispatcher`], which picks its [`route::Route`] from the [`route::RouteTable`]
 //! (longest path prefix; 404 if none), takes that route's current [`slot::Generation`] out of
-//! its swap slot under its limits, instantiates it in a fresh store ([`engine`]) and calls its
-//! handler: `wasi:http/incoming-handler` for a 0.2 guest, `wasi:http/handler` for a 0.3 one (or,
+//! its swap slot under its limits, instantiates it in a fresh store ([`engine`]; a guest that
+//! computes long yields its worker thread as [`slices`] decides) and calls its handler: `wasi:http/incoming-handler` for a 0.2 guest, `wasi:http/handler` for a 0.3 one (or,
 //! with `--instance-reuse`, hands a 0.3 request to one of the generation's [`reuse`]d
 //! instances).
 //!
@@ -45,6 +45,7 @@ pub mod reuse;
 pub mod route;
 pub mod server;
 pub mod signals;
+pub mod slices;
 pub mod slot;
 pub mod telemetry;
 pub mod tier;

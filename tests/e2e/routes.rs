@@ -229,6 +229,24 @@ fn p99(durations: &mut [Duration]) -> Duration {
 }
 
 /// Asserts that a `hotswap serve` run failed as a configuration error: exit 1, nothing served.
+/// 600 sequential `GET path` on one connection after a warm-up, each answered 200 by the
+/// index route: their latencies.
+async fn latencies(addr: SocketAddr, path: &str) -> Vec<Duration> {
+    let mut client = Client::connect(addr).await.unwrap();
+    for _ in 0..30 {
+        assert_eq!(client.get(path).await.unwrap().status, 200);
+    }
+    let mut times = Vec::with_capacity(600);
+    for i in 0..600 {
+        let started = Instant::now();
+        let reply = client.get(path).await.unwrap();
+        times.push(started.elapsed());
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+        assert_eq!(route_of(&reply), Some("index"));
+    }
+    times
+}
+
 fn assert_config_error(out: &Exited, what: &str) {
     assert_eq!(
         out.status.code(),
@@ -1386,22 +1404,7 @@ async fn a_spinning_route_leaves_the_other_routes_latency_alone() {
     );
     let addr = server.addr;
 
-    /// 600 sequential `GET /` on one connection after a warm-up: their latencies.
-    async fn measure(addr: SocketAddr) -> Vec<Duration> {
-        let mut client = Client::connect(addr).await.unwrap();
-        for _ in 0..30 {
-            assert_eq!(client.get("/").await.unwrap().status, 200);
-        }
-        let mut times = Vec::with_capacity(600);
-        for i in 0..600 {
-            let started = Instant::now();
-            let reply = client.get("/").await.unwrap();
-            times.push(started.elapsed());
-            assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
-            assert_eq!(route_of(&reply), Some("index"));
-        }
-        times
-    }
+    let measure = |addr| latencies(addr, "/");
 
     /// Saturates /loop: four clients for two slots, each asking again as soon as it is
     /// answered, until `stop`; their answers.
@@ -1530,6 +1533,78 @@ async fn a_spinning_route_leaves_the_other_routes_latency_alone() {
     for (_, retry_after, body) in refused {
         assert!(retry_after.is_some(), "a 503 without Retry-After: {body}");
     }
+}
+
+/// A request of a route that spins (here for 3 s) delays that same route's other requests by
+/// no more than it would another route's: once it has run a while it yields at every tick,
+/// although one route having all the traffic gives its requests long slices. Pinned to one CPU
+/// (one worker thread) and run alone like the test above.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the machine to itself: scripts/test.sh runs it alone"]
+async fn a_spinning_request_leaves_its_own_routes_other_requests_latency_alone() {
+    let _alone = QUIET.write().await;
+    let dir = tempfile::tempdir().unwrap();
+    let component = write(dir.path(), "misbehave.wasm", &guests::bytes(MISBEHAVE));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = Server::launch_on(
+        (cpus >= 2).then_some(0),
+        &[
+            component.to_str().unwrap(),
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--request-timeout",
+            "3s",
+        ],
+        &[],
+        Some(dir.path()),
+    );
+    let addr = server.addr;
+    let in_flight = |samples: &[Sample]| value(samples, "hotswap_requests_in_flight", "index", &[]);
+
+    let (mut alone_p99s, mut loaded_p99s) = (Vec::new(), Vec::new());
+    let mut spun = Vec::new();
+    for _ in 0..3 {
+        let mut alone = latencies(addr, "/ok").await;
+        alone_p99s.push(p99(&mut alone));
+
+        let spinners: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(async move { get(addr, "/loop").await }))
+            .collect();
+        let spinning = eventually(Duration::from_secs(10), || async {
+            (in_flight(&scrape(&server).await) == Some(2.0)).then_some(())
+        })
+        .await;
+        assert!(
+            spinning.is_some(),
+            "the spinners never ran; log:\n{}",
+            server.log()
+        );
+        // Past their first long slices: spinners now.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut loaded = latencies(addr, "/ok").await;
+        loaded_p99s.push(p99(&mut loaded));
+        for spinner in spinners {
+            spun.push(spinner.await.unwrap().map(|reply| reply.status.as_u16()));
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (alone_p99, loaded_p99) = (median(&mut alone_p99s), median(&mut loaded_p99s));
+    // As in the test above: twice the alone p99, with a 2 ms floor against a shared VM's noise.
+    let budget = 2 * alone_p99.max(Duration::from_millis(2));
+    eprintln!(
+        "GET /ok p99 alone {alone_p99:?} (rounds {alone_p99s:?}), beside two spinning requests \
+         of its route {loaded_p99:?} (rounds {loaded_p99s:?}), budget {budget:?}"
+    );
+    assert!(
+        loaded_p99 <= budget,
+        "GET /ok p99 went from {alone_p99:?} alone to {loaded_p99:?} beside two spinning \
+         requests of its own route (budget {budget:?})"
+    );
+    // The spinners were stopped at their deadline, not let run.
+    assert!(spun.iter().all(|s| *s == Ok(504)), "{spun:?}");
 }
 
 // ----- one route's trouble, the repository's own example ------------------------------------
