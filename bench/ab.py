@@ -109,8 +109,6 @@ def main() -> int:
                 argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s",
                         *extra[name]]
                 stop = signal.SIGTERM
-            log_path = work / "logs" / f"{name}.log"
-            log_offset = log_path.stat().st_size if log_path.exists() else 0
             server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d,
                               startup_line=startup[name] and argv[1] == "serve" and not name.startswith("wasmtime"))
             try:
@@ -129,7 +127,7 @@ def main() -> int:
                 print(f"warning: {name} answered {result.non_2xx} requests with a non-2xx status "
                       f"(its log: {server.log_path})", flush=True)
             if not name.startswith(("wasmtime", "native")) and \
-                    winch_served_throughout(server.log_path, log_offset):
+                    winch_served_throughout(server.log_path, server.log_offset):
                 print(f"warning: {name} served its Winch build for the whole measurement while its "
                       f"Cranelift build compiled beside it; pass @args=--tier optimized to compare "
                       f"compiled code", flush=True)

@@ -81,6 +81,8 @@ class Server:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "a", encoding="utf-8")
+        # Where this server's part of the log (shared by every run of the same name) begins.
+        self.log_offset = self._log.tell()
         prefix = ["taskset", "-c", str(SERVER_CPU)] if pin else []
         self._log.write(f"$ {' '.join([*prefix, *argv])}\n")
         self.t_spawn = time.perf_counter()

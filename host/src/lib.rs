@@ -5,9 +5,9 @@
 //! [`handler::Dispatcher`], which picks its [`route::Route`] from the [`route::RouteTable`]
 //! (longest path prefix; 404 if none), takes that route's current [`slot::Generation`] out of
 //! its swap slot under its limits, instantiates it in a fresh store ([`engine`]; a guest that
-//! computes long yields its worker thread as [`slices`] decides) and calls its handler: `wasi:http/incoming-handler` for a 0.2 guest, `wasi:http/handler` for a 0.3 one (or,
-//! with `--instance-reuse`, hands a 0.3 request to one of the generation's [`reuse`]d
-//! instances).
+//! computes long yields its worker thread as [`slices`] decides) and calls its handler:
+//! `wasi:http/incoming-handler` for a 0.2 guest, `wasi:http/handler` for a 0.3 one (or, with
+//! `--instance-reuse`, hands a 0.3 request to one of the generation's [`reuse`]d instances).
 //!
 //! Where a new component goes: each route has its own pipeline ([`route::start`]), which runs
 //! its first build and load in the background while the host already listens (503 until

@@ -123,20 +123,18 @@ thread_local! {
 /// them. Guest code runs on the polling thread (wasmtime's fibers switch stacks, not
 /// threads), so a thread-local carries the count to the epoch callback. A store run outside
 /// one (a validation, a reused instance's task) counts wall time since its request began.
-pub fn timed<F: Future>(future: F) -> impl Future<Output = F::Output> {
-    async move {
-        let mut future = std::pin::pin!(future);
-        let mut earlier = Duration::ZERO;
-        std::future::poll_fn(move |cx| {
-            let began = Instant::now();
-            let outer = POLL.replace(Some(Polled { began, earlier }));
-            let polled = future.as_mut().poll(cx);
-            POLL.set(outer);
-            earlier += began.elapsed();
-            polled
-        })
-        .await
-    }
+pub async fn timed<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut earlier = Duration::ZERO;
+    std::future::poll_fn(move |cx| {
+        let began = Instant::now();
+        let outer = POLL.replace(Some(Polled { began, earlier }));
+        let polled = future.as_mut().poll(cx);
+        POLL.set(outer);
+        earlier += began.elapsed();
+        polled
+    })
+    .await
 }
 
 impl Slicer {
@@ -151,8 +149,13 @@ impl Slicer {
         }
     }
 
+    /// `at` in microseconds since `start`.
+    fn us_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn now_us(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+        self.us_at(Instant::now())
     }
 
     /// Whether `mark` (0: never) is within the last `BUSY_WINDOW`.
@@ -178,7 +181,12 @@ impl Slicer {
 
     /// Whether requests of more than one route arrived within the last `MIXED_WINDOW`.
     pub fn mixed(&self) -> bool {
-        self.now_us() < self.mixed_until_us.load(Ordering::Relaxed)
+        self.mixed_at(self.now_us())
+    }
+
+    /// [`Slicer::mixed`] at `us` microseconds since `start`.
+    fn mixed_at(&self, us: u64) -> bool {
+        us < self.mixed_until_us.load(Ordering::Relaxed)
     }
 
     /// The interval until the ticker's next tick.
@@ -210,7 +218,9 @@ impl Slicer {
                 (since, since)
             }
         };
-        let fine = self.mixed() || run >= LONG_RUN;
+        // One clock reading serves the whole decision (0 is "never" to the marks).
+        let now_us = self.us_at(now).max(1);
+        let fine = self.mixed_at(now_us) || run >= LONG_RUN;
         let ends = if fine {
             run >= FIRST_SLICE
         } else {
@@ -219,7 +229,6 @@ impl Slicer {
         if !ends {
             return Turn::Run;
         }
-        let now_us = self.now_us().max(1);
         self.last_yield_us.store(now_us, Ordering::Relaxed);
         if fine {
             self.last_fine_us.store(now_us, Ordering::Relaxed);
@@ -250,6 +259,11 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A poll that began at `began`, after earlier polls of `earlier` in all.
+    fn poll(began: Instant, earlier: Duration) -> Option<Polled> {
+        Some(Polled { began, earlier })
+    }
+
     #[test]
     fn one_route_runs_in_long_slices_counted_per_poll() {
         let slicer = solo();
@@ -262,25 +276,13 @@ mod tests {
         assert_eq!(slicer.turn_polled(&s, t0 + ms(11), None), Turn::Yield);
         assert_eq!(slicer.next_tick(), SOLO_EPOCH_TICK);
         // Polled again after a wait, having run 11 ms: a new 10 ms slice from this poll.
-        let again = Polled {
-            began: t0 + ms(30),
-            earlier: ms(11),
-        };
-        assert_eq!(slicer.turn_polled(&s, t0 + ms(39), Some(again)), Turn::Run);
-        assert_eq!(
-            slicer.turn_polled(&s, t0 + ms(41), Some(again)),
-            Turn::Yield
-        );
+        let again = poll(t0 + ms(30), ms(11));
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(39), again), Turn::Run);
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(41), again), Turn::Yield);
         // A poll that began before the store (it made the store) counts from the store.
-        let making = Polled {
-            began: t0 - ms(1000),
-            earlier: ms(0),
-        };
-        assert_eq!(slicer.turn_polled(&s, t0 + ms(9), Some(making)), Turn::Run);
-        assert_eq!(
-            slicer.turn_polled(&s, t0 + ms(11), Some(making)),
-            Turn::Yield
-        );
+        let making = poll(t0 - ms(1000), ms(0));
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(9), making), Turn::Run);
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(11), making), Turn::Yield);
     }
 
     #[test]
@@ -289,24 +291,12 @@ mod tests {
         let s = SliceState::new();
         let t0 = s.started;
         // 45 ms run before this poll: after 5 ms more it is a spinner, whatever its slice.
-        let poll = Polled {
-            began: t0 + ms(200),
-            earlier: ms(45),
-        };
-        assert_eq!(slicer.turn_polled(&s, t0 + ms(204), Some(poll)), Turn::Run);
-        assert_eq!(
-            slicer.turn_polled(&s, t0 + ms(206), Some(poll)),
-            Turn::Yield
-        );
+        let spinning = poll(t0 + ms(200), ms(45));
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(204), spinning), Turn::Run);
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(206), spinning), Turn::Yield);
         assert_eq!(slicer.next_tick(), EPOCH_TICK);
-        let next = Polled {
-            began: t0 + ms(300),
-            earlier: ms(51),
-        };
-        assert_eq!(
-            slicer.turn_polled(&s, t0 + ms(300), Some(next)),
-            Turn::Yield
-        );
+        let next = poll(t0 + ms(300), ms(51));
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(300), next), Turn::Yield);
     }
 
     #[test]
@@ -316,27 +306,15 @@ mod tests {
         assert!(slicer.mixed());
         let mut s = SliceState::new();
         let t0 = s.started;
-        let first = Polled {
-            began: t0,
-            earlier: ms(0),
-        };
-        assert_eq!(slicer.turn_polled(&s, t0 + ms(1), Some(first)), Turn::Run);
-        assert_eq!(slicer.turn_polled(&s, t0 + ms(3), Some(first)), Turn::Yield);
+        let first = poll(t0, ms(0));
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(1), first), Turn::Run);
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(3), first), Turn::Yield);
         assert_eq!(slicer.next_tick(), EPOCH_TICK);
         // A new poll gives no new slice; the time it waited is not charged either.
-        let later = Polled {
-            began: t0 + ms(50),
-            earlier: ms(3),
-        };
-        assert_eq!(
-            slicer.turn_polled(&s, t0 + ms(50), Some(later)),
-            Turn::Yield
-        );
-        let waited = Polled {
-            began: t0 + ms(50),
-            earlier: ms(1),
-        };
-        assert_eq!(slicer.turn_polled(&s, t0 + ms(50), Some(waited)), Turn::Run);
+        let later = poll(t0 + ms(50), ms(3));
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(50), later), Turn::Yield);
+        let waited = poll(t0 + ms(50), ms(1));
+        assert_eq!(slicer.turn_polled(&s, t0 + ms(50), waited), Turn::Run);
         // A reused instance's next request starts afresh.
         s.restart();
         assert_eq!(slicer.turn(&s, Instant::now()), Turn::Run);

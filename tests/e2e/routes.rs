@@ -228,7 +228,6 @@ fn p99(durations: &mut [Duration]) -> Duration {
     durations[rank.max(1) - 1]
 }
 
-/// Asserts that a `hotswap serve` run failed as a configuration error: exit 1, nothing served.
 /// 600 sequential `GET path` on one connection after a warm-up, each answered 200 by the
 /// index route: their latencies.
 async fn latencies(addr: SocketAddr, path: &str) -> Vec<Duration> {
@@ -247,6 +246,20 @@ async fn latencies(addr: SocketAddr, path: &str) -> Vec<Duration> {
     times
 }
 
+/// The median of `durations`.
+fn median(durations: &mut [Duration]) -> Duration {
+    durations.sort();
+    durations[durations.len() / 2]
+}
+
+/// The CPU a latency test pins its server to: 0, when the machine has another for the test's
+/// own client.
+fn server_cpu() -> Option<usize> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus >= 2).then_some(0)
+}
+
+/// Asserts that a `hotswap serve` run failed as a configuration error: exit 1, nothing served.
 fn assert_config_error(out: &Exited, what: &str) {
     assert_eq!(
         out.status.code(),
@@ -1390,9 +1403,8 @@ async fn a_spinning_route_leaves_the_other_routes_latency_alone() {
     // threads, the worst case), the test's client free to run on the others: the latency
     // measured is the host's scheduling between routes, not the kernel's sharing of one core
     // between the host and this test.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = Server::launch_on(
-        (cpus >= 2).then_some(0),
+        server_cpu(),
         &[
             "--config",
             toml.to_str().unwrap(),
@@ -1482,10 +1494,6 @@ async fn a_spinning_route_leaves_the_other_routes_latency_alone() {
             server.log()
         );
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
     let alone_p99 = median(&mut alone_p99s);
     let loaded_p99 = median(&mut loaded_p99s);
 
@@ -1545,9 +1553,8 @@ async fn a_spinning_request_leaves_its_own_routes_other_requests_latency_alone()
     let _alone = QUIET.write().await;
     let dir = tempfile::tempdir().unwrap();
     let component = write(dir.path(), "misbehave.wasm", &guests::bytes(MISBEHAVE));
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = Server::launch_on(
-        (cpus >= 2).then_some(0),
+        server_cpu(),
         &[
             component.to_str().unwrap(),
             "--admin-addr",
@@ -1587,10 +1594,6 @@ async fn a_spinning_request_leaves_its_own_routes_other_requests_latency_alone()
             spun.push(spinner.await.unwrap().map(|reply| reply.status.as_u16()));
         }
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
     let (alone_p99, loaded_p99) = (median(&mut alone_p99s), median(&mut loaded_p99s));
     // As in the test above: twice the alone p99, with a 2 ms floor against a shared VM's noise.
     let budget = 2 * alone_p99.max(Duration::from_millis(2));
