@@ -45,6 +45,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 RSS_WINDOW = 5
 # The fleet scenario's poll interval (`--poll-interval` of each replica).
 FLEET_POLL = "1s"
+# The heavy-guest scenario's components, as tests/compat/build.sh names them.
+HEAVY_GUESTS = ("js", "python")
 
 
 def log(msg: str) -> None:
@@ -1091,10 +1093,68 @@ class Bench:
 
     # -- run all --------------------------------------------------------------------------------
 
+    # -- 11: heavy guests per request ----------------------------------------------------
+
+    def heavy(self) -> None:
+        """GET / on the compatibility suite's componentize-js and componentize-py guests (12-19 MB
+        components whose every request instantiates a large memory image), hotswap against
+        `wasmtime serve`, in interleaved rounds like hello. hotswap runs `--tier optimized`, so both
+        serve Cranelift code: under `auto` a run would start on the Winch build while Cranelift
+        compiled beside it. Each server keeps one compile cache across the rounds (hotswap's, and
+        wasmtime's with `-C cache=y`), so only a guest's first round compiles it."""
+        heavy_dir = Path(self.args.heavy) if self.args.heavy else None
+        if heavy_dir is None:
+            self.notes.append("heavy guests left out (no --heavy directory of compatibility guests)")
+            return
+        peers = [Peer("hotswap", lambda c: [self.args.hotswap, "serve", str(c), "--addr", "127.0.0.1:0",
+                                            "--tier", "optimized", "--shutdown-timeout", "2s"])]
+        if self.args.wasmtime:
+            peers.append(Peer("wasmtime", lambda c: [self.args.wasmtime, "serve", "-Scli", "-Ccache=y",
+                                                     "--addr", "127.0.0.1:0", str(c)], signal.SIGINT))
+        for guest in HEAVY_GUESTS:
+            wasm = heavy_dir / f"{guest}.wasm"
+            if not wasm.is_file():
+                skip = heavy_dir / f"{guest}.skip"
+                why = skip.read_text().strip() if skip.is_file() else f"{wasm} was not built"
+                self.notes.append(f"heavy guest {guest} left out: {why}")
+                continue
+            data = wasm.read_bytes()
+            for rnd in range(1, self.s.rounds + 1):
+                for peer in peers:
+                    d = self.work / f"heavy-{guest}-{peer.name}-{rnd}"
+                    d.mkdir(parents=True, exist_ok=True)
+                    component = d / "guest.wasm"
+                    component.write_bytes(data)
+                    env = {"XDG_CACHE_HOME": str(self.work / f"heavy-{guest}-{peer.name}-cache")}
+                    with peer.start(component, self.logs, env=env,
+                                    log_name=f"{peer.name}-heavy-{guest}-{rnd}") as server:
+                        # A first round compiles the guest on one pinned core (25 s and more).
+                        addr = server.wait_ready(timeout=600)
+                        client = Client(addr, timeout=60)
+                        status, _, body = client.request("GET", "/")
+                        client.close()
+                        if status != 200 or b"hello" not in body:
+                            raise HarnessError(f"{peer.name}: GET / of the {guest} guest answered "
+                                               f"{status} {body[:80]!r}")
+                        url = f"http://{addr}/"
+                        log(f"heavy {guest}: round {rnd}/{self.s.rounds} {peer.name} warm-up "
+                            f"{self.s.warmup}s, then {self.s.duration}s, c={self.s.hello_conns}")
+                        run_wrk(url, self.s.warmup, self.s.hello_conns)
+                        cpu_before = cpu_seconds(server.proc.pid)
+                        result = run_wrk(url, self.s.duration, self.s.hello_conns)
+                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
+                                                  / max(result.requests, 1) * 1e6)
+                        log(f"heavy {guest}: round {rnd} {peer.name} {result.rps:.0f} rps, "
+                            f"p99 {result.p99_ms:.2f} ms, {result.extra['cpu_us']:.0f} us CPU/request, "
+                            f"non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
+                        self.results.setdefault("heavy", {}).setdefault(guest, {}) \
+                            .setdefault(peer.name, []).append(result)
+
     def run(self) -> None:
         steps = [("load", self.load), ("swap", self.swap_latency), ("swap_load", self.swaps_under_load),
                  ("rss", self.rss), ("startup", self.startup), ("state", self.state),
-                 ("fleet", self.fleet), ("routes", self.routes), ("route_swaps", self.route_swaps)]
+                 ("fleet", self.fleet), ("routes", self.routes), ("route_swaps", self.route_swaps),
+                 ("heavy", self.heavy)]
         only = set(self.args.only.split(",")) if self.args.only else None
         if self.args.perf or (only and "perf" in only):
             steps.append(("perf", self.profile))
@@ -1267,6 +1327,16 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def per_round(a, b, attr) -> str:
+    """Median and range of a/b over the rounds (the runs of one round ran back to back)."""
+    if not a or not b:
+        return "n/a"
+    get = (lambda w: w.extra["cpu_us"]) if attr == "cpu_us" else (lambda w: getattr(w, attr))
+    xs = sorted(get(x) / get(y) for x, y in zip(a, b))
+    spread = f" (rounds {xs[0]:.2f}–{xs[-1]:.2f}×)" if len(xs) > 1 else ""
+    return f"{med(xs):.2f}×{spread}"
+
+
 def render(bench: Bench, settings: Settings, args, started: datetime.datetime, elapsed: float) -> str:
     r = bench.results
     m = machine()
@@ -1313,16 +1383,6 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
             return
         lines.extend([f"## {title}", "", *runs_table("server", res)])
         hs, wt, nt = res.get("hotswap"), res.get("wasmtime"), res.get("native")
-
-        def per_round(a, b, attr):
-            """Median and range of a/b over the rounds (the runs of one round ran back to back)."""
-            if not a or not b:
-                return "n/a"
-            get = (lambda w: w.extra["cpu_us"]) if attr == "cpu_us" else (lambda w: getattr(w, attr))
-            xs = sorted(get(x) / get(y) for x, y in zip(a, b))
-            spread = f" (rounds {xs[0]:.2f}–{xs[-1]:.2f}×)" if len(xs) > 1 else ""
-            return f"{med(xs):.2f}×{spread}"
-
         lines.extend([
             "",
             f"- req/s hotswap / wasmtime serve: {per_round(hs, wt, 'rps')}; "
@@ -1537,6 +1597,21 @@ def render(bench: Bench, settings: Settings, args, started: datetime.datetime, e
                       f"swaps up to that count, under the load; the samples spanned {span(early)} MiB and "
                       f"{span(late)} MiB", ""])
 
+    heavy = r.get("heavy")
+    if heavy:
+        lines.extend([f"## 11. heavy guests per request (GET /, c={settings.hello_conns}, hotswap "
+                      "`--tier optimized`)", ""])
+        for guest, res in heavy.items():
+            hs, wt = res.get("hotswap"), res.get("wasmtime")
+            lines.extend([f"### {guest} (`{guest}.wasm`, tests/compat)", "", *runs_table("server", res), "",
+                          f"- req/s hotswap / wasmtime serve: {per_round(hs, wt, 'rps')}; "
+                          f"p99 hotswap / wasmtime serve: {per_round(hs, wt, 'p99_ms')}; CPU time per "
+                          f"request, wasmtime serve / hotswap: {per_round(wt, hs, 'cpu_us')}", ""])
+        lines.extend([f"- in each of {settings.rounds} round(s) each server started afresh with its compile "
+                      "cache kept from the round before (wasmtime with `-C cache=y`), "
+                      f"{settings.warmup}s warm-up + {settings.duration}s measured; a fresh instance per "
+                      "request in both", ""])
+
     perf = r.get("perf")
     if perf:
         lines.extend([f"## profile: hotswap hello path ({settings.perf_seconds}s, perf record -e cpu-clock -g, self time)",
@@ -1557,18 +1632,19 @@ def main() -> int:
     ap.add_argument("--redis", default="", help="redis-server binary (key-value scenario)")
     ap.add_argument("--registry", default="", help="docker-registry binary (fleet scenario)")
     ap.add_argument("--oci-push", default="", help="the oras push script (fleet scenario)")
+    ap.add_argument("--heavy", default="", help="tests/compat/build.sh's output directory (heavy-guest scenario)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,state,fleet,routes,route_swaps,perf")
+    ap.add_argument("--only", default="", help="comma-separated: load,swap,swap_load,rss,startup,state,fleet,routes,route_swaps,heavy,perf")
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--command", default="bench/run.sh")
     ap.add_argument("--skip-note", action="append", default=[])
     args = ap.parse_args()
     # Servers run in their own directories: every path must be absolute.
-    for name in ("hotswap", "guest", "native", "wasmtime", "work_dir", "stateful"):
+    for name in ("hotswap", "guest", "native", "wasmtime", "work_dir", "stateful", "heavy"):
         if getattr(args, name):
             setattr(args, name, str(Path(getattr(args, name)).resolve()))
 
