@@ -538,6 +538,23 @@ class Bench:
         return Peer(name, lambda c: [self.args.hotswap, "serve", str(c), "--addr", "127.0.0.1:0",
                                      "--debounce", self.s.debounce, "--shutdown-timeout", "2s", *extra])
 
+    def measure(self, server: Server, url: str, what: str, conns: int | None = None,
+                script: Path | None = None, duration: int | None = None) -> WrkResult:
+        """A warm-up run of `url`, then the measured run, with the server's CPU time (utime +
+        stime) per request of the measured run in `extra["cpu_us"]`."""
+        conns = conns or self.s.hello_conns
+        duration = duration or self.s.duration
+        log(f"{what} warm-up {self.s.warmup}s, then {duration}s, c={conns}")
+        run_wrk(url, self.s.warmup, conns, script)
+        cpu_before = cpu_seconds(server.proc.pid)
+        result = run_wrk(url, duration, conns, script)
+        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
+                                  / max(result.requests, 1) * 1e6)
+        log(f"{what} {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+            f"{result.extra['cpu_us']:.1f} us CPU/request, non-2xx {result.non_2xx}, "
+            f"socket errors {result.socket_errors}")
+        return result
+
     def component_copy(self, name: str) -> Path:
         d = self.work / name
         d.mkdir(parents=True, exist_ok=True)
@@ -575,17 +592,9 @@ class Bench:
                     for scenario, path, conns, script in (
                             ("hello", "/", self.s.hello_conns, None),
                             ("echo", "/echo", self.s.echo_conns, echo_lua)):
-                        url = f"http://{addr}{path}"
-                        log(f"{scenario}: round {rnd}/{self.s.rounds} {peer.name} warm-up "
-                            f"{self.s.warmup}s, then {self.s.duration}s, c={conns}")
-                        run_wrk(url, self.s.warmup, conns, script)
-                        cpu_before = cpu_seconds(server.proc.pid)
-                        result = run_wrk(url, self.s.duration, conns, script)
-                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
-                                                  / max(result.requests, 1) * 1e6)
-                        log(f"{scenario}: round {rnd} {peer.name} {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, "
-                            f"p99 {result.p99_ms:.2f} ms, {result.extra['cpu_us']:.1f} us CPU/request, "
-                            f"non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
+                        result = self.measure(server, f"http://{addr}{path}",
+                                              f"{scenario}: round {rnd}/{self.s.rounds} {peer.name}",
+                                              conns=conns, script=script)
                         self.results.setdefault(scenario, {}).setdefault(peer.name, []).append(result)
 
     # -- 3: swap latency ------------------------------------------------------------------
@@ -803,16 +812,8 @@ class Bench:
                         client.close()
                         if status != 200:
                             raise HarnessError(f"{label}: GET {path} answered {status} {body[:120]!r}")
-                        url = f"http://{addr}{path}"
-                        log(f"state: round {rnd}/{self.s.rounds} {label} warm-up {self.s.warmup}s, "
-                            f"then {self.s.duration}s, c={self.s.hello_conns}")
-                        run_wrk(url, self.s.warmup, self.s.hello_conns)
-                        cpu_before = cpu_seconds(server.proc.pid)
-                        result = run_wrk(url, self.s.duration, self.s.hello_conns)
-                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
-                                                  / max(result.requests, 1) * 1e6)
-                        log(f"state: round {rnd} {label} {result.rps:.0f} rps, p99 {result.p99_ms:.2f} ms, "
-                            f"{result.extra['cpu_us']:.1f} us CPU/request, non-2xx {result.non_2xx}")
+                        result = self.measure(server, f"http://{addr}{path}",
+                                              f"state: round {rnd}/{self.s.rounds} {label}")
                         self.results.setdefault("state", {}).setdefault(label, []).append(result)
         finally:
             if redis:
@@ -1007,17 +1008,9 @@ class Bench:
                             f", route `{route}`" if route else "")
                     client.close()
                     for run_label, path in runs:
-                        url = f"http://{addr}{path}"
-                        log(f"routes: round {rnd}/{self.s.rounds} {run_label}: warm-up {self.s.warmup}s, "
-                            f"then {dur}s, c={conns}")
-                        run_wrk(url, self.s.warmup, conns)
-                        cpu_before = cpu_seconds(server.proc.pid)
-                        result = run_wrk(url, dur, conns)
-                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
-                                                  / max(result.requests, 1) * 1e6)
-                        log(f"routes: round {rnd} {run_label}: {result.rps:.0f} rps, p50 {result.p50_ms:.2f} ms, "
-                            f"p99 {result.p99_ms:.2f} ms, {result.extra['cpu_us']:.1f} us CPU/request, "
-                            f"non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
+                        result = self.measure(server, f"http://{addr}{path}",
+                                              f"routes: round {rnd}/{self.s.rounds} {run_label}:",
+                                              conns=conns, duration=dur)
                         self.results.setdefault("routes", {}).setdefault(run_label, []).append(result)
                     rss.setdefault(label, []).append(server.rss_kib())
         self.results["routes_meta"] = {"n": n, "deep": deep, "rss": rss, "answers": answers,
@@ -1136,17 +1129,8 @@ class Bench:
                         if status != 200 or b"hello" not in body:
                             raise HarnessError(f"{peer.name}: GET / of the {guest} guest answered "
                                                f"{status} {body[:80]!r}")
-                        url = f"http://{addr}/"
-                        log(f"heavy {guest}: round {rnd}/{self.s.rounds} {peer.name} warm-up "
-                            f"{self.s.warmup}s, then {self.s.duration}s, c={self.s.hello_conns}")
-                        run_wrk(url, self.s.warmup, self.s.hello_conns)
-                        cpu_before = cpu_seconds(server.proc.pid)
-                        result = run_wrk(url, self.s.duration, self.s.hello_conns)
-                        result.extra["cpu_us"] = ((cpu_seconds(server.proc.pid) - cpu_before)
-                                                  / max(result.requests, 1) * 1e6)
-                        log(f"heavy {guest}: round {rnd} {peer.name} {result.rps:.0f} rps, "
-                            f"p99 {result.p99_ms:.2f} ms, {result.extra['cpu_us']:.0f} us CPU/request, "
-                            f"non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
+                        result = self.measure(server, f"http://{addr}/",
+                                              f"heavy {guest}: round {rnd}/{self.s.rounds} {peer.name}")
                         self.results.setdefault("heavy", {}).setdefault(guest, {}) \
                             .setdefault(peer.name, []).append(result)
 
