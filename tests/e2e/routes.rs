@@ -1595,8 +1595,12 @@ async fn a_spinning_request_leaves_its_own_routes_other_requests_latency_alone()
         }
     }
     let (alone_p99, loaded_p99) = (median(&mut alone_p99s), median(&mut loaded_p99s));
-    // As in the test above: twice the alone p99, with a 2 ms floor against a shared VM's noise.
-    let budget = 2 * alone_p99.max(Duration::from_millis(2));
+    // Three times the alone p99 (2 ms floor against a shared VM's noise): with the two
+    // spinners yielding at every tick, a GET /ok gets a fair third of the one core while it
+    // runs, so up to 3x is sharing, not the spinners holding the core. (With the spinners on
+    // one route's long slices instead, 10 ms a turn, it measured 23x: 22.6 ms against 0.97 ms.)
+    // 2x here failed on a slow VM at 2.1x (9.8 ms against 4.6 ms alone).
+    let budget = 3 * alone_p99.max(Duration::from_millis(2));
     eprintln!(
         "GET /ok p99 alone {alone_p99:?} (rounds {alone_p99s:?}), beside two spinning requests \
          of its route {loaded_p99:?} (rounds {loaded_p99s:?}), budget {budget:?}"
