@@ -528,15 +528,17 @@ class Bench:
         self.notes: list[str] = []
         self.peers: list[Peer] = [self.hotswap_peer()]
         if args.wasmtime:
-            self.peers.append(Peer("wasmtime", lambda c: [args.wasmtime, "serve", "-Scli",
-                                                          "--addr", "127.0.0.1:0", str(c)],
-                                   signal.SIGINT))
+            self.peers.append(self.wasmtime_peer())
         self.peers.append(Peer("native", lambda c: [args.native, "127.0.0.1:0"]))
 
-    def hotswap_peer(self, name: str = "hotswap") -> Peer:
-        extra = os.environ.get("HOTSWAP_BENCH_HOST_ARGS", "").split()
+    def hotswap_peer(self, name: str = "hotswap", args: tuple[str, ...] = ()) -> Peer:
+        extra = [*args, *os.environ.get("HOTSWAP_BENCH_HOST_ARGS", "").split()]
         return Peer(name, lambda c: [self.args.hotswap, "serve", str(c), "--addr", "127.0.0.1:0",
                                      "--debounce", self.s.debounce, "--shutdown-timeout", "2s", *extra])
+
+    def wasmtime_peer(self, args: tuple[str, ...] = ()) -> Peer:
+        return Peer("wasmtime", lambda c: [self.args.wasmtime, "serve", "-Scli", *args,
+                                           "--addr", "127.0.0.1:0", str(c)], signal.SIGINT)
 
     def measure(self, server: Server, url: str, what: str, conns: int | None = None,
                 script: Path | None = None, duration: int | None = None) -> WrkResult:
@@ -555,11 +557,12 @@ class Bench:
             f"socket errors {result.socket_errors}")
         return result
 
-    def component_copy(self, name: str) -> Path:
+    def component_copy(self, name: str, data: bytes | None = None) -> Path:
+        """`data` (default: the guest) as `guest.wasm` in a directory of its own under the run's."""
         d = self.work / name
         d.mkdir(parents=True, exist_ok=True)
         p = d / "guest.wasm"
-        p.write_bytes(self.guest)
+        p.write_bytes(self.guest if data is None else data)
         return p
 
     # -- 1 & 2: throughput and latency -----------------------------------------------------
@@ -1084,8 +1087,6 @@ class Bench:
             f"a={counts['a']} b={counts['b']} c={counts['c']} index={counts['index']}, RSS "
             f"{rss[early] / 1024:.1f} -> {rss[total] / 1024:.1f} MiB")
 
-    # -- run all --------------------------------------------------------------------------------
-
     # -- 11: heavy guests per request ----------------------------------------------------
 
     def heavy(self) -> None:
@@ -1095,15 +1096,13 @@ class Bench:
         serve Cranelift code: under `auto` a run would start on the Winch build while Cranelift
         compiled beside it. Each server keeps one compile cache across the rounds (hotswap's, and
         wasmtime's with `-C cache=y`), so only a guest's first round compiles it."""
-        heavy_dir = Path(self.args.heavy) if self.args.heavy else None
-        if heavy_dir is None:
+        if not self.args.heavy:
             self.notes.append("heavy guests left out (no --heavy directory of compatibility guests)")
             return
-        peers = [Peer("hotswap", lambda c: [self.args.hotswap, "serve", str(c), "--addr", "127.0.0.1:0",
-                                            "--tier", "optimized", "--shutdown-timeout", "2s"])]
+        heavy_dir = Path(self.args.heavy)
+        peers = [self.hotswap_peer(args=("--tier", "optimized"))]
         if self.args.wasmtime:
-            peers.append(Peer("wasmtime", lambda c: [self.args.wasmtime, "serve", "-Scli", "-Ccache=y",
-                                                     "--addr", "127.0.0.1:0", str(c)], signal.SIGINT))
+            peers.append(self.wasmtime_peer(args=("-Ccache=y",)))
         for guest in HEAVY_GUESTS:
             wasm = heavy_dir / f"{guest}.wasm"
             if not wasm.is_file():
@@ -1114,10 +1113,7 @@ class Bench:
             data = wasm.read_bytes()
             for rnd in range(1, self.s.rounds + 1):
                 for peer in peers:
-                    d = self.work / f"heavy-{guest}-{peer.name}-{rnd}"
-                    d.mkdir(parents=True, exist_ok=True)
-                    component = d / "guest.wasm"
-                    component.write_bytes(data)
+                    component = self.component_copy(f"heavy-{guest}-{peer.name}-{rnd}", data)
                     env = {"XDG_CACHE_HOME": str(self.work / f"heavy-{guest}-{peer.name}-cache")}
                     with peer.start(component, self.logs, env=env,
                                     log_name=f"{peer.name}-heavy-{guest}-{rnd}") as server:
@@ -1133,6 +1129,8 @@ class Bench:
                                               f"heavy {guest}: round {rnd}/{self.s.rounds} {peer.name}")
                         self.results.setdefault("heavy", {}).setdefault(guest, {}) \
                             .setdefault(peer.name, []).append(result)
+
+    # -- run all --------------------------------------------------------------------------------
 
     def run(self) -> None:
         steps = [("load", self.load), ("swap", self.swap_latency), ("swap_load", self.swaps_under_load),
