@@ -1498,8 +1498,11 @@ async fn a_spinning_route_leaves_the_other_routes_latency_alone() {
     let loaded_p99 = median(&mut loaded_p99s);
 
     // The alone p99 gets a 2 ms floor: below that, timer and scheduling noise on a shared
-    // 2-core machine would make "twice as slow" meaningless.
-    let budget = 2 * alone_p99.max(Duration::from_millis(2));
+    // 2-core machine would make "three times as slow" meaningless. 3×, not 2×: the same host
+    // measured 2.05× on one VM and 2.19× / 2.46× on another (alone p99 2.2–2.4 ms there, a
+    // noisier machine). What this guards against, guests that never yield before their 10 ms
+    // slice ends, measured 45 ms against 5.7 ms alone (7.9×).
+    let budget = 3 * alone_p99.max(Duration::from_millis(2));
     let pct = |d: &[Duration], p: usize| d[(d.len() * p).div_ceil(100).max(1) - 1];
     eprintln!(
         "GET / alone: p50 {:?} p90 {:?} p99 {alone_p99:?} (rounds {alone_p99s:?}) max {:?}; \
