@@ -140,6 +140,10 @@ pub struct Compiled {
     pub incremental: Option<Counts>,
     /// The compiler that made the code.
     pub tier: Tier,
+    /// Code compiled just now with a compile cache on, not yet written to it. Whoever serves
+    /// it hands it to [`save`] after the swap: writing an entry (serialize, checksum, write;
+    /// tens of MB for a JavaScript or Python guest) must not delay new code.
+    pub unsaved: Option<Component>,
 }
 
 /// The sha256 of a component's bytes.
@@ -229,11 +233,6 @@ pub fn compile(
                     misses: after.misses - b.misses,
                 }
             });
-            if let Some(cache) = cache
-                && let Err(err) = cache.put(sha256, &component)
-            {
-                tracing::warn!(error = %format!("{err:#}"), dir = %cache.dir().display(), "cannot write the compile cache");
-            }
             (component, Source::Compiled)
         }
     };
@@ -251,6 +250,7 @@ pub fn compile(
             .map(GuestPre::P2)
             .map_err(LoadError::NotProxy)?,
     };
+    let unsaved = (source == Source::Compiled && cache.is_some()).then(|| component.clone());
     Ok(Compiled {
         pre,
         compile_time,
@@ -258,7 +258,27 @@ pub fn compile(
         source,
         incremental: reused,
         tier,
+        unsaved,
     })
+}
+
+/// Writes `component`, compiled from content hashing to `sha256`, to `cache` on a blocking
+/// thread, and waits for it. A failed write is logged and costs only a later recompile.
+pub async fn save(cache: Arc<CompileCache>, sha256: [u8; 32], component: Component) {
+    let dir = cache.dir().to_path_buf();
+    let start = Instant::now();
+    let written = tokio::task::spawn_blocking(move || cache.put(&sha256, &component)).await;
+    match written {
+        Ok(Ok(())) => {
+            tracing::debug!(dir = %dir.display(), ms = start.elapsed().as_millis() as u64, "wrote the compile cache entry")
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %format!("{err:#}"), dir = %dir.display(), "cannot write the compile cache")
+        }
+        Err(join) => {
+            tracing::warn!(error = %join, dir = %dir.display(), "cannot write the compile cache")
+        }
+    }
 }
 
 /// Creates one throwaway instance, proving the component fits the pool and its start-up code

@@ -454,7 +454,8 @@ impl Reloader {
             }
         };
         match compiled {
-            Ok(compiled) => {
+            Ok(mut compiled) => {
+                let unsaved = compiled.unsaved.take();
                 self.route.metrics.phase(
                     if compiled.source.cache_hit() {
                         "cache"
@@ -475,7 +476,13 @@ impl Reloader {
                 if let Some(oldest) = self.route.slot.history().first() {
                     self.route.metrics.forget_generations_below(oldest.number);
                 }
-                log_loaded(&self.route.name, &generation, trigger, started.elapsed());
+                let serving_after = started.elapsed();
+                // The new code serves; only now write it to the compile cache, and log once it
+                // is written (a host stopped after that line finds the entry on its restart).
+                if let (Some(component), Some(cache)) = (unsaved, &self.cache) {
+                    loader::save(cache.clone(), sha256, component).await;
+                }
+                log_loaded(&self.route.name, &generation, trigger, serving_after);
                 if tier::tiers_up(mode, generation.tier) {
                     tier::spawn_tier_up(
                         self.runtime.clone(),
@@ -545,6 +552,7 @@ fn reuse(kept: &Generation) -> Compiled {
         source: Source::Memory,
         incremental: None,
         tier: kept.tier,
+        unsaved: None,
     }
 }
 

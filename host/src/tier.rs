@@ -143,39 +143,47 @@ pub fn spawn_tier_up(
             &route.store,
             bytes,
             sha256,
-            cache,
+            cache.clone(),
             Tier::Optimized,
             background_pool(),
         )
         .await;
         match compiled {
-            Ok(compiled) => match route.slot.tier_up(number, compiled) {
-                Some(generation) => {
-                    route.metrics.tier_up("serving");
-                    if route
-                        .slot
-                        .current()
-                        .is_some_and(|c| Arc::ptr_eq(&c, &generation))
-                    {
-                        route.metrics.serving(&generation);
+            Ok(mut compiled) => {
+                let unsaved = compiled.unsaved.take();
+                let tiered_up = route.slot.tier_up(number, compiled);
+                let serving_after = started.elapsed();
+                if let (Some(component), Some(cache)) = (unsaved, cache) {
+                    loader::save(cache, sha256, component).await;
+                }
+                match tiered_up {
+                    Some(generation) => {
+                        route.metrics.tier_up("serving");
+                        if route
+                            .slot
+                            .current()
+                            .is_some_and(|c| Arc::ptr_eq(&c, &generation))
+                        {
+                            route.metrics.serving(&generation);
+                        }
+                        tracing::info!(
+                            route = %route.name,
+                            generation = number,
+                            tier = Tier::Optimized.as_str(),
+                            compile_ms = generation.compile_time.as_millis() as u64,
+                            total_ms = serving_after.as_millis() as u64,
+                            cache_hit = generation.code_source.cache_hit(),
+                            "tiered up generation {number}: its Cranelift build serves now \
+                             (compiled in {} ms); requests in flight finish on the Winch build",
+                            generation.compile_time.as_millis()
+                        );
                     }
-                    tracing::info!(
-                        route = %route.name,
-                        generation = number,
-                        tier = Tier::Optimized.as_str(),
-                        compile_ms = generation.compile_time.as_millis() as u64,
-                        total_ms = started.elapsed().as_millis() as u64,
-                        cache_hit = generation.code_source.cache_hit(),
-                        "tiered up generation {number}: its Cranelift build serves now \
-                         (compiled in {} ms); requests in flight finish on the Winch build",
-                        generation.compile_time.as_millis()
-                    );
+                    None => {
+                        route.metrics.tier_up("dropped");
+                        tracing::debug!(route = %route.name, generation = number, "generation {number} is no longer kept; dropping its Cranelift build");
+                    }
                 }
-                None => {
-                    route.metrics.tier_up("dropped");
-                    tracing::debug!(route = %route.name, generation = number, "generation {number} is no longer kept; dropping its Cranelift build");
-                }
-            },
+            }
             Err(err) => {
                 route.metrics.tier_up("failed");
                 tracing::warn!(route = %route.name, generation = number, error = %err, "tier-up of generation {number} failed; its Winch build keeps serving: {err}");
