@@ -273,8 +273,9 @@ async fn a_large_guest_listens_at_once_serves_from_winch_and_tiers_up_under_load
         })
         .await
         .unwrap_or_else(|| panic!("{} never served; log:\n{}", guest.name, server.log()));
+        // The reload line follows the compile cache write, a moment after the build serves.
         assert!(
-            server.log().contains("Winch"),
+            server.wait_for_log("Winch", Duration::from_secs(10)).await,
             "{}: not served from a Winch build first; log:\n{}",
             guest.name,
             server.log()
