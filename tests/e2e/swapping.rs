@@ -199,7 +199,7 @@ async fn a_new_build_reuses_the_functions_it_shares_with_an_earlier_one() {
     deploy_atomic(&guests::example_version("v2"), &path);
     let reply = wait_for_generation(&server, 2).await;
     assert!(reply.text().contains("version v2"), "{}", reply.text());
-    let (hits, total) = generation_incremental_counts(&server, 2);
+    let (hits, total) = generation_incremental_counts(&server, 2).await;
     // v2 differs from v1 in a string constant: most functions are the same.
     assert!(
         hits * 4 >= total * 3,
@@ -231,7 +231,7 @@ async fn recompiling_unchanged_code_takes_every_function_from_the_incremental_ca
         );
         let reply = wait_for_generation(&server, generation).await;
         assert!(reply.text().contains("version v1"), "{}", reply.text());
-        let (hits, total) = generation_incremental_counts(&server, generation);
+        let (hits, total) = generation_incremental_counts(&server, generation).await;
         assert!(
             total > 0 && hits == total,
             "generation {generation}: {hits} of {total} unchanged functions from the cache"
@@ -262,10 +262,12 @@ async fn start_with_incremental_cache(dir: &Path, first: &[u8]) -> (Server, Path
 }
 
 /// How many of generation `n`'s functions came from the incremental cache, of how many, as its
-/// load line in the log says.
-fn generation_incremental_counts(server: &Server, n: u64) -> (u64, u64) {
-    let log = server.log();
+/// load line in the log says. The line follows the compile cache write, a moment after the
+/// generation serves: wait for it.
+async fn generation_incremental_counts(server: &Server, n: u64) -> (u64, u64) {
     let loaded = format!("loaded generation {n} ");
+    server.wait_for_log(&loaded, SWAP_WAIT).await;
+    let log = server.log();
     let line = log
         .lines()
         .find(|l| l.contains(&loaded))
