@@ -141,9 +141,42 @@ pub struct Compiled {
     /// The compiler that made the code.
     pub tier: Tier,
     /// Code compiled just now with a compile cache on, not yet written to it. Whoever serves
-    /// it hands it to [`save`] after the swap: writing an entry (serialize, checksum, write;
-    /// tens of MB for a JavaScript or Python guest) must not delay new code.
-    pub unsaved: Option<Component>,
+    /// it [writes](Unsaved::write) it after the swap: writing an entry (serialize, checksum,
+    /// write; tens of MB for a JavaScript or Python guest) must not delay new code.
+    pub unsaved: Option<Unsaved>,
+}
+
+/// A compiled component and the compile cache it is still to be written to.
+pub struct Unsaved {
+    cache: Arc<CompileCache>,
+    sha256: [u8; 32],
+    component: Component,
+}
+
+impl Unsaved {
+    /// Writes the entry on a blocking thread, and waits for it. A failed write is logged and
+    /// costs only a later recompile.
+    pub async fn write(self) {
+        let Unsaved {
+            cache,
+            sha256,
+            component,
+        } = self;
+        let dir = cache.dir().to_path_buf();
+        let start = Instant::now();
+        let written = tokio::task::spawn_blocking(move || cache.put(&sha256, &component))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|put| put);
+        match written {
+            Ok(()) => {
+                tracing::debug!(dir = %dir.display(), ms = start.elapsed().as_millis() as u64, "wrote the compile cache entry")
+            }
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), dir = %dir.display(), "cannot write the compile cache")
+            }
+        }
+    }
 }
 
 /// The sha256 of a component's bytes.
@@ -198,7 +231,7 @@ pub fn compile(
     runtime: &Runtime,
     bytes: &[u8],
     sha256: &[u8; 32],
-    cache: Option<&CompileCache>,
+    cache: Option<&Arc<CompileCache>>,
     tier: Tier,
 ) -> Result<Compiled, LoadError> {
     check_header(bytes)?;
@@ -250,7 +283,13 @@ pub fn compile(
             .map(GuestPre::P2)
             .map_err(LoadError::NotProxy)?,
     };
-    let unsaved = (source == Source::Compiled && cache.is_some()).then(|| component.clone());
+    let unsaved = cache
+        .filter(|_| source == Source::Compiled)
+        .map(|cache| Unsaved {
+            cache: cache.clone(),
+            sha256: *sha256,
+            component: component.clone(),
+        });
     Ok(Compiled {
         pre,
         compile_time,
@@ -260,25 +299,6 @@ pub fn compile(
         tier,
         unsaved,
     })
-}
-
-/// Writes `component`, compiled from content hashing to `sha256`, to `cache` on a blocking
-/// thread, and waits for it. A failed write is logged and costs only a later recompile.
-pub async fn save(cache: Arc<CompileCache>, sha256: [u8; 32], component: Component) {
-    let dir = cache.dir().to_path_buf();
-    let start = Instant::now();
-    let written = tokio::task::spawn_blocking(move || cache.put(&sha256, &component)).await;
-    match written {
-        Ok(Ok(())) => {
-            tracing::debug!(dir = %dir.display(), ms = start.elapsed().as_millis() as u64, "wrote the compile cache entry")
-        }
-        Ok(Err(err)) => {
-            tracing::warn!(error = %format!("{err:#}"), dir = %dir.display(), "cannot write the compile cache")
-        }
-        Err(join) => {
-            tracing::warn!(error = %join, dir = %dir.display(), "cannot write the compile cache")
-        }
-    }
 }
 
 /// Creates one throwaway instance, proving the component fits the pool and its start-up code
@@ -319,7 +339,7 @@ pub async fn load(
 ) -> Result<Compiled, LoadError> {
     let rt = runtime.clone();
     let mut compiled = tokio::task::spawn_blocking(move || {
-        let run = || compile(&rt, &bytes, &sha256, cache.as_deref(), tier);
+        let run = || compile(&rt, &bytes, &sha256, cache.as_ref(), tier);
         let compiled = match pool {
             Some(pool) => pool.install(run),
             None => run(),

@@ -479,8 +479,8 @@ impl Reloader {
                 let serving_after = started.elapsed();
                 // The new code serves; only now write it to the compile cache, and log once it
                 // is written (a host stopped after that line finds the entry on its restart).
-                if let (Some(component), Some(cache)) = (unsaved, &self.cache) {
-                    loader::save(cache.clone(), sha256, component).await;
+                if let Some(unsaved) = unsaved {
+                    unsaved.write().await;
                 }
                 log_loaded(&self.route.name, &generation, trigger, serving_after);
                 if tier::tiers_up(mode, generation.tier) {

@@ -143,7 +143,7 @@ pub fn spawn_tier_up(
             &route.store,
             bytes,
             sha256,
-            cache.clone(),
+            cache,
             Tier::Optimized,
             background_pool(),
         )
@@ -153,8 +153,8 @@ pub fn spawn_tier_up(
                 let unsaved = compiled.unsaved.take();
                 let tiered_up = route.slot.tier_up(number, compiled);
                 let serving_after = started.elapsed();
-                if let (Some(component), Some(cache)) = (unsaved, cache) {
-                    loader::save(cache, sha256, component).await;
+                if let Some(unsaved) = unsaved {
+                    unsaved.write().await;
                 }
                 match tiered_up {
                     Some(generation) => {
