@@ -422,6 +422,7 @@ fn describe(g: &Generation) -> serde_json::Value {
         "cache_hit": g.code_source.cache_hit(),
         "incremental_hits": g.incremental.map(|c| c.hits),
         "incremental_misses": g.incremental.map(|c| c.misses),
+        "incremental_untranslated": g.incremental.map(|c| c.untranslated),
         "in_flight": g.in_flight(),
         "reused_instances": g.reused_instances(),
     })

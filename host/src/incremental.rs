@@ -5,6 +5,10 @@
 //! Python guest whose script changed, over the same engine; a Rust guest where one function
 //! changed), only the functions that changed are compiled; the others come from here. The key
 //! of an entry is Cranelift's own: a hash of the function, the compiler and its settings.
+//! Beside those entries sit those of the memo in hotswap's wasmtime (vendor/README.md): keyed by
+//! a function's wasm and its module, they let an unchanged function skip even its translation
+//! to Cranelift's IR. A function is counted once: a memo hit is a hit; a memo miss is counted by
+//! the lookup under Cranelift's key that follows it.
 //!
 //! - Bounded: once the entries pass the size limit, the oldest (by write time) are removed
 //!   until they take 80 % of it.
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+use wasmtime_internal_cranelift::wasm_memo;
 
 /// Marks an entry written by this store.
 const MAGIC: &[u8; 8] = b"hsincr01";
@@ -34,6 +39,8 @@ pub struct Counts {
     pub hits: u64,
     /// Functions looked up and not found (compiled, then stored).
     pub misses: u64,
+    /// Of the hits, those found by their wasm (the memo), so not even translated.
+    pub untranslated: u64,
 }
 
 /// The on-disk store behind `Config::enable_incremental_compilation`.
@@ -45,6 +52,7 @@ pub struct DiskStore {
     bytes: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    untranslated: AtomicU64,
     /// Held while evicting, so two compile threads don't both scan the directory.
     evicting: Mutex<()>,
     next_tmp: AtomicU64,
@@ -65,6 +73,7 @@ impl DiskStore {
             bytes: AtomicU64::new(bytes),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            untranslated: AtomicU64::new(0),
             evicting: Mutex::new(()),
             next_tmp: AtomicU64::new(0),
         })
@@ -75,6 +84,7 @@ impl DiskStore {
         Counts {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            untranslated: self.untranslated.load(Ordering::Relaxed),
         }
     }
 
@@ -157,11 +167,17 @@ fn entries(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
 
 impl wasmtime::CacheStore for DiskStore {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let memo = wasm_memo::is_memo_key(key);
         match self.read(key) {
             Some(value) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                if memo {
+                    self.untranslated.fetch_add(1, Ordering::Relaxed);
+                }
                 Some(Cow::Owned(value))
             }
+            // The function is looked up under Cranelift's key next, and counted there.
+            None if memo => None,
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 None
@@ -195,7 +211,14 @@ mod tests {
         assert!(store.get(b"f1").is_none());
         assert!(store.insert(b"f1", b"machine code".to_vec()));
         assert_eq!(store.get(b"f1").as_deref(), Some(&b"machine code"[..]));
-        assert_eq!(store.counts(), Counts { hits: 1, misses: 1 });
+        assert_eq!(
+            store.counts(),
+            Counts {
+                hits: 1,
+                misses: 1,
+                untranslated: 0
+            }
+        );
 
         // Flip a byte of the value, then truncate the file: both are misses, not errors.
         let path = store.path(b"f1");
@@ -210,6 +233,30 @@ mod tests {
         // Written again, it is good again.
         assert!(store.insert(b"f1", b"machine code".to_vec()));
         assert!(store.get(b"f1").is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_function_found_by_its_wasm_counts_once_as_an_untranslated_hit() {
+        let dir = tempfile_dir();
+        let store = DiskStore::open(&dir, 1 << 20).unwrap();
+        let memo_key = [&wasm_memo::KEY_PREFIX[..], &[9; 32]].concat();
+        let cranelift_key = [9u8; 32];
+        // First compile: the memo misses (not counted), then Cranelift's key misses.
+        assert!(store.get(&memo_key).is_none());
+        assert!(store.get(&cranelift_key).is_none());
+        assert!(store.insert(&cranelift_key, b"stencil".to_vec()));
+        assert!(store.insert(&memo_key, b"entry".to_vec()));
+        // Next compile: the memo hits, Cranelift's key is not looked up.
+        assert_eq!(store.get(&memo_key).as_deref(), Some(&b"entry"[..]));
+        assert_eq!(
+            store.counts(),
+            Counts {
+                hits: 1,
+                misses: 1,
+                untranslated: 1
+            }
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

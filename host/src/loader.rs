@@ -257,13 +257,18 @@ pub fn compile(
                 .as_ref()
                 .filter(|_| tier == Tier::Optimized);
             let before = incremental.map(|s| s.counts());
+            // The memo of unchanged functions (in hotswap's wasmtime, vendor/README.md) is used
+            // inside its scope only, one compile at a time.
+            let memo = incremental.map(|_| wasmtime_internal_cranelift::wasm_memo::scope());
             let component = Component::new(&backend.engine, bytes).map_err(LoadError::Compile)?;
+            drop(memo);
             // Over this compile (another route's compile at the same time adds to the counts).
             reused = before.zip(incremental).map(|(b, s)| {
                 let after = s.counts();
                 Counts {
                     hits: after.hits - b.hits,
                     misses: after.misses - b.misses,
+                    untranslated: after.untranslated - b.untranslated,
                 }
             });
             (component, Source::Compiled)

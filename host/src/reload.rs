@@ -559,10 +559,11 @@ fn reuse(kept: &Generation) -> Compiled {
 fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total: Duration) {
     let how = match (generation.code_source, generation.incremental) {
         (Source::Compiled, Some(c)) if c.hits > 0 => format!(
-            "compiled in {} ms, {} of {} functions from the incremental cache",
+            "compiled in {} ms, {} of {} functions from the incremental cache ({} untranslated)",
             generation.compile_time.as_millis(),
             c.hits,
-            c.hits + c.misses
+            c.hits + c.misses,
+            c.untranslated
         ),
         (Source::Compiled, _) => {
             format!("compiled in {} ms", generation.compile_time.as_millis())
@@ -583,6 +584,7 @@ fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total
         cache_hit = generation.code_source.cache_hit(),
         incremental_hits = generation.incremental.map(|c| c.hits),
         incremental_misses = generation.incremental.map(|c| c.misses),
+        incremental_untranslated = generation.incremental.map(|c| c.untranslated),
         total_ms = total.as_millis() as u64,
         trigger,
         path = %generation.origin,

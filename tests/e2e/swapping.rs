@@ -216,9 +216,10 @@ async fn a_new_build_reuses_the_functions_it_shares_with_an_earlier_one() {
 
 /// Compiling again code compiled before (the same component with a custom section added, so
 /// the whole-module cache misses and Cranelift runs) takes every function from the incremental
-/// cache, whatever order the compile threads take them in. Cranelift 0.135 as published keyed a
-/// function by what the previous function on its thread left behind, and missed on 3-7 % of
-/// them; vendor/README.md says what hotswap builds instead.
+/// cache, whatever order the compile threads take them in, and without translating any of them
+/// (the memo finds each by its wasm). Cranelift 0.135 as published keyed a function by what the
+/// previous function on its thread left behind, and missed on 3-7 % of them; vendor/README.md
+/// says what hotswap builds instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn recompiling_unchanged_code_takes_every_function_from_the_incremental_cache() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,7 +237,81 @@ async fn recompiling_unchanged_code_takes_every_function_from_the_incremental_ca
             total > 0 && hits == total,
             "generation {generation}: {hits} of {total} unchanged functions from the cache"
         );
+        let untranslated = generation_untranslated(&server, generation);
+        assert_eq!(
+            untranslated, total,
+            "generation {generation}: {untranslated} of {total} unchanged functions untranslated"
+        );
     }
+}
+
+/// A function taken from the memo by its wasm (vendor/README.md) is the function a fresh
+/// compile makes: the compiled artifact of a new build whose other functions came from the
+/// memo is, byte for byte, the artifact a host with no incremental cache compiles from the
+/// same file. v2 differs from v1 in a string (its data), as a script edit does a JS guest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_taken_by_its_wasm_compiles_to_the_same_code_as_a_fresh_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = guests::example_version("v2");
+    let (warm, path, warm_cache) =
+        start_with_incremental_cache(dir.path(), &guests::example_version("v1")).await;
+    deploy_atomic(&v2, &path);
+    wait_for_generation(&warm, 2).await;
+    let (hits, total) = generation_incremental_counts(&warm, 2).await;
+    let untranslated = generation_untranslated(&warm, 2);
+    assert!(
+        untranslated * 4 >= total * 3 && untranslated <= hits,
+        "only {untranslated} of {total} functions untranslated ({hits} from the cache)"
+    );
+
+    let cold_dir = tempfile::tempdir().unwrap();
+    let cold_cache = cold_dir.path().join("cache");
+    let cold_app = cold_dir.path().join("app.wasm");
+    std::fs::write(&cold_app, &v2).unwrap();
+    let cold = Server::start(
+        &cold_app,
+        &[
+            "--cache-dir",
+            cold_cache.to_str().unwrap(),
+            "--incremental-cache-size",
+            "0",
+            "--tier",
+            "optimized",
+        ],
+    );
+    cold.expect_log("loaded generation 1", SWAP_WAIT).await;
+    assert!(
+        !cold.log().contains("from the incremental cache"),
+        "{}",
+        cold.log()
+    );
+
+    let compiled = |dir: &Path| -> Vec<Vec<u8>> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .map(|e| std::fs::read(e.path()).unwrap())
+            .collect();
+        entries.sort();
+        entries
+    };
+    let fresh = compiled(&cold_cache);
+    assert_eq!(
+        fresh.len(),
+        1,
+        "the cold host wrote {} entries",
+        fresh.len()
+    );
+    let warm_entries = compiled(&warm_cache);
+    assert_eq!(warm_entries.len(), 2, "v1 and v2 each have an entry");
+    assert!(
+        warm_entries.contains(&fresh[0]),
+        "v2 compiled from the memo ({} bytes, {} bytes) differs from v2 compiled fresh ({} bytes)",
+        warm_entries[0].len(),
+        warm_entries[1].len(),
+        fresh[0].len()
+    );
 }
 
 /// A server watching `dir/app.wasm` (first `first`) that compiles with Cranelift and its
@@ -274,6 +349,18 @@ async fn generation_incremental_counts(server: &Server, n: u64) -> (u64, u64) {
         .unwrap_or_else(|| panic!("no {loaded:?} line in the log:\n{log}"));
     incremental_counts(line)
         .unwrap_or_else(|| panic!("generation {n} used no incremental cache: {line}"))
+}
+
+/// How many of generation `n`'s functions were taken by their wasm, without translation, as its
+/// load line says (call after [`generation_incremental_counts`], which waits for the line).
+fn generation_untranslated(server: &Server, n: u64) -> u64 {
+    let loaded = format!("loaded generation {n} ");
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains(&loaded)).unwrap();
+    line.split_once(" functions from the incremental cache (")
+        .and_then(|(_, rest)| rest.split_once(" untranslated)"))
+        .and_then(|(count, _)| count.parse().ok())
+        .unwrap_or_else(|| panic!("no untranslated count in {line}"))
 }
 
 /// `N of M functions from the incremental cache` in a load line.
