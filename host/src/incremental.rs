@@ -26,6 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 use wasmtime_internal_cranelift::wasm_memo;
 
+/// Keys of the markers that say a component's code was compiled with Cranelift here
+/// ([`DiskStore::knows_code`]) start with these bytes.
+const CODE_PREFIX: &[u8; 6] = b"hscode";
+
 /// Marks an entry written by this store.
 const MAGIC: &[u8; 8] = b"hsincr01";
 const HEADER_LEN: usize = MAGIC.len() + 32;
@@ -86,6 +90,21 @@ impl DiskStore {
             misses: self.misses.load(Ordering::Relaxed),
             untranslated: self.untranslated.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether code with this [`code_digest`] was compiled with Cranelift into this store
+    /// before, so that compiling it again mostly takes its functions from here (each one
+    /// untranslated, if its module is unchanged too). Not counted as a hit or a miss. The
+    /// marker is evicted like an entry, and after the functions of that compile, so it may
+    /// outlive some of them: then the compile is slower, never wrong.
+    pub fn knows_code(&self, digest: &[u8; 32]) -> bool {
+        self.read(&[&CODE_PREFIX[..], digest].concat()).is_some()
+    }
+
+    /// Records that code with this [`code_digest`] has been compiled into this store.
+    pub fn remember_code(&self, digest: &[u8; 32]) {
+        use wasmtime::CacheStore;
+        self.insert(&[&CODE_PREFIX[..], digest].concat(), Vec::new());
     }
 
     /// The directory the entries live in.
@@ -149,6 +168,23 @@ impl DiskStore {
         }
         self.bytes.store(total, Ordering::Relaxed);
     }
+}
+
+/// A digest of the code sections of every core module in `component`, in order: two builds
+/// with the same digest have the same functions (a JS or Python guest whose script changed, over
+/// the same engine). `None` if the bytes do not parse.
+pub fn code_digest(component: &[u8]) -> Option<[u8; 32]> {
+    use wasmparser::{Parser, Payload};
+    let mut hasher = Sha256::new();
+    hasher.update(b"hotswap code digest 1");
+    for payload in Parser::new(0).parse_all(component) {
+        if let Payload::CodeSectionStart { range, .. } = payload.ok()? {
+            let code = component.get(range)?;
+            hasher.update((code.len() as u64).to_le_bytes());
+            hasher.update(code);
+        }
+    }
+    Some(hasher.finalize().into())
 }
 
 /// The entries of `dir`: path, size, write time.

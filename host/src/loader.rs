@@ -258,10 +258,16 @@ pub fn compile(
                 .filter(|_| tier == Tier::Optimized);
             let before = incremental.map(|s| s.counts());
             // The memo of unchanged functions (in hotswap's wasmtime, vendor/README.md) is used
-            // inside its scope only, one compile at a time.
-            let memo = incremental.map(|_| wasmtime_internal_cranelift::wasm_memo::scope());
+            // for the bytes of an open scope only.
+            let memo = incremental.map(|_| wasmtime_internal_cranelift::wasm_memo::scope(bytes));
             let component = Component::new(&backend.engine, bytes).map_err(LoadError::Compile)?;
             drop(memo);
+            // So that `--tier auto` compiles the next build of this code with Cranelift.
+            if let Some(store) = incremental
+                && let Some(code) = crate::incremental::code_digest(bytes)
+            {
+                store.remember_code(&code);
+            }
             // Over this compile (another route's compile at the same time adds to the counts).
             reused = before.zip(incremental).map(|(b, s)| {
                 let after = s.counts();

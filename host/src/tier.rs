@@ -13,13 +13,16 @@
 use crate::cache::CompileCache;
 use crate::cli::TierMode;
 use crate::engine::{Runtime, Tier};
+use crate::incremental;
 use crate::loader::{self, Compiled, LoadError};
 use crate::route::Route;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Under `--tier auto`, components at least this large are compiled with Winch first (unless
-/// their Cranelift build is in the compile cache). Cranelift compiles about 1 MB of
+/// their Cranelift build is in the compile cache, or their code was compiled with Cranelift
+/// into the incremental cache before: a script edit of a JS or Python guest then compiles in
+/// well under a second, faster than Winch). Cranelift compiles about 1 MB of
 /// component per second here (guest-example, 0.1 MB: 0.15 s; a componentize-js guest,
 /// 12.8 MB: 10 s); below this size its compile takes well under a second and a tier-up would
 /// cost more than it saves.
@@ -75,7 +78,16 @@ pub fn first_tier(
                 (Some(cache), Ok(backend)) => cache.contains(&backend.engine, sha256),
                 _ => false,
             };
-            if cached { Tier::Optimized } else { Tier::Fast }
+            let known_code = || {
+                runtime.incremental.as_ref().is_some_and(|store| {
+                    incremental::code_digest(bytes).is_some_and(|code| store.knows_code(&code))
+                })
+            };
+            if cached || known_code() {
+                Tier::Optimized
+            } else {
+                Tier::Fast
+            }
         }
     }
 }
@@ -91,7 +103,15 @@ pub async fn load_first(
     sha256: [u8; 32],
     cache: Option<Arc<CompileCache>>,
 ) -> Result<Compiled, LoadError> {
-    let tier = first_tier(mode, runtime, &bytes, &sha256, cache.as_deref());
+    // Off the async runtime: under `auto` this may hash a large component's code.
+    let tier = {
+        let (runtime, bytes, cache) = (runtime.clone(), bytes.clone(), cache.clone());
+        tokio::task::spawn_blocking(move || {
+            first_tier(mode, &runtime, &bytes, &sha256, cache.as_deref())
+        })
+        .await
+        .unwrap_or(Tier::Optimized)
+    };
     let loaded = loader::load(
         runtime,
         &route.store,

@@ -6,7 +6,7 @@
 use crate::registry::status;
 use crate::routes::{scrape, value};
 use hotswap_tests::guests::{self, GUEST_EXAMPLE};
-use hotswap_tests::{Server, eventually, get, with_custom_section};
+use hotswap_tests::{Server, deploy_atomic, eventually, get, with_custom_section};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,6 +148,41 @@ async fn a_large_new_component_serves_from_winch_then_tiers_up_without_a_failed_
     assert_eq!(status(&server).await["current"]["tier"], "optimized");
     tokio::time::sleep(QUIET).await;
     assert_eq!(server.log_count("tiered up"), 0, "{}", server.log());
+}
+
+/// A large build never seen before whose code was compiled with Cranelift before (a script
+/// edit of a JS or Python guest: the same engine's functions, other data) is compiled with
+/// Cranelift at once under `auto`: its functions come from the incremental cache, untranslated,
+/// which is faster than a Winch compile, and no tier-up follows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_build_of_code_compiled_before_goes_straight_to_cranelift() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_large(dir.path(), "auto");
+    server
+        .expect_log("tiered up generation 1", TIER_UP_WAIT)
+        .await;
+    // The same code in other bytes: the compile cache has never seen this build.
+    let app = dir.path().join("app.wasm");
+    deploy_atomic(&with_custom_section(&large_guest(), "build", b"2"), &app);
+    server
+        .expect_log(
+            "loaded generation 2 (wasi:http@0.2, Cranelift, ",
+            TIER_UP_WAIT,
+        )
+        .await;
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("loaded generation 2 "))
+        .unwrap();
+    assert!(
+        line.contains("untranslated") && !line.contains("(0 untranslated)"),
+        "{line}"
+    );
+    assert_eq!(status(&server).await["current"]["tier"], "optimized");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(server.log_count("(wasi:http@0.2, Winch, "), 1, "{log}");
+    assert_eq!(server.log_count("tiered up"), 1, "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]

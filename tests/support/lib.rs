@@ -69,6 +69,19 @@ pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> 
     out
 }
 
+/// How many functions the core modules of `component` define (their code sections' entries):
+/// the functions a compile translates from wasm, beside the trampolines it generates.
+pub fn defined_functions(component: &[u8]) -> u64 {
+    use wasmparser::{Parser, Payload};
+    Parser::new(0)
+        .parse_all(component)
+        .map(|payload| match payload.expect("a valid component") {
+            Payload::CodeSectionStart { count, .. } => u64::from(count),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Appends a (component or module) section: its id, its size, its contents.
 pub fn push_section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
     out.push(id);

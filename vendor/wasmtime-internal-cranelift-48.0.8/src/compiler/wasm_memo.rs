@@ -16,16 +16,22 @@
 //! data segments (`memory_initialization`, `runtime_data`) and the initial values of mutable
 //! globals. The initial values of immutable globals are in it: translation folds them into code.
 //!
-//! The memo is used only inside a [`scope`], which the embedder opens around one compilation at
-//! a time: a module's fingerprint is remembered by the address of its translation while the
-//! scope is open, and forgotten when it closes, so an address can never stand for two modules.
-//! Outside a scope compilation is exactly upstream's. A memo entry that does not decode is a miss.
+//! The memo is used only for a module whose bytes lie in those of an open [`scope`], which the
+//! embedder opens around a compilation, borrowing the bytes it compiles. A module's fingerprint
+//! is remembered while that scope is open, by the scope, the compiler and the address of the
+//! module's translation, and forgotten when it closes. The bytes cannot be freed while the scope
+//! borrows them, so a translation remembered under a scope is one of those bytes: if two
+//! compilations of the same bytes share an address in turn, they are translations of the same
+//! module by the same compiler, whose fingerprints are the same. Scopes may be open at once (a
+//! compile in the background beside another). Any other compilation is exactly upstream's. A
+//! memo entry that does not decode is a miss.
 
 use super::{Compiler, box_dyn_any_compiled_function};
 use crate::CompiledFunction;
 use cranelift_codegen::ir::{self, SourceLoc, UserExternalName};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Mutex, MutexGuard};
 use wasmparser::FunctionBody;
 use wasmtime_environ::{
@@ -40,34 +46,53 @@ pub const KEY_PREFIX: &[u8; 4] = b"hswm";
 /// Bumped whenever what goes into a key or an entry changes.
 const DOMAIN: &[u8] = b"hotswap wasm memo 1";
 
-/// Serialises scopes: one compilation uses the memo at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The open scopes and the fingerprints remembered under them.
+#[derive(Default)]
+struct Scopes {
+    next: u64,
+    /// Each open scope: its number and the address range of the bytes it borrows.
+    open: Vec<(u64, std::ops::Range<usize>)>,
+    /// Module fingerprints by (scope, compiler, translation) address.
+    fingerprints: HashMap<(u64, usize, usize), [u8; 32]>,
+}
 
-/// While a scope is open: module fingerprints by the address of their translation.
-static FINGERPRINTS: Mutex<Option<HashMap<usize, [u8; 32]>>> = Mutex::new(None);
+static SCOPES: Mutex<Option<Scopes>> = Mutex::new(None);
+
+fn scopes() -> MutexGuard<'static, Option<Scopes>> {
+    SCOPES.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// An open memo scope; see [`scope`].
-pub struct Scope {
-    _serial: MutexGuard<'static, ()>,
+pub struct Scope<'a> {
+    number: u64,
+    _bytes: PhantomData<&'a [u8]>,
 }
 
-/// Opens a memo scope for one compilation (for example one `Component::new`), waiting for
-/// any other scope to close first. Every module translation of that compilation must live until
-/// the scope is dropped, which is so for a compilation run inside it.
-pub fn scope() -> Scope {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    *fingerprints() = Some(HashMap::new());
-    Scope { _serial: serial }
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        *fingerprints() = None;
+/// Opens a memo scope over `bytes`, the wasm a compilation inside it compiles (for example
+/// the bytes given to `Component::new`): the memo is used for the modules in them until the
+/// scope is dropped.
+pub fn scope(bytes: &[u8]) -> Scope<'_> {
+    let mut scopes = scopes();
+    let scopes = scopes.get_or_insert_with(Scopes::default);
+    let number = scopes.next;
+    scopes.next += 1;
+    let start = bytes.as_ptr() as usize;
+    scopes.open.push((number, start..start + bytes.len()));
+    Scope {
+        number,
+        _bytes: PhantomData,
     }
 }
 
-fn fingerprints() -> MutexGuard<'static, Option<HashMap<usize, [u8; 32]>>> {
-    FINGERPRINTS.lock().unwrap_or_else(|e| e.into_inner())
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        if let Some(scopes) = scopes().as_mut() {
+            scopes.open.retain(|(number, _)| *number != self.number);
+            scopes
+                .fingerprints
+                .retain(|(number, _, _), _| *number != self.number);
+        }
+    }
 }
 
 /// Whether `key` is the key of a memo entry (rather than of an incremental cache entry).
@@ -119,14 +144,24 @@ impl Compiler {
             return None;
         }
         let module = {
-            let mut map = fingerprints();
-            let map = map.as_mut()?;
-            let address = translation as *const ModuleTranslation<'_> as usize;
-            match map.get(&address) {
+            let mut scopes = scopes();
+            let scopes = scopes.as_mut()?;
+            let wasm = translation.wasm.as_ptr_range();
+            let (wasm_start, wasm_end) = (wasm.start as usize, wasm.end as usize);
+            let (number, _) = scopes
+                .open
+                .iter()
+                .find(|(_, range)| range.start <= wasm_start && wasm_end <= range.end)?;
+            let key = (
+                *number,
+                self as *const Compiler as usize,
+                translation as *const ModuleTranslation<'_> as usize,
+            );
+            match scopes.fingerprints.get(&key) {
                 Some(fingerprint) => *fingerprint,
                 None => {
                     let fingerprint = self.module_fingerprint(translation, types)?;
-                    map.insert(address, fingerprint);
+                    scopes.fingerprints.insert(key, fingerprint);
                     fingerprint
                 }
             }
