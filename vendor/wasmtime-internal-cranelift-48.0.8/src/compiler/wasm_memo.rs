@@ -32,7 +32,7 @@ use cranelift_codegen::ir::{self, SourceLoc, UserExternalName};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::RwLock;
 use wasmparser::FunctionBody;
 use wasmtime_environ::{
     CompiledFunctionBody, DefinedFuncIndex, EngineOrModuleTypeIndex, FuncIndex, Inlining,
@@ -56,11 +56,9 @@ struct Scopes {
     fingerprints: HashMap<(u64, usize, usize), [u8; 32]>,
 }
 
-static SCOPES: Mutex<Option<Scopes>> = Mutex::new(None);
-
-fn scopes() -> MutexGuard<'static, Option<Scopes>> {
-    SCOPES.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Read for every function compiled (in parallel), written when a scope opens or closes and
+/// once per module.
+static SCOPES: RwLock<Option<Scopes>> = RwLock::new(None);
 
 /// An open memo scope; see [`scope`].
 pub struct Scope<'a> {
@@ -72,7 +70,7 @@ pub struct Scope<'a> {
 /// the bytes given to `Component::new`): the memo is used for the modules in them until the
 /// scope is dropped.
 pub fn scope(bytes: &[u8]) -> Scope<'_> {
-    let mut scopes = scopes();
+    let mut scopes = SCOPES.write().unwrap_or_else(|e| e.into_inner());
     let scopes = scopes.get_or_insert_with(Scopes::default);
     let number = scopes.next;
     scopes.next += 1;
@@ -86,7 +84,7 @@ pub fn scope(bytes: &[u8]) -> Scope<'_> {
 
 impl Drop for Scope<'_> {
     fn drop(&mut self) {
-        if let Some(scopes) = scopes().as_mut() {
+        if let Some(scopes) = SCOPES.write().unwrap_or_else(|e| e.into_inner()).as_mut() {
             scopes.open.retain(|(number, _)| *number != self.number);
             scopes
                 .fingerprints
@@ -143,9 +141,9 @@ impl Compiler {
         {
             return None;
         }
-        let module = {
-            let mut scopes = scopes();
-            let scopes = scopes.as_mut()?;
+        let (key, known) = {
+            let scopes = SCOPES.read().unwrap_or_else(|e| e.into_inner());
+            let scopes = scopes.as_ref()?;
             let wasm = translation.wasm.as_ptr_range();
             let (wasm_start, wasm_end) = (wasm.start as usize, wasm.end as usize);
             let (number, _) = scopes
@@ -157,13 +155,21 @@ impl Compiler {
                 self as *const Compiler as usize,
                 translation as *const ModuleTranslation<'_> as usize,
             );
-            match scopes.fingerprints.get(&key) {
-                Some(fingerprint) => *fingerprint,
-                None => {
-                    let fingerprint = self.module_fingerprint(translation, types)?;
-                    scopes.fingerprints.insert(key, fingerprint);
-                    fingerprint
+            (key, scopes.fingerprints.get(&key).copied())
+        };
+        let module = match known {
+            Some(fingerprint) => fingerprint,
+            None => {
+                // Outside the lock; the first functions of a module may each compute it.
+                let fingerprint = self.module_fingerprint(translation, types)?;
+                // Only while the scope is still open (it is: this compile runs inside it).
+                let mut scopes = SCOPES.write().unwrap_or_else(|e| e.into_inner());
+                let scopes = scopes.as_mut()?;
+                if !scopes.open.iter().any(|(number, _)| *number == key.0) {
+                    return None;
                 }
+                scopes.fingerprints.insert(key, fingerprint);
+                fingerprint
             }
         };
         let mut hasher = Sha256::new();
