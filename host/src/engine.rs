@@ -510,3 +510,79 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
         MAX_STORE_OBJECTS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmtime_environ::{
+        CompiledFunctionsTableBuilder, DefinedFuncIndex, FilePos, FuncKey, FunctionLoc,
+        StaticModuleIndex,
+    };
+
+    fn func(m: u32, f: u32) -> FuncKey {
+        FuncKey::DefinedWasmFunction(
+            StaticModuleIndex::from_u32(m),
+            DefinedFuncIndex::from_u32(f),
+        )
+    }
+
+    fn trampoline(m: u32, f: u32) -> FuncKey {
+        FuncKey::ArrayToWasmTrampoline(
+            StaticModuleIndex::from_u32(m),
+            DefinedFuncIndex::from_u32(f),
+        )
+    }
+
+    /// hotswap's wasmtime-environ finds a function's code through lookup tables built on first
+    /// use instead of binary searches (vendor/README.md): every key finds its own code, in
+    /// dense and sparse namespaces, with gaps, and through the fallback search of a namespace
+    /// too sparse for a table; a key that is not there finds nothing.
+    #[test]
+    fn the_vendored_function_table_finds_each_function_and_nothing_else() {
+        let present = [
+            func(0, 0),
+            func(0, 1),
+            func(0, 2),
+            func(0, 5),
+            func(1, 0),
+            func(1, 3),
+            trampoline(0, 1),
+            trampoline(0, 2),
+            trampoline(0, 5),
+            // A namespace wider than 4 times its entries: the binary search.
+            trampoline(1, 0),
+            trampoline(1, 1000),
+        ];
+        let mut builder = CompiledFunctionsTableBuilder::new();
+        for (i, key) in present.iter().enumerate() {
+            let loc = FunctionLoc {
+                start: 10 * i as u32,
+                length: 10,
+            };
+            builder.push_func(*key, loc, FilePos::none());
+        }
+        let table = builder.finish();
+        for (i, key) in present.iter().enumerate() {
+            assert_eq!(
+                table.func_loc(*key).map(|l| l.start),
+                Some(10 * i as u32),
+                "{key:?}"
+            );
+        }
+        let absent = [
+            func(0, 3),
+            func(0, 4),
+            func(0, 6),
+            func(1, 1),
+            func(2, 0),
+            trampoline(0, 0),
+            trampoline(0, 3),
+            trampoline(0, 6),
+            trampoline(1, 500),
+            trampoline(1, 1001),
+            trampoline(2, 0),
+        ];
+        for key in absent {
+            assert!(table.func_loc(key).is_none(), "{key:?} found");
+        }
+    }
+}
