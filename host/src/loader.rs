@@ -262,9 +262,12 @@ pub fn compile(
             let memo = incremental.map(|_| wasmtime_internal_cranelift::wasm_memo::scope(bytes));
             let component = Component::new(&backend.engine, bytes).map_err(LoadError::Compile)?;
             drop(memo);
-            // So that `--tier auto` compiles the next build of this code with Cranelift.
+            // So that `--tier auto` compiles the next build of this code with Cranelift. A
+            // marker already there is left as it is (rewriting it would make it newer than the
+            // entries it stands for, and cost a file write per compile).
             if let Some(store) = incremental
                 && let Some(code) = crate::incremental::code_digest(bytes)
+                && !store.knows_code(&code)
             {
                 store.remember_code(&code);
             }

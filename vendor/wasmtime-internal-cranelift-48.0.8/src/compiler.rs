@@ -1113,7 +1113,7 @@ impl cranelift_codegen::incremental_cache::CacheKvStore for CraneliftCacheStore 
     fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
         let found = self.0.get(key)?;
         if let Some(kept) = &self.1 {
-            kept.borrow_mut().clone_from(&found.to_vec());
+            *kept.borrow_mut() = found.to_vec();
         }
         Some(found)
     }
