@@ -103,6 +103,7 @@ impl Guest for Component {
                 None => respond(out, 400, "expected ?ms=<milliseconds>"),
             },
             "/leftovers" => respond(out, 200, &leftovers()),
+            "/scatter" => respond(out, 200, &scatter()),
             "/no-response" => drop(out),
             "/print-long" => match number(query, "n") {
                 Some(n) => {
@@ -157,6 +158,35 @@ fn leftovers() -> String {
         }
     }
     format!("count={count} dirty={dirty}")
+}
+
+/// Host pages (4 KiB) of [`SCATTER`] that `/scatter` writes: every other one, so they are that
+/// many separate runs of dirty pages, more than the host's page scan reports in one go (32).
+const SCATTER_RUNS: usize = 72;
+const HOST_PAGE: usize = 4 << 10;
+/// What every byte of [`SCATTER`] starts as.
+const SCATTER_BYTE: u8 = 0x5A;
+/// Not zero, so it lives in the component's data segments (its memory image), not in memory
+/// that starts out zeroed.
+static mut SCATTER: [u8; SCATTER_RUNS * 2 * HOST_PAGE] = [SCATTER_BYTE; SCATTER_RUNS * 2 * HOST_PAGE];
+
+/// Reports how many of the pages an earlier request could have dirtied in the memory image no
+/// longer hold their initial bytes, then dirties them (one byte each, every other host page).
+fn scatter() -> String {
+    let base = &raw mut SCATTER as *mut u8;
+    let mut changed = 0;
+    for run in 0..SCATTER_RUNS {
+        // SAFETY: in bounds of `SCATTER`, which nothing else touches; volatile so the compiler
+        // keeps every read and write.
+        unsafe {
+            let byte = base.add(run * 2 * HOST_PAGE + 100);
+            if byte.read_volatile() != SCATTER_BYTE {
+                changed += 1;
+            }
+            byte.write_volatile(0xC3);
+        }
+    }
+    format!("runs={SCATTER_RUNS} changed={changed}")
 }
 
 /// Parses query parameter `key` as a non-negative integer.
