@@ -12,11 +12,13 @@
 //!
 //! - Bounded: once the entries pass the size limit, the oldest (by write time) are removed
 //!   until they take 80 % of it.
-//! - Safe against corrupt entries: each carries a checksum of its value; one that does not
+//! - Safe against corrupt entries: each carries a checksum of its key and value; one that does not
 //!   check out, or cannot be read, is a miss (the function is compiled again), never a crash.
 //! - Safe against several hosts sharing the directory: entries are written to a temporary file
-//!   and renamed into place, so a reader sees a whole entry or none; an entry removed by
-//!   another host's eviction while read is a miss.
+//!   whose name no other writer uses (hosts in other PID namespaces share PIDs, so the name
+//!   carries a random nonce too) and renamed into place, so a reader sees a whole entry or none;
+//!   the checksum covers the key, so an entry can only ever be read as its own function; an entry
+//!   removed by another host's eviction while read is a miss.
 
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -30,8 +32,9 @@ use wasmtime_internal_cranelift::wasm_memo;
 /// ([`DiskStore::knows_code`]) start with these bytes.
 const CODE_PREFIX: &[u8; 6] = b"hscode";
 
-/// Marks an entry written by this store.
-const MAGIC: &[u8; 8] = b"hsincr01";
+/// Marks an entry written by this store (`01` entries, whose checksum left out the key, are
+/// misses).
+const MAGIC: &[u8; 8] = b"hsincr02";
 const HEADER_LEN: usize = MAGIC.len() + 32;
 /// Share of the limit the entries are cut back to when they pass it.
 const EVICT_TO_PERCENT: u64 = 80;
@@ -59,6 +62,9 @@ pub struct DiskStore {
     untranslated: AtomicU64,
     /// Held while evicting, so two compile threads don't both scan the directory.
     evicting: Mutex<()>,
+    /// Random per store: with the PID and `next_tmp`, it keeps temporary file names apart from
+    /// every other writer's, including hosts in other containers that have the same PID.
+    nonce: u64,
     next_tmp: AtomicU64,
 }
 
@@ -79,6 +85,10 @@ impl DiskStore {
             misses: AtomicU64::new(0),
             untranslated: AtomicU64::new(0),
             evicting: Mutex::new(()),
+            nonce: {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new().hash_one(SystemTime::now())
+            },
             next_tmp: AtomicU64::new(0),
         })
     }
@@ -122,8 +132,7 @@ impl DiskStore {
         if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
             return None;
         }
-        let sum: [u8; 32] = Sha256::digest(&bytes[HEADER_LEN..]).into();
-        if bytes[MAGIC.len()..HEADER_LEN] != sum {
+        if bytes[MAGIC.len()..HEADER_LEN] != checksum(key, &bytes[HEADER_LEN..]) {
             return None;
         }
         bytes.drain(..HEADER_LEN);
@@ -133,13 +142,14 @@ impl DiskStore {
     fn write(&self, key: &[u8], value: &[u8]) -> std::io::Result<u64> {
         let path = self.path(key);
         let tmp = self.dir.join(format!(
-            ".tmp-{}-{}",
+            ".tmp-{}-{:016x}-{}",
             std::process::id(),
+            self.nonce,
             self.next_tmp.fetch_add(1, Ordering::Relaxed)
         ));
         let mut data = Vec::with_capacity(HEADER_LEN + value.len());
         data.extend_from_slice(MAGIC);
-        data.extend_from_slice(&Sha256::digest(value));
+        data.extend_from_slice(&checksum(key, value));
         data.extend_from_slice(value);
         std::fs::write(&tmp, &data)?;
         if let Err(err) = std::fs::rename(&tmp, &path) {
@@ -168,6 +178,16 @@ impl DiskStore {
         }
         self.bytes.store(total, Ordering::Relaxed);
     }
+}
+
+/// The checksum an entry carries: of its key and its value, so that an entry found under another
+/// function's name (however it got there) does not check out.
+fn checksum(key: &[u8], value: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update((key.len() as u64).to_le_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    hasher.finalize().into()
 }
 
 /// A digest of the code sections of every core module in `component`, in order: two builds
@@ -319,6 +339,46 @@ mod tests {
         let other = DiskStore::open(&dir, 10_000).unwrap();
         assert!(other.get(&99u32.to_le_bytes()).is_some());
         assert_eq!(other.bytes.load(Ordering::Relaxed), total);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two hosts on one cache directory (here two stores in one process, so one PID, as two
+    /// containers that each run hotswap as PID 1 over a shared volume would be), each with
+    /// compile threads writing and reading the same functions while evictions run: a lookup
+    /// finds a function's own entry or nothing, never another function's, and no temporary
+    /// file is left behind.
+    #[test]
+    fn hosts_sharing_the_directory_never_read_another_functions_entry() {
+        let dir = tempfile_dir();
+        let value = |k: u32| -> Vec<u8> { k.to_le_bytes().repeat(16 + (k % 5) as usize * 64) };
+        // Small enough that evictions run throughout.
+        let stores = [
+            DiskStore::open(&dir, 16 << 10).unwrap(),
+            DiskStore::open(&dir, 16 << 10).unwrap(),
+        ];
+        std::thread::scope(|scope| {
+            for (host, store) in stores.iter().enumerate() {
+                for thread in 0..2u32 {
+                    scope.spawn(move || {
+                        for round in 0..1000u32 {
+                            let k = (round * 7 + thread * 13 + host as u32 * 5) % 61;
+                            store.insert(&k.to_le_bytes(), value(k));
+                            let r = (round * 11 + thread * 3 + host as u32) % 61;
+                            if let Some(found) = store.get(&r.to_le_bytes()) {
+                                assert_eq!(found.as_ref(), value(r).as_slice(), "function {r}");
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with(".fn"))
+            .collect();
+        assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
