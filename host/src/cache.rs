@@ -123,14 +123,11 @@ impl CompileCache {
             .context("serialize")?;
         let sum: [u8; 32] = Sha256::digest(&payload).into();
         let path = self.entry_path(component.engine(), component_sha);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut data = Vec::with_capacity(HEADER_LEN + payload.len());
         data.extend_from_slice(MAGIC);
         data.extend_from_slice(&sum);
         data.extend_from_slice(&payload);
-        std::fs::write(&tmp, &data).with_context(|| format!("cannot write `{}`", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("cannot move `{}` into place", path.display()))?;
-        Ok(())
+        crate::atomic_write::write(&path, &data)
+            .with_context(|| format!("cannot write `{}`", path.display()))
     }
 }

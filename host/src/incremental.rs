@@ -15,8 +15,8 @@
 //! - Safe against corrupt entries: each carries a checksum of its key and value; one that does not
 //!   check out, or cannot be read, is a miss (the function is compiled again), never a crash.
 //! - Safe against several hosts sharing the directory: entries are written to a temporary file
-//!   whose name no other writer uses (hosts in other PID namespaces share PIDs, so the name
-//!   carries a random nonce too) and renamed into place, so a reader sees a whole entry or none;
+//!   whose name no other writer uses ([`crate::atomic_write`]) and renamed into place, so a
+//!   reader sees a whole entry or none;
 //!   the checksum covers the key, so an entry can only ever be read as its own function; an entry
 //!   removed by another host's eviction while read is a miss.
 
@@ -62,10 +62,6 @@ pub struct DiskStore {
     untranslated: AtomicU64,
     /// Held while evicting, so two compile threads don't both scan the directory.
     evicting: Mutex<()>,
-    /// Random per store: with the PID and `next_tmp`, it keeps temporary file names apart from
-    /// every other writer's, including hosts in other containers that have the same PID.
-    nonce: u64,
-    next_tmp: AtomicU64,
 }
 
 impl DiskStore {
@@ -85,11 +81,6 @@ impl DiskStore {
             misses: AtomicU64::new(0),
             untranslated: AtomicU64::new(0),
             evicting: Mutex::new(()),
-            nonce: {
-                use std::hash::BuildHasher;
-                std::collections::hash_map::RandomState::new().hash_one(SystemTime::now())
-            },
-            next_tmp: AtomicU64::new(0),
         })
     }
 
@@ -140,22 +131,11 @@ impl DiskStore {
     }
 
     fn write(&self, key: &[u8], value: &[u8]) -> std::io::Result<u64> {
-        let path = self.path(key);
-        let tmp = self.dir.join(format!(
-            ".tmp-{}-{:016x}-{}",
-            std::process::id(),
-            self.nonce,
-            self.next_tmp.fetch_add(1, Ordering::Relaxed)
-        ));
         let mut data = Vec::with_capacity(HEADER_LEN + value.len());
         data.extend_from_slice(MAGIC);
         data.extend_from_slice(&checksum(key, value));
         data.extend_from_slice(value);
-        std::fs::write(&tmp, &data)?;
-        if let Err(err) = std::fs::rename(&tmp, &path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(err);
-        }
+        crate::atomic_write::write(&self.path(key), &data)?;
         Ok(data.len() as u64)
     }
 

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod atomic_write;
 pub mod body;
 pub mod builder;
 pub mod cache;

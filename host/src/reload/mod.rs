@@ -23,11 +23,13 @@ use crate::oci::{self, Registry};
 use crate::route::Route;
 use crate::slot::Generation;
 use crate::tier;
-use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+mod trigger;
+pub use trigger::{Origin, Report, Trigger, TriggerSender, channel};
 
 /// The trigger name of watcher events.
 const FILE_CHANGE: &str = "file change";
@@ -38,95 +40,6 @@ const MAX_POLL_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Default largest component (file, upload or registry layer) the host will read.
 pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
-
-/// Where a reloader gets its component.
-pub enum Origin {
-    /// A file, watched or reloaded on request.
-    File(PathBuf),
-    /// A registry reference, polled.
-    Registry(Arc<Registry>),
-}
-
-impl Origin {
-    /// The path or `oci://` reference, for logs and `/status`.
-    pub fn display(&self) -> String {
-        match self {
-            Origin::File(path) => path.display().to_string(),
-            Origin::Registry(registry) => registry.display().to_string(),
-        }
-    }
-}
-
-/// Why a reload was asked for.
-pub enum Trigger {
-    /// Host startup.
-    Startup,
-    /// The watcher saw the component file change.
-    FileChanged,
-    /// A build finished successfully.
-    Built,
-    /// SIGHUP.
-    Signal,
-    /// Time to poll the registry.
-    Poll,
-    /// `POST /reload` on the admin API.
-    Admin(oneshot::Sender<Report>),
-    /// `PUT /component` on the admin API: these bytes, to be validated, swapped in and then
-    /// written to the component path.
-    Upload(Vec<u8>, oneshot::Sender<Report>),
-}
-
-impl Trigger {
-    fn name(&self) -> &'static str {
-        match self {
-            Trigger::Startup => "startup",
-            Trigger::FileChanged => FILE_CHANGE,
-            Trigger::Built => "build",
-            Trigger::Signal => "SIGHUP",
-            Trigger::Poll => POLL,
-            Trigger::Admin(_) => "admin reload",
-            Trigger::Upload(..) => "admin upload",
-        }
-    }
-}
-
-/// The sending half of the trigger channel; cheap to clone.
-#[derive(Clone)]
-pub struct TriggerSender(mpsc::Sender<Trigger>);
-
-impl TriggerSender {
-    /// Asks for a reload without waiting. If one is already queued this one merges into it.
-    pub fn send(&self, trigger: Trigger) {
-        // A full channel means a reload is already queued; that one will see the latest file.
-        let _ = self.0.try_send(trigger);
-    }
-
-    /// Queues a trigger that carries a reply channel, waiting for room if needed.
-    pub async fn request(&self, trigger: Trigger) -> bool {
-        self.0.send(trigger).await.is_ok()
-    }
-}
-
-/// A new trigger channel.
-pub fn channel() -> (TriggerSender, mpsc::Receiver<Trigger>) {
-    let (tx, rx) = mpsc::channel(1);
-    (TriggerSender(tx), rx)
-}
-
-/// What one reload attempt did, as the admin API reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// `loaded`, `unchanged` or `failed`.
-    pub result: &'static str,
-    /// The generation serving after the attempt, if any.
-    pub generation: Option<u64>,
-    /// Short sha256 of the content tried.
-    pub sha256: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Whether compilation was skipped thanks to a cache.
-    pub cache_hit: bool,
-}
 
 /// Runs reloads for one route's component.
 pub struct Reloader {
@@ -621,17 +534,9 @@ async fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> 
         .map_err(|e| format!("cannot read the component file: {e}"))
 }
 
-/// Writes `bytes` to `path` via a temp file in the same directory and a rename, so the watcher
-/// and any reader see either the old file or the whole new one.
+/// Writes an upload to the component path whole or not at all ([`crate::atomic_write`]), so
+/// the watcher and any reader see either the old file or the whole new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.upload-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot move the upload over `{}`: {e}", path.display())
-    })
+    crate::atomic_write::write(path, bytes)
+        .map_err(|e| format!("cannot write the upload to `{}`: {e}", path.display()))
 }

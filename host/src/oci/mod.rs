@@ -14,8 +14,11 @@
 //! docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths` entries),
 //! else anonymous. HTTPS unless the registry is on loopback or named by `--insecure-registry`.
 
+mod access;
+
 use crate::loader;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use access::{docker_config_auth, protocol};
+use oci_client::client::ClientConfig;
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -481,13 +484,12 @@ impl Registry {
     }
 }
 
+/// Writes `bytes` to `path` whole or not at all, creating its directory.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    crate::atomic_write::write(path, bytes)
 }
 
 /// An error and its causes, `a: b: c` (reqwest's own `Display` leaves the cause out).
@@ -500,67 +502,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// HTTPS, but for a registry on loopback or named in `insecure`.
-fn protocol(registry: &str, insecure: &[String]) -> ClientProtocol {
-    let mut plain = insecure.to_vec();
-    if is_loopback(registry) {
-        plain.push(registry.to_string());
-    }
-    ClientProtocol::HttpsExcept(plain)
-}
-
-fn is_loopback(registry: &str) -> bool {
-    let host = match registry.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => registry,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Credentials for `registry` from the docker config file, if it has an `auths` entry for it.
-fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
-    let path = match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => PathBuf::from(dir).join("config.json"),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker/config.json"),
-    };
-    let text = std::fs::read_to_string(&path).ok()?;
-    let config: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(config) => config,
-        Err(err) => {
-            tracing::warn!(path = %path.display(), error = %err, "cannot parse the docker config file; pulling anonymously");
-            return None;
-        }
-    };
-    let auths = config.get("auths")?.as_object()?;
-    let entry = auths.iter().find_map(|(key, value)| {
-        let host = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        let host = host
-            .strip_suffix("/v1")
-            .or(host.strip_suffix("/v2"))
-            .unwrap_or(host);
-        (host == registry).then_some(value)
-    })?;
-    if let (Some(user), Some(password)) = (
-        entry.get("username").and_then(|v| v.as_str()),
-        entry.get("password").and_then(|v| v.as_str()),
-    ) {
-        return Some(RegistryAuth::Basic(user.into(), password.into()));
-    }
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(entry.get("auth")?.as_str()?)
-        .ok()?;
-    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    Some(RegistryAuth::Basic(user.into(), password.into()))
 }
 
 #[cfg(test)]
@@ -581,32 +522,5 @@ mod tests {
         let err = parse("oci://app").unwrap().unwrap_err();
         assert!(err.contains("needs a registry and a repository"), "{err}");
         assert!(parse("oci://host/UPPER:case").unwrap().is_err());
-    }
-
-    #[test]
-    fn registries_are_https_unless_on_loopback_or_named_insecure() {
-        // What oci-client does with the protocol: plain HTTP for the registries it lists.
-        let scheme = |registry: &str, insecure: &[&str]| {
-            let insecure: Vec<String> = insecure.iter().map(|s| s.to_string()).collect();
-            match protocol(registry, &insecure) {
-                ClientProtocol::HttpsExcept(plain) if plain.iter().any(|p| p == registry) => "http",
-                ClientProtocol::HttpsExcept(_) => "https",
-                other => panic!("unexpected {other:?}"),
-            }
-        };
-        assert_eq!(scheme("registry.example.com", &[]), "https");
-        assert_eq!(scheme("10.0.0.5:5000", &[]), "https");
-        assert_eq!(scheme("10.0.0.5:5000", &["10.0.0.5:5000"]), "http");
-        assert_eq!(scheme("127.0.0.1:5000", &[]), "http");
-        assert_eq!(scheme("localhost:5000", &[]), "http");
-    }
-
-    #[test]
-    fn loopback_registries_are_recognised() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("registry.example.com"));
-        assert!(!is_loopback("10.0.0.1:5000"));
     }
 }
