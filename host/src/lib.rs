@@ -50,6 +50,8 @@ pub mod slices;
 pub mod slot;
 pub mod telemetry;
 pub mod tier;
+#[cfg(test)]
+mod vendored_tests;
 pub mod watcher;
 
 use anyhow::{Context, Result, bail};

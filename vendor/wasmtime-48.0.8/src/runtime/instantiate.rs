@@ -25,6 +25,10 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// hotswap: the text offsets of each defined function's array-to-wasm trampoline and body,
+    /// by `DefinedFuncIndex`, built on first use (see `defined_funcref_code`).
+    #[cfg(feature = "std")]
+    funcref_code: std::sync::OnceLock<Box<[[u32; 2]]>>,
 }
 
 impl CompiledModule {
@@ -58,6 +62,8 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            #[cfg(feature = "std")]
+            funcref_code: std::sync::OnceLock::new(),
         };
         ret.register_profiling(profiler)?;
 
@@ -129,6 +135,42 @@ impl CompiledModule {
         let start = usize::try_from(loc.start).unwrap();
         let end = usize::try_from(loc.start + loc.length).unwrap();
         start..end
+    }
+
+    /// hotswap: where a funcref to the defined function `index` points, as the text offsets of
+    /// its array-to-wasm trampoline and of its body. One table lookup, instead of two searches
+    /// of the function index each time a guest takes a reference to a function (a
+    /// componentize-py guest takes thousands in a request, each instance afresh). `None` where
+    /// the function has no trampoline (it cannot escape) and without `std`: the caller then
+    /// looks both up with `func_loc` as before.
+    #[inline]
+    pub fn defined_funcref_code(&self, index: DefinedFuncIndex) -> Option<(usize, usize)> {
+        #[cfg(feature = "std")]
+        {
+            let table = self.funcref_code.get_or_init(|| {
+                let module = self.module_index();
+                let start = |key| self.index.func_loc(key).map_or(u32::MAX, |loc| loc.start);
+                self.module
+                    .defined_func_indices()
+                    .map(|i| {
+                        [
+                            start(FuncKey::ArrayToWasmTrampoline(module, i)),
+                            start(FuncKey::DefinedWasmFunction(module, i)),
+                        ]
+                    })
+                    .collect()
+            });
+            let [array, wasm] = *table.get(wasmtime_environ::EntityRef::index(index))?;
+            if array == u32::MAX || wasm == u32::MAX {
+                return None;
+            }
+            Some((usize::try_from(array).ok()?, usize::try_from(wasm).ok()?))
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = index;
+            None
+        }
     }
 
     /// Get the Wasm-to-array trampoline for the given signature, as a

@@ -18,7 +18,7 @@ use crate::runtime::vm::{
     VMStoreRawPtr, VmPtr, VmSafe, WasmFault, catch_unwind_and_record_trap,
 };
 use crate::store::{InstanceId, StoreId, StoreInstanceId, StoreOpaque, StoreResourceLimiter};
-use crate::vm::{VMWasmCallFunction, ValRaw};
+use crate::vm::{VMArrayCallFunction, VMWasmCallFunction, ValRaw};
 use alloc::sync::Arc;
 use core::alloc::Layout;
 use core::marker;
@@ -144,6 +144,11 @@ pub struct Instance {
     /// cross-thread stuff used in `InstancePre`)
     store: Option<VMStoreRawPtr>,
 
+    /// hotswap: the address and length of the text section holding this instance's module
+    /// code in its store, found on the first funcref this instance makes (0 until then). The
+    /// store keeps that code registered, and in place, for as long as it holds the instance.
+    funcref_text: (usize, usize),
+
     /// Additional context used by compiled wasm code. This field is last, and
     /// represents a dynamically-sized array that extends beyond the nominal
     /// end of the struct (similar to a flexible array member).
@@ -209,6 +214,7 @@ impl Instance {
             #[cfg(feature = "wmemcheck")]
             wmemcheck_state,
             store: None,
+            funcref_text: (0, 0),
             vmctx: OwnedVMContext::new(),
         })?;
 
@@ -871,7 +877,7 @@ impl Instance {
     /// Initializes a defined function's `VMFuncRef` in-place and then returns a
     /// pointer to that location.
     fn initialize_defined_funcref(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         registry: &ModuleRegistry,
         def_index: DefinedFuncIndex,
     ) -> Option<NonNull<VMFuncRef>> {
@@ -880,6 +886,28 @@ impl Instance {
         let func = &module.functions[index];
         let type_index = func.signature.unwrap_engine_type_index();
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
+        // hotswap: the code addresses from the module's table and this instance's cached text
+        // section, without searching the function index or the store's code registry.
+        if let Some((array, wasm)) = self
+            .runtime_module()
+            .and_then(|m| m.compiled_module().defined_funcref_code(def_index))
+        {
+            let text = self.as_mut().funcref_text(registry);
+            assert!(array < text.1 && wasm < text.1, "function outside its text section");
+            let array_call = VmPtr::from(
+                NonNull::new((text.0 + array) as *mut u8)
+                    .unwrap()
+                    .cast::<VMArrayCallFunction>(),
+            );
+            let wasm_call = Some(VmPtr::from(
+                NonNull::new((text.0 + wasm) as *mut u8)
+                    .unwrap()
+                    .cast::<VMWasmCallFunction>(),
+            ));
+            // SAFETY: the type and offset are those of the defined function at `def_index`,
+            // and the pointers are where `initialize_and_return_funcref` would find its code.
+            return unsafe { self.write_funcref(type_index, vmctx_offset, array_call, wasm_call) };
+        }
         let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
         let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
         // SAFETY: the type/offset/keys here are all valid for the defined
@@ -981,6 +1009,42 @@ impl Instance {
             .unwrap(),
         ));
 
+        // SAFETY: as this function's.
+        unsafe { self.write_funcref(type_index, vmctx_offset, array_call, wasm_call) }
+    }
+
+    /// hotswap: the address and length of the text section holding this instance's module
+    /// code in its store (see the field), looked up in `registry` once.
+    fn funcref_text(self: Pin<&mut Self>, registry: &ModuleRegistry) -> (usize, usize) {
+        if self.funcref_text.0 != 0 {
+            return self.funcref_text;
+        }
+        let module_with_code = ModuleWithCode::in_store(
+            registry,
+            self.runtime_module()
+                .expect("funcref impossible in fake module"),
+        )
+        .expect("module not in store");
+        let text = module_with_code.text();
+        let found = (text.as_ptr() as usize, text.len());
+        // SAFETY: a plain field, not pinned data.
+        unsafe { self.get_unchecked_mut() }.funcref_text = found;
+        found
+    }
+
+    /// Writes a `VMFuncRef` into this instance's `VMContext` at `vmctx_offset` and returns a
+    /// pointer to it (hotswap: split out of `initialize_and_return_funcref`).
+    ///
+    /// # Safety
+    ///
+    /// As `initialize_and_return_funcref`: the arguments must describe this function.
+    unsafe fn write_funcref(
+        self: Pin<&mut Self>,
+        type_index: VMSharedTypeIndex,
+        vmctx_offset: u32,
+        array_call: VmPtr<VMArrayCallFunction>,
+        wasm_call: Option<VmPtr<VMWasmCallFunction>>,
+    ) -> Option<NonNull<VMFuncRef>> {
         let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
 
         // SAFETY: the offset calculated here should be correct with
