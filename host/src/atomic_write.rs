@@ -65,8 +65,7 @@ mod tests {
 
     #[test]
     fn a_write_replaces_the_file_and_leaves_nothing_behind() {
-        let dir = std::env::temp_dir().join(format!("hotswap-atomic-write-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_dir("atomic-write");
         std::fs::create_dir(&dir).unwrap();
         let path = dir.join("entry");
         write(&path, b"first").unwrap();

@@ -16,9 +16,9 @@
 //!   check out, or cannot be read, is a miss (the function is compiled again), never a crash.
 //! - Safe against several hosts sharing the directory: entries are written to a temporary file
 //!   whose name no other writer uses ([`crate::atomic_write`]) and renamed into place, so a
-//!   reader sees a whole entry or none;
-//!   the checksum covers the key, so an entry can only ever be read as its own function; an entry
-//!   removed by another host's eviction while read is a miss.
+//!   reader sees a whole entry or none; the checksum covers the key, so an entry can only ever
+//!   be read as its own function; an entry removed by another host's eviction while read is a
+//!   miss.
 
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_a_damaged_one_is_a_miss() {
-        let dir = tempfile_dir();
+        let dir = crate::test_dir("incremental");
         let store = DiskStore::open(&dir, 1 << 20).unwrap();
         assert!(store.get(b"f1").is_none());
         assert!(store.insert(b"f1", b"machine code".to_vec()));
@@ -272,9 +272,23 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The checksum covers the key: a whole, undamaged entry found under another function's
+    /// name (as a collision of two writers' temporary files once put it there) is a miss.
+    #[test]
+    fn an_entry_under_another_functions_name_is_a_miss() {
+        let dir = crate::test_dir("incremental");
+        let store = DiskStore::open(&dir, 1 << 20).unwrap();
+        assert!(store.insert(b"f1", b"code of f1".to_vec()));
+        assert!(store.insert(b"f2", b"code of f2".to_vec()));
+        std::fs::copy(store.path(b"f1"), store.path(b"f2")).unwrap();
+        assert!(store.get(b"f2").is_none());
+        assert_eq!(store.get(b"f1").as_deref(), Some(&b"code of f1"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_function_found_by_its_wasm_counts_once_as_an_untranslated_hit() {
-        let dir = tempfile_dir();
+        let dir = crate::test_dir("incremental");
         let store = DiskStore::open(&dir, 1 << 20).unwrap();
         let memo_key = [&wasm_memo::KEY_PREFIX[..], &[9; 32]].concat();
         let cranelift_key = [9u8; 32];
@@ -298,7 +312,7 @@ mod tests {
 
     #[test]
     fn the_store_stays_within_its_limit_and_keeps_the_newest_entries() {
-        let dir = tempfile_dir();
+        let dir = crate::test_dir("incremental");
         let store = DiskStore::open(&dir, 10_000).unwrap();
         for i in 0..100u32 {
             assert!(store.insert(&i.to_le_bytes(), vec![7; 500]));
@@ -322,14 +336,15 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Two hosts on one cache directory (here two stores in one process, so one PID, as two
-    /// containers that each run hotswap as PID 1 over a shared volume would be), each with
-    /// compile threads writing and reading the same functions while evictions run: a lookup
-    /// finds a function's own entry or nothing, never another function's, and no temporary
-    /// file is left behind.
+    /// Two hosts on one cache directory (here two stores in one process), each with compile
+    /// threads writing and reading the same functions while evictions run: a lookup finds a
+    /// function's own entry or nothing, never another function's, and no temporary file is
+    /// left behind. (Temporary names of hosts in different processes with the same PID are
+    /// kept apart by `atomic_write`'s random part; an entry that still ends up under another
+    /// function's name is the next test's.)
     #[test]
     fn hosts_sharing_the_directory_never_read_another_functions_entry() {
-        let dir = tempfile_dir();
+        let dir = crate::test_dir("incremental");
         let value = |k: u32| -> Vec<u8> { k.to_le_bytes().repeat(16 + (k % 5) as usize * 64) };
         // Small enough that evictions run throughout.
         let stores = [
@@ -360,16 +375,5 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hotswap-incremental-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
     }
 }

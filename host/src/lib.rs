@@ -54,6 +54,21 @@ pub mod tier;
 mod vendored_tests;
 pub mod watcher;
 
+/// A directory path of its own for one unit test (unique per test process and call), removed
+/// first if an earlier run left it; the test creates what it needs in it.
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "hotswap-{tag}-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 use anyhow::{Context, Result, bail};
 use cli::{Cli, Command, Mode};
 use config::Config;

@@ -279,9 +279,8 @@ mod tests {
 
     #[test]
     fn a_second_process_on_the_same_file_is_refused_at_once() {
-        let dir = std::env::temp_dir().join(format!("hotswap-kv-lock-{}", std::process::id()));
+        let dir = crate::test_dir("kv-lock");
         let path = dir.join("kv.sqlite3");
-        let _ = std::fs::remove_file(&path);
         let first = Sqlite::new(path.clone());
         first
             .set_many("app", "b", &[("a".into(), b"1".to_vec())], 10)
@@ -308,9 +307,8 @@ mod tests {
 
     #[test]
     fn values_survive_reopening_and_limits_hold() {
-        let dir = std::env::temp_dir().join(format!("hotswap-kv-test-{}", std::process::id()));
+        let dir = crate::test_dir("kv-test");
         let path = dir.join("kv.sqlite3");
-        let _ = std::fs::remove_file(&path);
         let db = Sqlite::new(path.clone());
         db.set_many("app", "b", &[("a".into(), b"1".to_vec())], 2)
             .unwrap();
