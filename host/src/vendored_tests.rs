@@ -6,7 +6,6 @@ use wasm_encoder::{
     FunctionSection, Instruction, Module, RefType, TableSection, TableType, TypeSection, ValType,
 };
 use wasmtime::{Engine, Instance, Store};
-
 use wasmtime_environ::{
     CompiledFunctionsTableBuilder, DefinedFuncIndex, FilePos, FuncKey, FunctionLoc,
     StaticModuleIndex,
@@ -149,19 +148,11 @@ fn the_vendored_function_references_call_their_own_functions() {
     const N: u32 = 300;
     let engine = Engine::default();
     let module = wasmtime::Module::new(&engine, indirect_module(N)).unwrap();
-    let mut first = Store::new(&engine, ());
-    let mut second = Store::new(&engine, ());
-    let instances = [
-        (Instance::new(&mut first, &module, &[]).unwrap(), 0),
-        (Instance::new(&mut first, &module, &[]).unwrap(), 0),
-        (Instance::new(&mut second, &module, &[]).unwrap(), 1),
-    ];
-    for (instance, store) in instances {
-        let store = if store == 0 { &mut first } else { &mut second };
+    // Out of order, and each entry twice (the second time from the initialised table).
+    let check = |store: &mut Store<()>, instance: Instance| {
         let call = instance
             .get_typed_func::<i32, i32>(&mut *store, "call")
             .unwrap();
-        // Out of order, and each entry twice (the second time from the initialised table).
         for i in (0..N).rev().chain(0..N) {
             assert_eq!(
                 call.call(&mut *store, i as i32).unwrap(),
@@ -173,5 +164,13 @@ fn the_vendored_function_references_call_their_own_functions() {
             .get_typed_func::<(), i32>(&mut *store, "f17")
             .unwrap();
         assert_eq!(f17.call(&mut *store, ()).unwrap(), answer(17));
-    }
+    };
+    let mut first = Store::new(&engine, ());
+    let mut second = Store::new(&engine, ());
+    let one = Instance::new(&mut first, &module, &[]).unwrap();
+    let two = Instance::new(&mut first, &module, &[]).unwrap();
+    let three = Instance::new(&mut second, &module, &[]).unwrap();
+    check(&mut first, one);
+    check(&mut first, two);
+    check(&mut second, three);
 }
