@@ -1,23 +1,169 @@
-//! Which outbound HTTP requests a guest may make.
+//! Which outbound HTTP requests a guest may make, checked by name and then by address.
 //!
 //! Outbound HTTP is denied unless `--allow-outbound` names the destination. The check looks at
 //! the authority of the request the guest built (never at the incoming request's `Host` header,
 //! and guests cannot set `Host` themselves: wasi:http forbids that header), so a client cannot
 //! steer a guest's outbound call somewhere the operator did not allow.
+//!
+//! A name is not an address: whoever owns `api.example.com` decides what it resolves to, and
+//! can point it at `127.0.0.1` (the admin listener, a sidecar) or at `169.254.169.254` (a cloud
+//! metadata service). So the host resolves the name itself, checks every address it got, and
+//! connects to an address it checked ([`send`]), never looking the name up twice. Loopback,
+//! link-local, unspecified, multicast and broadcast addresses are refused unless the rule that
+//! allowed the request names that address, or `localhost`, literally (`--allow-outbound
+//! localhost:3000` keeps a dev loop working). Private ranges (10/8, 172.16/12, 192.168/16,
+//! fc00::/7) stay reachable through an allowed name: that is how in-cluster services are
+//! called.
+//!
+//! Ports: `HOST` allows the scheme's default port only (80 for `http`, 443 for `https`),
+//! `HOST:PORT` that port, `HOST:*` any port.
+
+mod send;
 
 use anyhow::{Result, bail, ensure};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-/// One allowed destination.
+/// Which host names or addresses a rule allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Host {
+    /// One name, lower case (`localhost` included).
+    Name(String),
+    /// One address, as an IP literal.
+    Address(IpAddr),
+    /// `*.example.com`: every name under `example.com` (`a.example.com`, `a.b.example.com`),
+    /// not `example.com` itself.
+    Subdomains(String),
+}
+
+/// Which ports a rule allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    /// The scheme's default port: 80 for `http`, 443 for `https`.
+    Default,
+    /// This port.
+    Only(u16),
+    /// `HOST:*`.
+    Any,
+}
+
+/// One allowed destination, as the operator wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
-    /// Lower-case host name or IP literal; for wildcard rules, the suffix after `*.`.
-    host: String,
-    /// `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
-    wildcard: bool,
-    /// `None` allows any port.
-    port: Option<u16>,
+    host: Host,
+    ports: Ports,
+    /// The rule as written, for messages.
+    text: String,
+}
+
+impl Rule {
+    fn allows_name(&self, host: &Destination) -> bool {
+        let host_ok = match (&self.host, &host.ip) {
+            (Host::Address(allowed), Some(ip)) => allowed == ip,
+            (Host::Address(_), None) => false,
+            (Host::Name(name), _) => *name == host.name,
+            (Host::Subdomains(suffix), None) => host
+                .name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+            (Host::Subdomains(_), Some(_)) => false,
+        };
+        let port_ok = match self.ports {
+            Ports::Default => host.port == host.default_port,
+            Ports::Only(port) => host.port == port,
+            Ports::Any => true,
+        };
+        host_ok && port_ok
+    }
+
+    /// Whether this rule, which allowed the request by its name, allows connecting to `ip`.
+    fn allows_address(&self, ip: IpAddr) -> Result<(), &'static str> {
+        let Some(kind) = special(ip) else {
+            return Ok(());
+        };
+        match &self.host {
+            Host::Address(allowed) if *allowed == ip => Ok(()),
+            Host::Name(name) if name == "localhost" && is_loopback(ip) => Ok(()),
+            _ => Err(kind),
+        }
+    }
+}
+
+/// What kind of address `ip` is, if it is one a guest may reach only through a rule naming it:
+/// loopback, link-local, unspecified, multicast or broadcast (IPv4-mapped IPv6 addresses are
+/// judged as the IPv4 address they carry).
+fn special(ip: IpAddr) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => Some("a loopback address"),
+        IpAddr::V4(v4) if v4.is_link_local() => {
+            Some("a link-local address (cloud metadata services live there)")
+        }
+        // 0.0.0.0/8 is "this network": connecting to it reaches the host itself.
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => Some("an unspecified address"),
+        IpAddr::V4(v4) if v4.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4 == Ipv4Addr::BROADCAST => Some("a broadcast address"),
+        IpAddr::V6(v6) if v6.is_loopback() => Some("a loopback address"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("an unspecified address"),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            Some("a link-local address (cloud metadata services live there)")
+        }
+        IpAddr::V6(v6) if v6.is_multicast() => Some("a multicast address"),
+        _ => None,
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Where a guest's request goes, as its URI says.
+#[derive(Debug, Clone)]
+struct Destination {
+    /// Lower-case host name, or the IP literal without brackets.
+    name: String,
+    /// The host, when it is an IP literal.
+    ip: Option<IpAddr>,
+    port: u16,
+    default_port: u16,
+}
+
+impl Destination {
+    fn of(uri: &http::Uri) -> Option<Destination> {
+        let host = uri.host()?;
+        let name = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let default_port = if https { 443 } else { 80 };
+        Some(Destination {
+            ip: name.parse().ok(),
+            name,
+            port: uri.port_u16().unwrap_or(default_port),
+            default_port,
+        })
+    }
+
+    /// `name:port`, with brackets around an IPv6 literal.
+    fn authority(&self) -> String {
+        match self.ip {
+            Some(IpAddr::V6(_)) => format!("[{}]:{}", self.name, self.port),
+            _ => format!("{}:{}", self.name, self.port),
+        }
+    }
 }
 
 /// The set of outbound destinations guests may reach. Empty means none.
@@ -27,7 +173,8 @@ pub struct OutboundPolicy {
 }
 
 impl OutboundPolicy {
-    /// Parses `--allow-outbound` values (`HOST`, `HOST:PORT`, `*.DOMAIN[:PORT]`, `[IPV6]:PORT`).
+    /// Parses `--allow-outbound` values (`HOST`, `HOST:PORT`, `HOST:*`, `*.DOMAIN[:PORT|:*]`,
+    /// `IP[:PORT|:*]`, `[IPV6][:PORT|:*]`).
     pub fn parse(specs: &[String]) -> Result<OutboundPolicy> {
         let rules = specs
             .iter()
@@ -38,65 +185,80 @@ impl OutboundPolicy {
         })
     }
 
-    /// Whether a request to `host` on `port` is allowed.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        self.rules.iter().any(|rule| {
-            let host_ok = if rule.wildcard {
-                host.strip_suffix(&rule.host)
-                    .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1)
-            } else {
-                host == rule.host
-            };
-            host_ok && rule.port.is_none_or(|p| p == port)
-        })
+    /// The first rule that allows a request to `uri` by its host and port, if any.
+    fn rule_for(&self, destination: &Destination) -> Option<&Rule> {
+        self.rules.iter().find(|rule| rule.allows_name(destination))
+    }
+
+    /// Whether a request to `uri` is allowed by its host and port (before any address is
+    /// checked).
+    pub fn allows(&self, uri: &http::Uri) -> bool {
+        Destination::of(uri).is_some_and(|d| self.rule_for(&d).is_some())
     }
 }
 
 fn parse_rule(spec: &str) -> Result<Rule> {
     let bad = || {
-        format!("invalid `--allow-outbound {spec}`: expected HOST, HOST:PORT or *.DOMAIN[:PORT]")
+        format!(
+            "invalid `--allow-outbound {spec}`: expected HOST, HOST:PORT, HOST:*, *.DOMAIN[:PORT] \
+             or [IPV6]:PORT"
+        )
     };
-    let spec_trim = spec.trim();
-    ensure!(!spec_trim.is_empty(), bad());
-    let (host, port) = if let Some(rest) = spec_trim.strip_prefix('[') {
+    let text = spec.trim();
+    ensure!(!text.is_empty(), bad());
+    let port = |p: &str| -> Result<Ports> {
+        match p {
+            "*" => Ok(Ports::Any),
+            p => Ok(Ports::Only(
+                p.parse::<u16>().map_err(|_| anyhow::anyhow!(bad()))?,
+            )),
+        }
+    };
+    let (host, ports) = if let Some(rest) = text.strip_prefix('[') {
         let Some((ip, after)) = rest.split_once(']') else {
             bail!(bad())
         };
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse::<u16>().map_err(|_| anyhow::anyhow!(bad()))?),
-            None if after.is_empty() => None,
+        let ports = match after.strip_prefix(':') {
+            Some(p) => port(p)?,
+            None if after.is_empty() => Ports::Default,
             None => bail!(bad()),
         };
-        (ip.to_string(), port)
+        let ip: Ipv6Addr = ip.parse().map_err(|_| anyhow::anyhow!(bad()))?;
+        (Host::Address(IpAddr::V6(ip)), ports)
     } else {
-        match spec_trim.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                Some(p.parse::<u16>().map_err(|_| anyhow::anyhow!(bad()))?),
-            ),
-            None => (spec_trim.to_string(), None),
-        }
+        let (host, ports) = match text.rsplit_once(':') {
+            Some((h, p)) => (h, port(p)?),
+            None => (text, Ports::Default),
+        };
+        ensure!(
+            !host.is_empty() && !host.contains(['/', ' ', '@', ':', '[', ']']),
+            bad()
+        );
+        let host = host.to_ascii_lowercase();
+        let host = match host.strip_prefix("*.") {
+            Some(suffix) => {
+                ensure!(!suffix.is_empty() && !suffix.contains('*'), bad());
+                Host::Subdomains(suffix.to_string())
+            }
+            None => {
+                ensure!(!host.contains('*'), bad());
+                match host.parse::<Ipv4Addr>() {
+                    Ok(ip) => Host::Address(IpAddr::V4(ip)),
+                    Err(_) => Host::Name(host),
+                }
+            }
+        };
+        (host, ports)
     };
-    let (host, wildcard) = match host.strip_prefix("*.") {
-        Some(suffix) => (suffix.to_string(), true),
-        None => (host, false),
-    };
-    ensure!(
-        !host.is_empty() && !host.contains(['*', '/', ' ', '@']),
-        bad()
-    );
     Ok(Rule {
-        host: host.to_ascii_lowercase(),
-        wildcard,
-        port,
+        host,
+        ports,
+        text: text.to_string(),
     })
 }
 
-/// Per-request wasi:http hooks: enforces the [`OutboundPolicy`] before any connection is made.
+/// Per-request wasi:http hooks: enforces the [`OutboundPolicy`] by name, then by address, and
+/// sends allowed requests to the address it checked.
 pub struct OutboundHooks {
     policy: OutboundPolicy,
     generation: u64,
@@ -140,28 +302,32 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
-        let uri = request.uri();
-        let host = uri.host().unwrap_or_default().to_string();
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !self.policy.allows(&host, port) {
+        let route = self.route.clone();
+        let generation = self.generation;
+        let Some(destination) = Destination::of(request.uri()) else {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
+        };
+        let Some(rule) = self.policy.rule_for(&destination).cloned() else {
             tracing::warn!(
-                route = self.route.as_deref(),
-                generation = self.generation,
-                host = %host,
-                port,
-                "outbound request denied: host not allowed by --allow-outbound"
+                route = route.as_deref(),
+                generation,
+                host = %destination.name,
+                port = destination.port,
+                "outbound request denied: no `--allow-outbound` rule allows `{}`",
+                destination.authority()
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        tracing::debug!(route = self.route.as_deref(), generation = self.generation, host = %host, port, "outbound request allowed");
+        };
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            let addresses = match send::resolve(&destination, &rule, options.as_ref()).await {
+                Ok(addresses) => addresses,
+                Err(denied) => {
+                    denied.log(route.as_deref(), generation, &destination, &rule);
+                    return Err(denied.into_error());
+                }
+            };
+            tracing::debug!(route = route.as_deref(), generation, host = %destination.name, ?addresses, rule = %rule.text, "outbound request allowed");
+            send::send(request, &destination, &addresses, options).await
         })
     }
 }
@@ -172,6 +338,10 @@ mod tests {
 
     fn policy(specs: &[&str]) -> OutboundPolicy {
         OutboundPolicy::parse(&specs.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn allows(policy: &OutboundPolicy, url: &str) -> bool {
+        policy.allows(&url.parse().unwrap())
     }
 
     #[test]
@@ -189,38 +359,118 @@ mod tests {
 
     #[test]
     fn empty_policy_denies_everything() {
-        assert!(!policy(&[]).allows("example.com", 80));
+        assert!(!allows(&policy(&[]), "http://example.com/"));
     }
 
     #[test]
-    fn exact_hosts_match_any_port_unless_one_is_given() {
-        let p = policy(&["api.example.com", "127.0.0.1:9000"]);
-        assert!(p.allows("api.example.com", 443));
-        assert!(p.allows("API.example.com", 80));
-        assert!(p.allows("127.0.0.1", 9000));
-        assert!(!p.allows("127.0.0.1", 9001));
-        assert!(!p.allows("example.com", 443));
+    fn a_rule_without_a_port_allows_the_schemes_default_port_only() {
+        let p = policy(&["api.example.com", "127.0.0.1:9000", "any.example.com:*"]);
+        assert!(allows(&p, "https://api.example.com/"));
+        assert!(allows(&p, "http://API.example.com/x"));
+        assert!(allows(&p, "http://api.example.com:80/"));
+        assert!(!allows(&p, "http://api.example.com:9090/"));
+        assert!(!allows(&p, "https://api.example.com:80/"));
+        assert!(allows(&p, "http://127.0.0.1:9000/"));
+        assert!(!allows(&p, "http://127.0.0.1:9001/"));
+        assert!(allows(&p, "http://any.example.com:9090/"));
+        assert!(allows(&p, "https://any.example.com/"));
+        assert!(!allows(&p, "https://example.com/"));
     }
 
     #[test]
     fn wildcards_match_subdomains_only() {
-        let p = policy(&["*.example.com"]);
-        assert!(p.allows("a.example.com", 443));
-        assert!(p.allows("a.b.example.com", 443));
-        assert!(!p.allows("example.com", 443));
-        assert!(!p.allows("badexample.com", 443));
+        let p = policy(&["*.example.com:*"]);
+        assert!(allows(&p, "https://a.example.com/"));
+        assert!(allows(&p, "https://a.b.example.com:8443/"));
+        assert!(!allows(&p, "https://example.com/"));
+        assert!(!allows(&p, "https://badexample.com/"));
+        // A wildcard never matches an IP literal.
+        assert!(!allows(&policy(&["*.0.0.1:*"]), "http://127.0.0.1/"));
     }
 
     #[test]
     fn ipv6_literals_with_ports() {
         let p = policy(&["[::1]:8080"]);
-        assert!(p.allows("[::1]", 8080));
-        assert!(!p.allows("[::1]", 8081));
+        assert!(allows(&p, "http://[::1]:8080/"));
+        assert!(!allows(&p, "http://[::1]:8081/"));
+    }
+
+    #[test]
+    fn special_addresses_need_a_rule_naming_them_or_localhost() {
+        let by_name = parse_rule("api.example.com:9090").unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        for ip in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "::",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(by_name.allows_address(ip).is_err(), "{ip}");
+        }
+        for ip in [
+            "10.0.0.5",
+            "192.168.1.1",
+            "172.16.0.1",
+            "fd00::1",
+            "93.184.216.34",
+        ] {
+            assert!(by_name.allows_address(ip.parse().unwrap()).is_ok(), "{ip}");
+        }
+        assert!(
+            parse_rule("127.0.0.1:9090")
+                .unwrap()
+                .allows_address(local)
+                .is_ok()
+        );
+        assert!(
+            parse_rule("localhost:3000")
+                .unwrap()
+                .allows_address(local)
+                .is_ok()
+        );
+        assert!(
+            parse_rule("localhost:3000")
+                .unwrap()
+                .allows_address("::1".parse().unwrap())
+                .is_ok()
+        );
+        // `localhost` covers loopback only, and an address rule only its own address.
+        assert!(
+            parse_rule("localhost")
+                .unwrap()
+                .allows_address("169.254.169.254".parse().unwrap())
+                .is_err()
+        );
+        assert!(
+            parse_rule("127.0.0.2:9090")
+                .unwrap()
+                .allows_address(local)
+                .is_err()
+        );
     }
 
     #[test]
     fn malformed_rules_are_rejected_with_the_value() {
-        for bad in ["", "host:notaport", "*", "a/b", "[::1"] {
+        for bad in [
+            "",
+            "host:notaport",
+            "*",
+            "a/b",
+            "[::1",
+            "*.",
+            "a*b.com",
+            "[::1]x",
+            "h:1:2",
+        ] {
             let err = OutboundPolicy::parse(&[bad.to_string()])
                 .unwrap_err()
                 .to_string();
