@@ -3,9 +3,15 @@
 //! An entry is keyed by the component's sha256 and the engine's compatibility hash (wasmtime
 //! version and every setting that shapes compiled code), so a restart or a swap back to a
 //! version seen before skips compilation. Entries are written by this host only, atomically
-//! (temp file + rename) into a directory private to the user, behind a header with a checksum
-//! of the payload. Anything that does not check out is a miss: the component is compiled again
-//! and the entry rewritten. Nothing read from the cache can crash the host.
+//! and synced (temp file + fsync + rename) into a directory private to the user, behind a header
+//! that carries the entry's own key and a checksum of key and payload. Anything that does not
+//! check out is a miss: the component is compiled again and the entry rewritten. An entry
+//! copied under another component's name carries the other key, so it is a miss too, never
+//! that component's code.
+//!
+//! The trust model: an entry is native code the host runs. Whoever can write the cache
+//! directory can make the host run their code, so the directory is created mode 0700 and one
+//! that another user owns or others may write is not used ([`crate::private_dir`]).
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -14,9 +20,10 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// First bytes of every cache entry.
-const MAGIC: &[u8; 16] = b"hotswap-cache-v1";
-const HEADER_LEN: usize = MAGIC.len() + 32;
+/// First bytes of every cache entry (v2: the header carries the entry's key).
+const MAGIC: &[u8; 16] = b"hotswap-cache-v2";
+/// Magic, key, checksum of key and payload.
+const HEADER_LEN: usize = MAGIC.len() + 32 + 32;
 
 /// A compiled-component cache in one directory.
 pub struct CompileCache {
@@ -46,19 +53,11 @@ impl Hasher for ShaHasher {
 }
 
 impl CompileCache {
-    /// Opens (creating if needed, mode 0700) the cache directory. Entries of each engine (one
-    /// per `wasi:http` world) are keyed by that engine's compatibility hash.
+    /// Opens (creating if needed, mode 0700) the cache directory; refuses one that another
+    /// user owns or others may write. Entries of each engine (one per `wasi:http` world and
+    /// compiler) are keyed by that engine's compatibility hash.
     pub fn open(dir: &Path) -> Result<CompileCache> {
-        std::fs::create_dir_all(dir).with_context(|| {
-            format!(
-                "cannot create the compile cache directory `{}`",
-                dir.display()
-            )
-        })?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+        crate::private_dir::ensure(dir)?;
         Ok(CompileCache {
             dir: dir.to_path_buf(),
         })
@@ -69,8 +68,8 @@ impl CompileCache {
         &self.dir
     }
 
-    /// Where the entry for a component with this sha256, compiled by `engine`, lives.
-    pub fn entry_path(&self, engine: &Engine, component_sha: &[u8; 32]) -> PathBuf {
+    /// The key of a component with this sha256 compiled by `engine`.
+    fn key(engine: &Engine, component_sha: &[u8; 32]) -> [u8; 32] {
         let mut hasher = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         hasher.write(env!("CARGO_PKG_VERSION").as_bytes());
@@ -78,7 +77,15 @@ impl CompileCache {
         let mut h = Sha256::new();
         h.update(component_sha);
         h.update(engine_key);
-        let key: [u8; 32] = h.finalize().into();
+        h.finalize().into()
+    }
+
+    /// Where the entry for a component with this sha256, compiled by `engine`, lives.
+    pub fn entry_path(&self, engine: &Engine, component_sha: &[u8; 32]) -> PathBuf {
+        self.path_of(&Self::key(engine, component_sha))
+    }
+
+    fn path_of(&self, key: &[u8; 32]) -> PathBuf {
         self.dir.join(format!("{}.cwasm", hex::encode(key)))
     }
 
@@ -90,7 +97,8 @@ impl CompileCache {
 
     /// Looks up the compiled form of a component. Blocking (file I/O).
     pub fn get(&self, engine: &Engine, component_sha: &[u8; 32]) -> Lookup {
-        let path = self.entry_path(engine, component_sha);
+        let key = Self::key(engine, component_sha);
+        let path = self.path_of(&key);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
@@ -100,15 +108,22 @@ impl CompileCache {
             return Lookup::Corrupt(format!("`{}` has no valid header", path.display()));
         }
         let (header, payload) = bytes.split_at(HEADER_LEN);
-        let sum: [u8; 32] = Sha256::digest(payload).into();
-        if header[MAGIC.len()..] != sum {
+        let (stored_key, stored_sum) = header[MAGIC.len()..].split_at(32);
+        if stored_key != key {
+            return Lookup::Corrupt(format!(
+                "`{}` holds the entry of another component or engine",
+                path.display()
+            ));
+        }
+        if stored_sum != checksum(&key, payload) {
             return Lookup::Corrupt(format!("`{}` fails its checksum", path.display()));
         }
         // SAFETY: wasmtime requires that deserialized bytes come from `Component::serialize` of
-        // a compatible engine. This payload was written by this host (the header and checksum
-        // prove it was not truncated or altered by accident) into a directory only this user
-        // can write, under a key that includes the engine's compatibility hash; wasmtime also
-        // checks its own version and configuration header and fails on a mismatch.
+        // a compatible engine. This payload was written by this host under this very key (the
+        // header says so, and its checksum over key and payload proves it was not truncated or
+        // altered by accident) into a directory only this user can write; the key includes the
+        // engine's compatibility hash, and wasmtime also checks its own version and
+        // configuration header and fails on a mismatch.
         match unsafe { Component::deserialize(engine, payload) } {
             Ok(component) => Lookup::Hit(component),
             Err(e) => Lookup::Corrupt(format!("`{}` could not be loaded: {e}", path.display())),
@@ -121,13 +136,22 @@ impl CompileCache {
             .serialize()
             .map_err(anyhow::Error::from)
             .context("serialize")?;
-        let sum: [u8; 32] = Sha256::digest(&payload).into();
-        let path = self.entry_path(component.engine(), component_sha);
+        let key = Self::key(component.engine(), component_sha);
+        let path = self.path_of(&key);
         let mut data = Vec::with_capacity(HEADER_LEN + payload.len());
         data.extend_from_slice(MAGIC);
-        data.extend_from_slice(&sum);
+        data.extend_from_slice(&key);
+        data.extend_from_slice(&checksum(&key, &payload));
         data.extend_from_slice(&payload);
         crate::atomic_write::write(&path, &data)
             .with_context(|| format!("cannot write `{}`", path.display()))
     }
+}
+
+/// The checksum in an entry's header: sha256 of its key and payload.
+fn checksum(key: &[u8; 32], payload: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update(payload);
+    h.finalize().into()
 }

@@ -67,11 +67,7 @@ pub struct DiskStore {
 impl DiskStore {
     /// Opens (creating it, mode 0700) the store in `dir`, holding at most about `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<DiskStore> {
-        std::fs::create_dir_all(dir)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+        crate::private_dir::ensure(dir).map_err(std::io::Error::other)?;
         let bytes = entries(dir).iter().map(|e| e.1).sum();
         Ok(DiskStore {
             dir: dir.to_path_buf(),
@@ -135,7 +131,7 @@ impl DiskStore {
         data.extend_from_slice(MAGIC);
         data.extend_from_slice(&checksum(key, value));
         data.extend_from_slice(value);
-        crate::atomic_write::write(&self.path(key), &data)?;
+        crate::atomic_write::write_unsynced(&self.path(key), &data)?;
         Ok(data.len() as u64)
     }
 
