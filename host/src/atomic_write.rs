@@ -6,6 +6,16 @@
 //! all write this way. Their temporary names never collide with another writer's, in this
 //! process or any other: two containers each running hotswap as PID 1 over one shared volume
 //! have the same PID, so the name also carries a number drawn at random once per process.
+//!
+//! [`write`] also makes the replacement durable: the new file's bytes are synced before the
+//! rename (otherwise a crash can leave the new name on an empty or partial file), and the
+//! directory after it (otherwise the rename itself can be lost, and a restart finds the old
+//! file: an upload reported as saved would silently go back a version). Uploads, registry copies
+//! and compile cache entries are written this way. The incremental cache writes thousands of
+//! small entries per build with [`write_unsynced`] instead: a sync costs about 4 ms here
+//! (a 13 MB JavaScript guest's first build writes some 25,000 entries: 100 s of syncs), and each
+//! entry carries a checksum over its key and value, so one cut short by a crash is a miss that
+//! costs the recompile of one function, never wrong code.
 
 use std::hash::BuildHasher;
 use std::io;
@@ -34,11 +44,43 @@ pub fn temp_path(path: &Path) -> PathBuf {
     ))
 }
 
-/// Writes `bytes` to `path` through a temporary file ([`temp_path`]) and a rename; the
-/// temporary file is removed when either step fails. The directory must exist.
+/// Writes `bytes` to `path` through a temporary file ([`temp_path`]), synced, then renamed over
+/// `path`, and syncs the directory: when this returns `Ok`, the new file survives a crash. The
+/// temporary file is removed when any step fails, leaving `path` as it was. The directory must
+/// exist.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// [`write`] without the syncs: whole or not at all for readers, but not durable across a
+/// crash. Only for entries that carry their own checksum (see the module docs).
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    use std::io::Write;
     let tmp = temp_path(path);
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        if durable {
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

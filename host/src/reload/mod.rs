@@ -193,6 +193,7 @@ impl Reloader {
                     sha256: None,
                     error: Some(format!("{digest} was refused before; push a new version")),
                     cache_hit: false,
+                    not_saved: false,
                 };
             }
             Ok(oci::Poll::New(pulled)) => {
@@ -272,6 +273,9 @@ impl Reloader {
         report
     }
 
+    /// An upload: validated, then saved to the component path (synced), and only then
+    /// served. An upload that cannot be saved is refused and changes nothing: a restart must
+    /// never go back to another version than the one that serves.
     async fn upload(&mut self, bytes: Vec<u8>) -> Report {
         let Origin::File(path) = &self.origin else {
             let reason = format!(
@@ -282,22 +286,11 @@ impl Reloader {
         };
         let path = path.clone();
         let started = Instant::now();
-        let copy = bytes.clone();
         let sha256 = loader::sha256(&bytes);
         let report = self
-            .swap_in("admin upload", bytes, sha256, None, started)
+            .swap_in_saving("admin upload", bytes, sha256, started, Some(&path))
             .await;
         if report.result != "failed" {
-            let target = path.clone();
-            let written =
-                tokio::task::spawn_blocking(move || write_atomically(&target, &copy)).await;
-            if let Err(err) | Ok(Err(err)) = written.map_err(|e| e.to_string()) {
-                tracing::warn!(route = %self.route.name, path = %path.display(), error = %err, "uploaded component is serving but could not be saved; a restart will not keep it");
-                return Report {
-                    error: Some(format!("serving, but not saved to disk: {err}")),
-                    ..report
-                };
-            }
             self.file_loaded = Some(sha256);
         }
         report
@@ -312,6 +305,7 @@ impl Reloader {
             sha256: Some(hex::encode(&sha256[..6])),
             error: None,
             cache_hit: false,
+            not_saved: false,
         }
     }
 
@@ -323,6 +317,33 @@ impl Reloader {
         digest: Option<String>,
         started: Instant,
     ) -> Report {
+        self.swap_in_with(trigger, bytes, sha256, digest, started, None)
+            .await
+    }
+
+    /// [`Reloader::swap_in`] of an upload, which is saved to `save_to` after it validates and
+    /// before it serves.
+    async fn swap_in_saving(
+        &mut self,
+        trigger: &'static str,
+        bytes: Vec<u8>,
+        sha256: [u8; 32],
+        started: Instant,
+        save_to: Option<&Path>,
+    ) -> Report {
+        self.swap_in_with(trigger, bytes, sha256, None, started, save_to)
+            .await
+    }
+
+    async fn swap_in_with(
+        &mut self,
+        trigger: &'static str,
+        bytes: Vec<u8>,
+        sha256: [u8; 32],
+        digest: Option<String>,
+        started: Instant,
+        save_to: Option<&Path>,
+    ) -> Report {
         let short = hex::encode(&sha256[..6]);
         let current = self.route.slot.current();
         if let Some(generation) = current
@@ -330,6 +351,11 @@ impl Reloader {
             .filter(|g| g.sha256 == sha256 && g.digest == digest)
         {
             tracing::debug!(route = %self.route.name, origin = %self.origin.display(), trigger, "component unchanged; no new generation");
+            if let Some(path) = save_to
+                && let Err(reason) = save(path, Arc::new(bytes)).await
+            {
+                return self.not_saved(trigger, path, reason, short);
+            }
             return self.unchanged(generation, &sha256);
         }
         if trigger == FILE_CHANGE && self.last_failed == Some(sha256) {
@@ -340,6 +366,7 @@ impl Reloader {
                 sha256: Some(short),
                 error: Some("unchanged since the last failed attempt".into()),
                 cache_hit: false,
+                not_saved: false,
             };
         }
         let size = bytes.len();
@@ -366,6 +393,11 @@ impl Reloader {
                 .await
             }
         };
+        if let (Ok(_), Some(path)) = (&compiled, save_to)
+            && let Err(reason) = save(path, bytes.clone()).await
+        {
+            return self.not_saved(trigger, path, reason, short);
+        }
         match compiled {
             Ok(mut compiled) => {
                 let unsaved = compiled.unsaved.take();
@@ -412,12 +444,36 @@ impl Reloader {
                     sha256: Some(short),
                     error: None,
                     cache_hit: generation.code_source.cache_hit(),
+                    not_saved: false,
                 }
             }
             Err(err) => {
                 self.last_failed = Some(sha256);
                 self.fail(trigger, err.to_string(), Some(short))
             }
+        }
+    }
+
+    /// The report of a validated upload that could not be saved: nothing changes.
+    fn not_saved(
+        &mut self,
+        trigger: &'static str,
+        path: &Path,
+        reason: String,
+        sha256: String,
+    ) -> Report {
+        let current = self.route.slot.current();
+        tracing::warn!(route = %self.route.name, path = %path.display(), trigger, serving = current.as_ref().map(|g| g.number), "upload refused: {reason}; the file and the serving generation are unchanged");
+        self.route.metrics.reload("failed");
+        Report {
+            result: "failed",
+            generation: current.map(|g| g.number),
+            sha256: Some(sha256),
+            error: Some(format!(
+                "{reason}; the upload does not serve and the file is unchanged"
+            )),
+            cache_hit: false,
+            not_saved: true,
         }
     }
 
@@ -452,6 +508,7 @@ impl Reloader {
             sha256,
             error: Some(reason),
             cache_hit: false,
+            not_saved: false,
         }
     }
 }
@@ -534,9 +591,14 @@ async fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> 
         .map_err(|e| format!("cannot read the component file: {e}"))
 }
 
-/// Writes an upload to the component path whole or not at all ([`crate::atomic_write`]), so
-/// the watcher and any reader see either the old file or the whole new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    crate::atomic_write::write(path, bytes)
-        .map_err(|e| format!("cannot write the upload to `{}`: {e}", path.display()))
+/// Saves an upload to the component path whole or not at all, and durably
+/// ([`crate::atomic_write`]), so the watcher and any reader see either the old file or the
+/// whole new one, and a restart finds what was saved.
+async fn save(path: &Path, bytes: Arc<Vec<u8>>) -> Result<(), String> {
+    let target = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::atomic_write::write(&target, &bytes))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|written| written.map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot save the upload to `{}`: {e}", path.display()))
 }

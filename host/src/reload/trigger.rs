@@ -96,4 +96,7 @@ pub struct Report {
     pub error: Option<String>,
     /// Whether compilation was skipped thanks to a cache.
     pub cache_hit: bool,
+    /// A validated upload could not be saved to disk (507).
+    #[serde(skip)]
+    pub not_saved: bool,
 }
