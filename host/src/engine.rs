@@ -10,7 +10,7 @@
 
 use crate::config::{Config, RouteConfig};
 use crate::guest_config::{GuestConfig, Snapshot};
-use crate::guest_io::{GuestLog, RequestTag};
+use crate::guest_io::{GuestLog, OutputBudget, RequestTag};
 use crate::incremental::DiskStore;
 use crate::keyvalue::{KeyValue, KvView};
 use crate::loader::World;
@@ -171,6 +171,8 @@ impl Backend {
 pub struct StoreSettings {
     /// Bytes each linear memory may grow to.
     pub max_memory: u64,
+    /// Bytes of stdout and stderr one request may log.
+    pub max_guest_output: u64,
     /// The guest environment.
     pub guest_env: Arc<Vec<(String, String)>>,
     /// Outbound HTTP allow-list.
@@ -301,6 +303,7 @@ impl Runtime {
     pub fn store_settings(&self, route: &RouteConfig) -> Result<StoreSettings> {
         Ok(StoreSettings {
             max_memory: route.limits.max_memory,
+            max_guest_output: route.limits.max_guest_output,
             guest_env: Arc::new(route.guest_env.clone()),
             outbound: route.outbound.clone(),
             keyvalue: Arc::new(self.keyvalue.for_namespace(&route.keyvalue_namespace)?),
@@ -348,10 +351,26 @@ impl Runtime {
         deadline: Instant,
         span: &tracing::Span,
     ) -> Store<HostState> {
+        let output = OutputBudget::new(
+            settings.max_guest_output,
+            generation,
+            request.cloned(),
+            span.clone(),
+        );
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&settings.guest_env)
-            .stdout(GuestLog::stdout(generation, request.cloned(), span.clone()))
-            .stderr(GuestLog::stderr(generation, request.cloned(), span.clone()))
+            .stdout(GuestLog::stdout(
+                generation,
+                request.cloned(),
+                span.clone(),
+                output.clone(),
+            ))
+            .stderr(GuestLog::stderr(
+                generation,
+                request.cloned(),
+                span.clone(),
+                output.clone(),
+            ))
             .max_random_size(MAX_RANDOM_BYTES);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -373,6 +392,7 @@ impl Runtime {
             slice: SliceState::new(),
             config: self.guest_config.snapshot(),
             keyvalue: settings.keyvalue.clone(),
+            output,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -429,13 +449,17 @@ pub struct HostState {
     /// The config values current when the request started.
     config: Arc<Snapshot>,
     keyvalue: Arc<KeyValue>,
+    /// What the guest may still log of its stdout and stderr.
+    output: Arc<OutputBudget>,
 }
 
 impl HostState {
-    /// Starts a new first slice now: a reused instance does as each of its requests begins,
-    /// so that a short request on a long-lived store runs without yields too.
+    /// A request begins on a reused instance: a new first slice starts now (so that a short
+    /// request on a long-lived store runs without yields too), and the request gets the whole
+    /// output budget.
     pub fn start_slice(&mut self) {
         self.slice.restart();
+        self.output.renew();
     }
 }
 

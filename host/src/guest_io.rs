@@ -1,8 +1,14 @@
 //! Guest stdout and stderr, turned into host log lines tagged with the generation and request.
+//!
+//! What one request may log is bounded ([`OutputBudget`], `--max-guest-output`, stdout and
+//! stderr together): beyond it, output is counted and dropped, and one line says how much when
+//! the request ends. A guest that writes 100 MB costs neither 100 MB of memory (lines are cut
+//! at [`MAX_LINE`]) nor 100 MB of log.
 
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -42,6 +48,84 @@ pub struct RequestTag {
     pub uri: http::Uri,
 }
 
+/// How many bytes of output one request (or, on a reused instance, each of its requests) may
+/// still log, shared by its stdout and stderr; what went over is reported once, when the last
+/// of its streams goes.
+#[derive(Debug)]
+pub struct OutputBudget {
+    limit: u64,
+    used: AtomicU64,
+    dropped: AtomicU64,
+    generation: u64,
+    request: Option<RequestTag>,
+    span: tracing::Span,
+}
+
+impl OutputBudget {
+    /// A budget of `limit` bytes for `request` (`None`: a validation or a reused instance)
+    /// served by `generation`.
+    pub fn new(
+        limit: u64,
+        generation: u64,
+        request: Option<RequestTag>,
+        span: tracing::Span,
+    ) -> Arc<Self> {
+        Arc::new(OutputBudget {
+            limit,
+            used: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            generation,
+            request,
+            span,
+        })
+    }
+
+    /// How many of `wanted` more bytes may be logged; the rest is counted as dropped.
+    fn take(&self, wanted: usize) -> usize {
+        let wanted = wanted as u64;
+        let used = self.used.fetch_add(wanted, Ordering::Relaxed);
+        let allowed = self.limit.saturating_sub(used).min(wanted);
+        if allowed < wanted {
+            self.dropped.fetch_add(wanted - allowed, Ordering::Relaxed);
+        }
+        allowed as usize
+    }
+
+    /// A new request begins on a reused instance: it gets the whole budget again (and what the
+    /// last one dropped is reported now).
+    pub fn renew(&self) {
+        self.report();
+        self.used.store(0, Ordering::Relaxed);
+    }
+
+    fn report(&self) {
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped == 0 {
+            return;
+        }
+        let request = self.request.as_ref();
+        self.span.in_scope(|| {
+            tracing::warn!(
+                route = request.map(|r| tracing::field::display(&r.route)),
+                generation = self.generation,
+                request_id = request.map(|r| r.id),
+                method = request.map(|r| tracing::field::display(&r.method)),
+                path = request.map(|r| tracing::field::display(r.uri.path())),
+                limit = self.limit,
+                dropped,
+                "guest output over the per-request limit of {} bytes: {dropped} bytes dropped",
+                self.limit
+            )
+        });
+    }
+}
+
+impl Drop for OutputBudget {
+    fn drop(&mut self) {
+        self.report();
+    }
+}
+
 /// A guest output stream that becomes log lines, tagged with the request and inside its span.
 ///
 /// One `GuestLog` is made per stream per request, and every handle the guest opens on that
@@ -55,14 +139,24 @@ pub struct GuestLog {
 
 impl GuestLog {
     /// The guest's stdout while `generation` serves `request` (`None`: a validation run),
-    /// logged inside `span`.
-    pub fn stdout(generation: u64, request: Option<RequestTag>, span: tracing::Span) -> Self {
-        Self::new(Which::Stdout, generation, request, span)
+    /// logged inside `span`, within `budget`.
+    pub fn stdout(
+        generation: u64,
+        request: Option<RequestTag>,
+        span: tracing::Span,
+        budget: Arc<OutputBudget>,
+    ) -> Self {
+        Self::new(Which::Stdout, generation, request, span, budget)
     }
 
     /// The guest's stderr, as [`GuestLog::stdout`].
-    pub fn stderr(generation: u64, request: Option<RequestTag>, span: tracing::Span) -> Self {
-        Self::new(Which::Stderr, generation, request, span)
+    pub fn stderr(
+        generation: u64,
+        request: Option<RequestTag>,
+        span: tracing::Span,
+        budget: Arc<OutputBudget>,
+    ) -> Self {
+        Self::new(Which::Stderr, generation, request, span, budget)
     }
 
     fn new(
@@ -70,6 +164,7 @@ impl GuestLog {
         generation: u64,
         request: Option<RequestTag>,
         span: tracing::Span,
+        budget: Arc<OutputBudget>,
     ) -> Self {
         GuestLog {
             lines: Arc::new(Mutex::new(LineBuffer {
@@ -78,6 +173,7 @@ impl GuestLog {
                 request,
                 span,
                 buf: Vec::new(),
+                budget,
             })),
         }
     }
@@ -113,10 +209,13 @@ struct LineBuffer {
     request: Option<RequestTag>,
     span: tracing::Span,
     buf: Vec<u8>,
+    budget: Arc<OutputBudget>,
 }
 
 impl LineBuffer {
-    fn push(&mut self, mut bytes: &[u8]) {
+    fn push(&mut self, bytes: &[u8]) {
+        let allowed = self.budget.take(bytes.len());
+        let mut bytes = &bytes[..allowed];
         while let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
             self.buf.extend_from_slice(&bytes[..pos]);
             self.emit();

@@ -20,6 +20,7 @@
 //! | `/outbound?url=U` | outbound GET to U (percent-decoded) via `wasi:http/client.send`: 200 `status <code>` if a response came, else 502 `error <ErrorCode variant>` (e.g. `error HttpRequestDenied`; payload variants keep their Debug payload); 400 if U has no `scheme://` |
 //! | `/env?key=K`      | 200 with the value of env var K, or 404 `unset` |
 //! | `/stdio`          | prints `hello stdout` to stdout and `hello stderr` to stderr, then 200 `ok` |
+//! | `/print-long?n=N` | writes N bytes of `x`, then the invalid UTF-8 bytes `ff fe fd` and `\n`, to stdout, then 200 `ok` |
 //! | `/late-log?ms=N`  | waits N ms, prints `late-log done after N ms` to stdout, then 200 `ok`; with `&head=first` it returns 200 at once and the body task writes `started\n`, waits, prints, writes `done\n` and ends the body |
 //! | `/leftovers`      | 200 `count=C dirty=D`: C is a static counter's value before this request bumps it, D the number of nonzero bytes in 8 fresh pages from `memory.grow`, which it then fills with 0xAB; a fresh instance sees `count=0 dirty=0` |
 //! | `/error-code`     | returns the error `internal-error(none)` instead of a response |
@@ -98,6 +99,16 @@ async fn get(path: &str, query: &str) -> Reply {
             eprintln!("hello stderr");
             respond(200, "ok")
         }
+        "/print-long" => match number(query, "n") {
+            Some(n) => {
+                use std::io::Write;
+                let mut line = vec![b'x'; n as usize];
+                line.extend_from_slice(&[0xff, 0xfe, 0xfd, b'\n']);
+                let _ = std::io::stdout().write_all(&line);
+                respond(200, "ok")
+            }
+            None => respond(400, "expected ?n=<bytes>"),
+        },
         "/late-log" => match number(query, "ms") {
             Some(ms) if query_param(query, "head").as_deref() == Some("first") => {
                 Ok(late_log_after_head(ms))
