@@ -1,10 +1,16 @@
 //! The admin listener: health, readiness, status, metrics, and the calls that change what is
 //! served (reload, rollback, upload), which need the bearer token.
 //!
+//! It takes connections through the same accept loop as the public listener
+//! ([`crate::server::accept`]): the same header read timeout, header limits, write timeout and
+//! idle timeout, and at most [`MAX_CONNECTIONS`] open at once. Every call has a deadline
+//! (`--admin-timeout`): one still running then (an upload trickling in, a reload waiting for a
+//! long compile) is answered 503, and a reload it started goes on and is logged.
+//!
 //! | call | answer |
 //! |---|---|
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 when every route has a generation, else 503 naming those without |
+//! | `GET /readyz` | 200 when every route the host started with has a generation, else 503 naming those without |
 //! | `GET /routes` | JSON: each route's name, prefix, source, generation |
 //! | `GET /routes/{name}/status` | JSON: the route's current generation, history, in-flight requests |
 //! | `POST /routes/{name}/reload` | re-read the route's component now; JSON report |
@@ -16,8 +22,9 @@
 //! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
 
 use crate::body::{ResponseBody, full};
+use crate::config::ConnLimits;
 use crate::guest_config::GuestConfig;
-use crate::handler::plain;
+use crate::handler::{check_head, plain};
 use crate::metrics::Metrics;
 use crate::reload::{Report, Trigger};
 use crate::route::{Route, RouteTable};
@@ -27,15 +34,15 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+/// Most connections the admin listener keeps open at once; more are closed as they arrive.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Everything the admin calls read or drive.
 pub struct Admin {
@@ -49,6 +56,10 @@ pub struct Admin {
     pub token: Option<String>,
     /// Largest upload accepted.
     pub max_component_size: u64,
+    /// Limits on the requests' heads (as for the public listener).
+    pub limits: ConnLimits,
+    /// Deadline of one call.
+    pub timeout: Duration,
 }
 
 /// Binds the admin listener (before anything is served, so a bad address fails startup).
@@ -63,30 +74,43 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 
 /// Serves admin calls on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(err) => {
-                tracing::warn!(error = %err, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
+    let accept = crate::server::Accept {
+        limits: admin.limits.clone(),
+        max_connections: Some(MAX_CONNECTIONS),
+        name: "admin",
+    };
+    let connections = crate::server::Connections::default();
+    crate::server::accept(listener, admin, accept, connections, std::future::pending()).await;
+}
+
+impl crate::server::Handler for Admin {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        if let Some(refusal) = check_head(&req, &self.limits) {
+            return refusal;
+        }
+        match tokio::time::timeout(self.timeout, self.call(req)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(%method, %path, timeout = ?self.timeout, "admin call cut at its deadline (`--admin-timeout`); a reload it started goes on and is logged");
+                let mut response = plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the admin call did not finish within {:?} (`--admin-timeout`); a reload it started goes on: see the log\n",
+                        self.timeout
+                    ),
+                );
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                response
             }
-        };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        }
     }
 }
 
 impl Admin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    async fn call(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         if let Some(rest) = path.strip_prefix("/routes/") {
@@ -191,9 +215,13 @@ impl Admin {
         }
     }
 
+    /// Ready when every route the host started with serves a generation. Apps dropped into
+    /// `--apps` later do not count: one that cannot load answers 503 on its own prefix and
+    /// shows in `/status`, but must not take every other app on the host out of its Service.
     fn readyz(&self) -> Response<ResponseBody> {
-        let routes = self.routes.all();
-        if routes.is_empty() {
+        let all = self.routes.all();
+        let routes: Vec<&Arc<Route>> = all.iter().filter(|r| r.startup).collect();
+        if routes.is_empty() && all.is_empty() {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "no route is served yet\n");
         }
         let waiting: Vec<String> = routes
@@ -214,7 +242,7 @@ impl Admin {
                 format!("not ready:\n{}\n", waiting.join("\n")),
             );
         }
-        let serving: Vec<String> = routes
+        let serving: Vec<String> = all
             .iter()
             .filter_map(|r| {
                 r.slot
@@ -382,7 +410,9 @@ async fn run(
 fn report_response(report: Result<Report, &'static str>) -> Response<ResponseBody> {
     match report {
         Ok(report) => {
-            let status = if report.result == "failed" {
+            let status = if report.not_saved {
+                StatusCode::INSUFFICIENT_STORAGE
+            } else if report.result == "failed" {
                 StatusCode::UNPROCESSABLE_ENTITY
             } else {
                 StatusCode::OK

@@ -92,26 +92,42 @@ where
 /// Dropped before it has finished (the client went away, the guest answered with an error code
 /// and went on), it is not cut short: the rest of the run moves to a task of its own, so the
 /// guest still ends as it would have, within its deadline, and its failures are still logged.
-pub struct GuestRun<E: Send + 'static>(Option<BoxedRun<E>>);
+/// Nobody waits for it any more, so its task is handed to `abandoned` (its route's list of
+/// such guests, which may stop it when a request needs its slot).
+pub struct GuestRun<E: Send + 'static> {
+    run: Option<BoxedRun<E>>,
+    abandoned: Option<Abandoned>,
+}
 
 /// The guest's future, boxed so that the handler can hold it by name.
 type BoxedRun<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
 
+/// What to do with a guest's task once nobody waits for it: given the task to stop it by.
+pub type Abandoned = Box<dyn FnOnce(tokio::task::AbortHandle) + Send>;
+
 impl<E: Send + 'static> GuestRun<E> {
     /// Wraps the guest's future, counting the time its polls take (the guest's run time, by
-    /// which its slices are cut: [`crate::slices::timed`]).
-    pub fn new(run: impl Future<Output = Result<(), E>> + Send + 'static) -> Self {
-        GuestRun(Some(Box::pin(crate::slices::timed(run))))
+    /// which its slices are cut: [`crate::slices::timed`]); `abandoned` gets its task if its
+    /// client goes away before it ends.
+    pub fn new(
+        run: impl Future<Output = Result<(), E>> + Send + 'static,
+        abandoned: Abandoned,
+    ) -> Self {
+        GuestRun {
+            run: Some(Box::pin(crate::slices::timed(run))),
+            abandoned: Some(abandoned),
+        }
     }
 
-    /// Moves the rest of the run to a task of its own and returns a handle on its outcome. The
-    /// run then keeps going, and meets its deadline, whether or not anybody polls the handle.
-    pub fn detach(mut self) -> tokio::task::JoinHandle<Result<(), E>> {
+    /// Moves the rest of the run to a task of its own and returns a handle on its outcome, and
+    /// what to do with the task if its client goes away. The run then keeps going, and meets
+    /// its deadline, whether or not anybody polls the handle.
+    fn detach(mut self) -> (tokio::task::JoinHandle<Result<(), E>>, Option<Abandoned>) {
         let run = self
-            .0
+            .run
             .take()
             .expect("a guest run is not detached after it ended");
-        tokio::spawn(run)
+        (tokio::spawn(run), self.abandoned.take())
     }
 }
 
@@ -120,29 +136,32 @@ impl<E: Send + 'static> Future for GuestRun<E> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
         let run = self
-            .0
+            .run
             .as_mut()
             .expect("a guest run is not polled after it ended");
         let outcome = ready!(run.as_mut().poll(cx));
-        self.0 = None;
+        self.run = None;
         Poll::Ready(outcome)
     }
 }
 
 impl<E: Send + 'static> Drop for GuestRun<E> {
     fn drop(&mut self) {
-        let Some(run) = self.0.take() else { return };
+        let Some(run) = self.run.take() else { return };
         // Without a runtime (it is shutting down) the guest is dropped, which stops it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(run);
+            let task = runtime.spawn(run);
+            if let Some(abandoned) = self.abandoned.take() {
+                abandoned(task.abort_handle());
+            }
         }
     }
 }
 
 /// Where the guest behind a response body stands.
 enum Guest<E: Send + 'static> {
-    /// Still running on a task of its own.
-    Running(tokio::task::JoinHandle<Result<(), E>>),
+    /// Still running on a task of its own (and what to do with it if the body is dropped first).
+    Running(tokio::task::JoinHandle<Result<(), E>>, Option<Abandoned>),
     /// Finished, cleanly or not.
     Finished(bool),
 }
@@ -168,9 +187,10 @@ pub struct GuardedBody<E: Send + 'static> {
 impl<E: Send + 'static> GuardedBody<E> {
     /// Wraps `inner`, fed by the guest run `guest`, which goes on on a task of its own.
     pub fn running(inner: ResponseBody, guest: GuestRun<E>) -> Self {
+        let (task, abandoned) = guest.detach();
         GuardedBody {
             inner,
-            guest: Guest::Running(guest.detach()),
+            guest: Guest::Running(task, abandoned),
         }
     }
 
@@ -195,7 +215,7 @@ impl<E: Send + 'static> Body for GuardedBody<E> {
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(frame) => Poll::Ready(Some(frame)),
             None => {
-                if let Guest::Running(task) = &mut this.guest {
+                if let Guest::Running(task, _) = &mut this.guest {
                     // The body ended; wait for the guest to end too (it wakes us when it does).
                     // A task that panicked or was cancelled counts as a failed run.
                     let outcome = ready!(Pin::new(task).poll(cx));
@@ -215,6 +235,19 @@ impl<E: Send + 'static> Body for GuardedBody<E> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<E: Send + 'static> Drop for GuardedBody<E> {
+    fn drop(&mut self) {
+        // The client went away (or stopped reading) while the guest still ran: nobody waits
+        // for it now.
+        if let Guest::Running(task, abandoned) = &mut self.guest
+            && !task.is_finished()
+            && let Some(abandoned) = abandoned.take()
+        {
+            abandoned(task.abort_handle());
+        }
     }
 }
 

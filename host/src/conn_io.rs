@@ -106,6 +106,11 @@ impl<I> ConnIo<I> {
         }
     }
 
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// Whether this write should wait one turn of the run queue first (see the module docs); if
     /// so, the task has been woken to run again at the back of the queue.
     fn yield_before_write(&mut self, cx: &mut Context<'_>) -> bool {

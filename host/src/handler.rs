@@ -8,6 +8,10 @@
 //! still running (streaming its body, or whose client went away) moves to a task of its own
 //! and runs to its end within its deadline, whether or not its client reads ([`GuestRun`],
 //! [`GuardedBody`]). The permit and the generation are released when the guest run ends.
+//!
+//! A guest whose client went away is handed to its route's list of abandoned guests
+//! ([`crate::route::Orphans`]): a request that finds every slot taken stops the oldest of them
+//! and takes its slot, so clients that reset or drop requests cannot keep a route busy.
 
 use crate::body::{GuardedBody, GuestRun, HeldBody, LimitedBody, ResponseBody, full};
 use crate::config::ConnLimits;
@@ -16,7 +20,7 @@ use crate::guest_io::RequestTag;
 use crate::loader::GuestPre;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::reuse::{Pool, ReuseFailure};
-use crate::route::{ROUTE_HEADER, Route, RouteTable};
+use crate::route::{Orphan, ROUTE_HEADER, Route, RouteTable};
 use crate::slot::{Generation, InFlight};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
@@ -158,25 +162,8 @@ impl Dispatcher {
         req: Request<Incoming>,
         served_by: &mut u64,
     ) -> Response<ResponseBody> {
-        if req.uri().authority().is_none() && !req.headers().contains_key(HOST) {
-            return plain(StatusCode::BAD_REQUEST, "the request has no Host header\n");
-        }
-        // hyper enforces these limits on HTTP/1 only down to its 8 KiB buffer, and not at all
-        // for the field count on HTTP/2: check both here for every protocol.
-        let fields = req.headers().len();
-        let section: usize = req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum();
-        if fields > self.conn.max_headers || section as u64 > self.conn.max_header_bytes {
-            return plain(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!(
-                    "the request headers exceed the limits ({} fields, {} bytes)\n",
-                    self.conn.max_headers, self.conn.max_header_bytes
-                ),
-            );
+        if let Some(refusal) = check_head(&req, &self.conn) {
+            return refusal;
         }
         let declared = req
             .headers()
@@ -188,10 +175,12 @@ impl Dispatcher {
             return too_large(limits.max_body_size);
         }
 
-        // A free permit is taken at once; only a request that has to queue sets a timer.
+        // A free permit is taken at once; only a request that has to queue sets a timer, and it
+        // first takes back the slot of a guest whose client went away, if there is one.
         let permit = match route.permits.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
+                route.orphans.give_way();
                 tokio::time::timeout(limits.queue_timeout, route.permits.clone().acquire_owned())
                     .await
                     .ok()
@@ -250,33 +239,40 @@ impl Dispatcher {
         };
         let guest_exceeded = exceeded.clone();
         let max_body_size = limits.max_body_size;
-        let mut guest = GuestRun::new(async move {
-            let result = run_guest(
-                &runtime,
-                &guest_route,
-                hold,
-                &guest_tag,
-                deadline,
-                req,
-                response_tx,
-                &span,
-            )
-            .await;
-            match result {
-                // A guest may answer without reading all of an oversize body (a 0.3 guest sees
-                // its end, not an error): whatever it answered is not an answer to the request.
-                Ok(()) if guest_exceeded.load(Ordering::Relaxed) => {
-                    Err(GuestFailure::BodyTooLarge(max_body_size))
+        let abandoned: crate::body::Abandoned = {
+            let (route, tag) = (route.clone(), tag.clone());
+            Box::new(move |task| route.orphans.adopt(Orphan::new(task, tag, number)))
+        };
+        let mut guest = GuestRun::new(
+            async move {
+                let result = run_guest(
+                    &runtime,
+                    &guest_route,
+                    hold,
+                    &guest_tag,
+                    deadline,
+                    req,
+                    response_tx,
+                    &span,
+                )
+                .await;
+                match result {
+                    // A guest may answer without reading all of an oversize body (a 0.3 guest sees
+                    // its end, not an error): whatever it answered is not an answer to the request.
+                    Ok(()) if guest_exceeded.load(Ordering::Relaxed) => {
+                        Err(GuestFailure::BodyTooLarge(max_body_size))
+                    }
+                    Err(failure) => {
+                        span.in_scope(|| {
+                            log_failure(&guest_route.metrics, &guest_tag, number, &failure)
+                        });
+                        Err(failure)
+                    }
+                    Ok(()) => Ok(()),
                 }
-                Err(failure) => {
-                    span.in_scope(|| {
-                        log_failure(&guest_route.metrics, &guest_tag, number, &failure)
-                    });
-                    Err(failure)
-                }
-                Ok(()) => Ok(()),
-            }
-        });
+            },
+            abandoned,
+        );
 
         // Race the guest's end against its response head. `head` is `None` when the guest
         // dropped the response unset; `outcome` is `None` while the guest is still running.
@@ -341,6 +337,25 @@ impl Dispatcher {
                 failure_response(failure, self.expose_errors)
             }
         }
+    }
+}
+
+impl crate::server::Handler for Dispatcher {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send {
+        Dispatcher::handle(self, req)
+    }
+}
+
+impl crate::server::Drain for Dispatcher {
+    fn in_flight(&self) -> usize {
+        Dispatcher::in_flight(self)
+    }
+
+    fn all_finished(&self) -> impl Future<Output = ()> + Send {
+        Dispatcher::all_finished(self)
     }
 }
 
@@ -549,6 +564,35 @@ fn failure_response(failure: GuestFailure, expose_errors: bool) -> Response<Resp
         ),
         GuestFailure::BodyTooLarge(limit) => too_large(limit),
     }
+}
+
+/// The refusal of a request whose head is not acceptable, on any listener: no `Host` (nor an
+/// authority), or more header fields or bytes than the limits. hyper enforces these limits on
+/// HTTP/1 only down to its 8 KiB buffer, and not at all for the field count on HTTP/2: they are
+/// checked here for every protocol.
+pub fn check_head<B>(req: &Request<B>, limits: &ConnLimits) -> Option<Response<ResponseBody>> {
+    if req.uri().authority().is_none() && !req.headers().contains_key(HOST) {
+        return Some(plain(
+            StatusCode::BAD_REQUEST,
+            "the request has no Host header\n",
+        ));
+    }
+    let fields = req.headers().len();
+    let section: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if fields > limits.max_headers || section as u64 > limits.max_header_bytes {
+        return Some(plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request headers exceed the limits ({} fields, {} bytes)\n",
+                limits.max_headers, limits.max_header_bytes
+            ),
+        ));
+    }
+    None
 }
 
 fn too_large(limit: u64) -> Response<ResponseBody> {

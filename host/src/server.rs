@@ -1,19 +1,48 @@
-//! The accept loop, connection settings, and graceful shutdown.
+//! The accept loop of a listener (the public one and the admin one alike), the settings of its
+//! connections, and graceful shutdown.
+//!
+//! Every connection of either listener gets the same protections: a header read timeout, header
+//! field and size limits, a write timeout ([`ConnIo`]), an idle timeout, and HTTP/2 keep-alive
+//! pings that find peers gone without a word. A listener may also cap its open connections (the
+//! admin listener does): one more is closed as soon as it is accepted.
+//!
+//! **Idle.** A connection is idle while none of its requests is in progress (a request is in
+//! progress from its arrival until its response body has been sent, or dropped). A connection
+//! idle for `--idle-timeout` is shut down gracefully: HTTP/1 closes it, HTTP/2 sends `GOAWAY`.
+//! One that has not begun a single request within `--header-read-timeout` of being accepted is
+//! shut down the same way: hyper bounds an HTTP/1 request head by that timeout, but not an
+//! HTTP/2 handshake, which a client could otherwise leave half done for as long as it likes. A
+//! request never counts as idle, however long its guest takes, and a graceful shutdown never
+//! cuts one; but a connection still open [`CLOSE_GRACE`] after a graceful shutdown of an idle
+//! connection (a client that stalls mid-handshake never reads the `GOAWAY`) is dropped.
 
+use crate::body::ResponseBody;
 use crate::config::ConnLimits;
 use crate::conn_io::{ConnIo, WaitingReads};
-use crate::handler::Dispatcher;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long an idle connection that was asked to close gracefully may take to do so before it
+/// is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How often an HTTP/2 connection pings its peer while it has no frame from it, and how long it
+/// waits for the answer before it closes the connection as dead.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// What happened to the requests that were running when shutdown began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +53,80 @@ pub struct ShutdownReport {
     pub cut: usize,
 }
 
+/// Serves one request of a listener: the dispatcher for the public listener, the admin API for
+/// the admin one.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `req`; every problem is a response.
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send;
+}
+
+/// The listener's share of the shutdown: the connections still open, and the signal that asks
+/// them to close.
+#[derive(Clone)]
+pub struct Connections {
+    inner: Arc<ConnectionsInner>,
+}
+
+struct ConnectionsInner {
+    open: AtomicUsize,
+    all_closed: Notify,
+    stop: watch::Sender<bool>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            inner: Arc::new(ConnectionsInner {
+                open: AtomicUsize::new(0),
+                all_closed: Notify::new(),
+                stop: watch::channel(false).0,
+            }),
+        }
+    }
+}
+
+impl Connections {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.inner.open.load(Ordering::Acquire)
+    }
+
+    /// Asks every connection to finish its requests and close.
+    pub fn close_all(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Resolves once every connection has closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.inner.all_closed.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn opened(&self) -> OpenConnection {
+        self.inner.open.fetch_add(1, Ordering::AcqRel);
+        OpenConnection(self.inner.clone())
+    }
+}
+
+/// One open connection, counted until dropped.
+struct OpenConnection(Arc<ConnectionsInner>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_closed.notify_waiters();
+        }
+    }
+}
+
 /// Builds the HTTP/1.1 + HTTP/2 (cleartext) connection builder with the header limits.
 fn connection_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -32,85 +135,310 @@ fn connection_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // hyper's `max_headers` counts fields; the section size is checked by the dispatcher
-        // (`max_buf_size` would also cap the buffer bodies are read through, slowing uploads).
+        // hyper's `max_headers` counts fields; the section size is checked per request
+        // (`check_headers`; `max_buf_size` would also cap the buffer bodies are read through,
+        // slowing uploads).
         .max_headers(limits.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(u32::try_from(limits.max_streams).unwrap_or(u32::MAX));
+        .max_concurrent_streams(u32::try_from(limits.max_streams).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(H2_KEEP_ALIVE))
+        .keep_alive_timeout(H2_KEEP_ALIVE);
     builder
 }
 
-/// Serves connections from `listener` until `shutdown` resolves, then drains: stops accepting,
-/// lets in-flight requests finish for up to `shutdown_timeout`, closes idle connections.
-pub async fn serve(
-    listener: TcpListener,
-    dispatcher: Arc<Dispatcher>,
-    limits: &ConnLimits,
-    shutdown_timeout: Duration,
-    shutdown: impl Future<Output = ()>,
-) -> ShutdownReport {
-    let builder = connection_builder(limits);
-    let graceful = GracefulShutdown::new();
-    let waiting_reads = WaitingReads::default();
-    tokio::pin!(shutdown);
+/// A listener's connections: their limits, and the most that may be open at once.
+pub struct Accept {
+    /// Limits on every connection.
+    pub limits: ConnLimits,
+    /// Connections beyond this many are closed as soon as they are accepted (`None`: no cap).
+    pub max_connections: Option<usize>,
+    /// Names the listener in log lines.
+    pub name: &'static str,
+}
 
+/// Accepts connections from `listener` and serves them with `handler` until `stop` resolves;
+/// then stops accepting and returns, leaving the open connections to [`Connections`].
+pub async fn accept<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    accept: Accept,
+    connections: Connections,
+    stop: impl Future<Output = ()>,
+) {
+    let builder = Arc::new(connection_builder(&accept.limits));
+    let waiting_reads = WaitingReads::default();
+    let mut over_cap_logged = false;
+    tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
+                    tracing::warn!(listener = accept.name, error = %err, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
         };
+        if let Some(max) = accept.max_connections {
+            if connections.open() >= max {
+                if !over_cap_logged {
+                    tracing::warn!(listener = accept.name, %peer, max, "too many open connections; closing new ones until some close");
+                    over_cap_logged = true;
+                }
+                drop(stream);
+                continue;
+            }
+            over_cap_logged = false;
+        }
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
-        let dispatcher = dispatcher.clone();
-        let service = service_fn(move |req| {
-            let dispatcher = dispatcher.clone();
-            async move { Ok::<_, Infallible>(dispatcher.handle(req).await) }
-        });
         let io = ConnIo::new(
             TokioIo::new(stream),
-            limits.write_timeout,
+            accept.limits.write_timeout,
             peer,
             waiting_reads.clone(),
         );
-        let conn = builder.serve_connection(io, service).into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+        let open = connections.opened();
+        let stopping = connections.inner.stop.subscribe();
+        tokio::spawn(serve_connection(
+            io,
+            builder.clone(),
+            handler.clone(),
+            Timeouts {
+                first_request: accept.limits.header_read_timeout,
+                idle: accept.limits.idle_timeout,
+            },
+            stopping,
+            open,
+        ));
+    }
+}
+
+/// How long a connection may go without a request in progress.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// Before its first request begins.
+    first_request: Duration,
+    /// After that.
+    idle: Duration,
+}
+
+/// Serves one connection until it ends, shutting it down gracefully once it has been idle for
+/// too long (see the module docs) or when the listener stops, and dropping it if it is still
+/// open and idle [`CLOSE_GRACE`] after that.
+async fn serve_connection<H: Handler>(
+    io: ConnIo<TokioIo<tokio::net::TcpStream>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handler: Arc<H>,
+    timeouts: Timeouts,
+    mut stopping: watch::Receiver<bool>,
+    _open: OpenConnection,
+) {
+    let peer = io.peer();
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |req| {
+            let busy = activity.begin();
+            let handler = handler.clone();
+            async move {
+                let response = handler.handle(req).await;
+                Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
             }
-        });
+        })
+    };
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    // When a graceful shutdown was asked for, and so when an idle connection is dropped.
+    let mut closing: Option<Instant> = None;
+    if *stopping.borrow() {
+        conn.as_mut().graceful_shutdown();
+        closing = Some(Instant::now());
+    }
+    loop {
+        let check = match closing {
+            Some(asked) => asked + CLOSE_GRACE,
+            None => activity.idle_deadline(timeouts),
+        };
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(err) = ended {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            changed = stopping.changed(), if closing.is_none() => {
+                if changed.is_err() || *stopping.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now());
+                }
+            }
+            // A request ended: the idle timeout counts from now.
+            () = activity.ended.notified(), if closing.is_none() => {}
+            () = tokio::time::sleep_until(check.into()) => match closing {
+                None if activity.idle_for(timeouts) => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now());
+                }
+                None => {}
+                // Asked to close, and still idle: a client that never read the `GOAWAY` (or
+                // never finished its handshake). Nothing is in progress to cut.
+                Some(_) if activity.is_idle() => {
+                    tracing::debug!(%peer, "dropping an idle connection that did not close");
+                    return;
+                }
+                // Requests in progress: they finish (the shutdown timeout bounds them).
+                Some(_) => closing = Some(Instant::now()),
+            },
+        }
+    }
+}
+
+/// Whether a connection has a request in progress, and since when it has had none.
+struct Activity {
+    started: Instant,
+    busy: AtomicUsize,
+    /// Whether any request has begun.
+    seen: std::sync::atomic::AtomicBool,
+    /// Milliseconds since `started` at which the last request in progress ended.
+    idle_since_ms: AtomicU64,
+    /// Told when a request ends.
+    ended: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            busy: AtomicUsize::new(0),
+            seen: std::sync::atomic::AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+            ended: Notify::new(),
+        }
     }
 
-    drop(listener);
-    let in_flight = dispatcher.in_flight();
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.seen.store(true, Ordering::Release);
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn is_idle(&self) -> bool {
+        self.busy.load(Ordering::Acquire) == 0
+    }
+
+    /// The timeout that applies now: before the first request, or between requests.
+    fn timeout(&self, timeouts: Timeouts) -> Duration {
+        if self.seen.load(Ordering::Acquire) {
+            timeouts.idle
+        } else {
+            timeouts.first_request
+        }
+    }
+
+    /// How long the connection has had no request in progress.
+    fn idle(&self) -> Duration {
+        if !self.is_idle() {
+            return Duration::ZERO;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(since)
+    }
+
+    /// Whether it has been idle for longer than its timeout.
+    fn idle_for(&self, timeouts: Timeouts) -> bool {
+        self.is_idle() && self.idle() >= self.timeout(timeouts)
+    }
+
+    /// When the connection will have been idle for its timeout, if nothing happens before;
+    /// while it is busy, one timeout from now (checked again then).
+    fn idle_deadline(&self, timeouts: Timeouts) -> Instant {
+        Instant::now() + self.timeout(timeouts).saturating_sub(self.idle())
+    }
+}
+
+/// A request in progress on its connection; dropped with its response body.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let at = self.0.started.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.store(at, Ordering::Release);
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.ended.notify_one();
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is sent or dropped.
+struct Tracked {
+    inner: ResponseBody,
+    _busy: Busy,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What a listener needs to drain on shutdown: its connections, and requests whose guests run
+/// on after their connection closed.
+pub trait Drain {
+    /// Requests in progress now.
+    fn in_flight(&self) -> usize;
+    /// Resolves once none is.
+    fn all_finished(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Stops accepting (the caller has already stopped the accept loop), asks every connection to
+/// close once its requests are done, and waits for that and for every request, for up to
+/// `shutdown_timeout`.
+pub async fn drain(
+    connections: &Connections,
+    requests: &impl Drain,
+    shutdown_timeout: Duration,
+) -> ShutdownReport {
+    let in_flight = requests.in_flight();
     tracing::info!(
         in_flight,
-        connections = graceful.count(),
+        connections = connections.open(),
         "shutting down: no new connections; draining in-flight requests (up to {shutdown_timeout:?})"
     );
+    connections.close_all();
     // Open connections first; then guests still running on their own after their client left
     // (they hold a slot until they end).
     let drained = tokio::time::timeout(shutdown_timeout, async {
-        graceful.shutdown().await;
-        dispatcher.all_finished().await;
+        connections.closed().await;
+        requests.all_finished().await;
     })
     .await
     .is_ok();
     let cut = if drained {
         0
     } else {
-        dispatcher.in_flight().min(in_flight)
+        requests.in_flight().min(in_flight)
     };
     tracing::info!(
         drained = in_flight - cut,

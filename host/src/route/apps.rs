@@ -133,7 +133,7 @@ impl Apps {
             require_component: require,
             ..(*self.host).clone()
         };
-        match start(&host, &config, false).await {
+        match start(&host, &config, false, startup).await {
             Ok((route, mut tasks)) => {
                 let loaded = tasks.first_load();
                 if startup {

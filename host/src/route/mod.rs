@@ -8,8 +8,10 @@
 //! for every component dropped into an apps directory.
 
 pub mod apps;
+mod orphans;
 mod table;
 
+pub use orphans::{Orphan, Orphans};
 pub use table::{RouteTable, matches};
 
 use crate::builder::{Builder, SourceWatcher};
@@ -54,6 +56,11 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// Its name as a response header value.
     pub header: HeaderValue,
+    /// Its guests whose client went away (they give their slot to a waiting request).
+    pub orphans: Orphans,
+    /// Served since the host started (a configured route, or an app found at startup): only
+    /// such routes decide `/readyz`. An app dropped in later never makes the host unready.
+    pub startup: bool,
 }
 
 impl Route {
@@ -148,7 +155,8 @@ impl RouteTasks {
 
 /// Starts `config`'s route: watches its file (unless `watch_file` is false: an apps directory
 /// watches for it), runs its build once and watches its sources, loads it, and leaves its
-/// reloader running.
+/// reloader running. `startup`: the route is one of those the host starts with (it decides
+/// readiness).
 ///
 /// With `--require-component` the build and the load happen before this returns, and a route
 /// that cannot load is an error. Otherwise they run in the background, so the host can listen
@@ -159,6 +167,7 @@ pub async fn start(
     host: &Host,
     config: &RouteConfig,
     watch_file: bool,
+    startup: bool,
 ) -> Result<(Arc<Route>, RouteTasks)> {
     let (triggers, trigger_rx) = reload::channel();
     let metrics = host.metrics.route(&config.name);
@@ -174,6 +183,8 @@ pub async fn start(
         triggers: triggers.clone(),
         header: HeaderValue::from_str(&config.name)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        orphans: Orphans::new(config.limits.max_concurrency, metrics.clone()),
+        startup,
         metrics,
     });
 
