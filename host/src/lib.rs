@@ -41,6 +41,7 @@ pub mod loader;
 pub mod metrics;
 pub mod oci;
 pub mod outbound;
+pub mod private_dir;
 pub mod reload;
 pub mod reuse;
 pub mod route;
@@ -110,7 +111,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("failed to start the async runtime")?;
-            runtime.block_on(serve(config))
+            let served = runtime.block_on(serve(config));
+            // A compile still running (a stop during startup) is not waited for; a cache
+            // entry being written gets a moment (it is written whole or not at all).
+            runtime.shutdown_timeout(SHUTDOWN_LEFTOVERS);
+            served
         }
         Command::Init(args) => {
             if args.path.exists() && !args.force {
@@ -127,8 +132,50 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// How long work still running on blocking threads when the host exits (a compile, a cache
+/// write) is waited for.
+const SHUTDOWN_LEFTOVERS: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves the configured routes until a stop signal, reloading each as it changes.
 pub async fn serve(config: Config) -> Result<()> {
+    // Signals first, before any build, compile or pull: a signal during startup must not meet
+    // the default action, which ends the process.
+    let signals = signals::install()?;
+    let host = tokio::select! {
+        host = start(config) => host?,
+        () = signals.stopped() => {
+            tracing::info!("stop signal received: stopped during startup");
+            return Ok(());
+        }
+    };
+    host.run(signals).await
+}
+
+/// A host that has started: its routes load (or have loaded), its listeners are bound.
+struct Started {
+    config: Config,
+    runtime: Arc<engine::Runtime>,
+    metrics: Arc<metrics::Metrics>,
+    routes: Arc<route::RouteTable>,
+    listener: tokio::net::TcpListener,
+    admin: Option<(tokio::net::TcpListener, Arc<admin::Admin>)>,
+    _route_tasks: Vec<route::RouteTasks>,
+    _apps: Option<route::apps::AppsWatcher>,
+    _config_watcher: Option<watcher::FileWatcher>,
+}
+
+/// Starts every route (building, compiling or pulling, in the background unless
+/// `--require-component`), binds the listeners and prints the startup lines.
+async fn start(mut config: Config) -> Result<Started> {
+    // Whoever can write the cache directory can make the host run their code: a directory
+    // that is not private to this user is not used at all (nor the incremental cache and the
+    // registry copies under it).
+    if let Some(dir) = &config.cache_dir
+        && let Err(err) = private_dir::ensure(dir)
+    {
+        tracing::warn!(dir = %dir.display(), "compile cache disabled (and the incremental cache and registry copies under it): {err}");
+        config.cache_dir = None;
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
     runtime.start_epoch_ticker()?;
@@ -151,7 +198,7 @@ pub async fn serve(config: Config) -> Result<()> {
 
     // Dev mode: config values are re-read when the configuration file is saved (in prod mode
     // only on SIGHUP or `POST /reload`).
-    let _config_watcher = match (
+    let config_watcher = match (
         &config.config_file,
         config.watch && config.mode == Mode::Dev,
     ) {
@@ -173,18 +220,18 @@ pub async fn serve(config: Config) -> Result<()> {
     ));
     let routes = Arc::new(route::RouteTable::default());
     let started = std::time::Instant::now();
-    let mut _route_tasks = Vec::new();
+    let mut route_tasks = Vec::new();
     let mut first_loads = Vec::new();
     for route_config in &config.routes {
-        let (route, mut tasks) = route::start(&host, route_config, true).await?;
+        let (route, mut tasks) = route::start(&host, route_config, true, true).await?;
         first_loads.push(tasks.first_load());
         routes
             .insert(route)
             .map_err(anyhow::Error::msg)
             .context("the configuration let two routes collide")?;
-        _route_tasks.push(tasks);
+        route_tasks.push(tasks);
     }
-    let _apps = match &config.apps {
+    let apps = match &config.apps {
         Some(apps) => {
             let mut apps =
                 route::apps::serve(host.clone(), apps, config.defaults.clone(), routes.clone())
@@ -195,36 +242,32 @@ pub async fn serve(config: Config) -> Result<()> {
         None => None,
     };
 
-    let stop = {
-        let (routes, guest_config) = (routes.clone(), runtime.guest_config.clone());
-        signals::install(move || {
-            guest_config.reload("SIGHUP");
-            for route in routes.all().iter() {
-                route.triggers.send(reload::Trigger::Signal);
-            }
-        })?
-    };
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("failed to bind `{}`", config.addr))?;
     let addr = listener
         .local_addr()
         .context("failed to read the bound address")?;
-    if let Some(listener) = admin_listener {
-        let admin_addr = listener
-            .local_addr()
-            .context("failed to read the admin address")?;
-        tracing::info!(addr = %admin_addr, "admin listener ready");
-        println!("Admin API on http://{admin_addr}/");
-        let admin = Arc::new(admin::Admin {
-            routes: routes.clone(),
-            guest_config: runtime.guest_config.clone(),
-            metrics: metrics.clone(),
-            token: config.admin.as_ref().and_then(|a| a.token.clone()),
-            max_component_size: config.max_component_size,
-        });
-        tokio::spawn(admin::serve(listener, admin));
-    }
+    let admin = match (admin_listener, &config.admin) {
+        (Some(listener), Some(settings)) => {
+            let admin_addr = listener
+                .local_addr()
+                .context("failed to read the admin address")?;
+            tracing::info!(addr = %admin_addr, "admin listener ready");
+            println!("Admin API on http://{admin_addr}/");
+            let admin = Arc::new(admin::Admin {
+                routes: routes.clone(),
+                guest_config: runtime.guest_config.clone(),
+                metrics: metrics.clone(),
+                token: settings.token.clone(),
+                max_component_size: config.max_component_size,
+                limits: config.conn.clone(),
+                timeout: settings.timeout,
+            });
+            Some((listener, admin))
+        }
+        _ => None,
+    };
     for route in routes.all().iter() {
         tracing::info!(%addr, route = %route.name, prefix = %route.prefix, component = %route.source, mode = ?config.mode, "listening");
     }
@@ -251,21 +294,56 @@ pub async fn serve(config: Config) -> Result<()> {
             let _ = std::io::stdout().flush();
         });
     }
-
-    let dispatcher = Arc::new(handler::Dispatcher::new(
+    Ok(Started {
+        config,
         runtime,
-        routes,
-        config.conn.clone(),
         metrics,
-        config.mode == Mode::Dev,
-    ));
-    server::serve(
+        routes,
         listener,
-        dispatcher,
-        &config.conn,
-        config.shutdown_timeout,
-        signals::stopped(stop),
-    )
-    .await;
-    Ok(())
+        admin,
+        _route_tasks: route_tasks,
+        _apps: apps,
+        _config_watcher: config_watcher,
+    })
+}
+
+impl Started {
+    /// Serves until a stop signal, then drains.
+    async fn run(self, signals: signals::Signals) -> Result<()> {
+        {
+            let (routes, guest_config) = (self.routes.clone(), self.runtime.guest_config.clone());
+            signals.on_hangup(move || {
+                guest_config.reload("SIGHUP");
+                for route in routes.all().iter() {
+                    route.triggers.send(reload::Trigger::Signal);
+                }
+            });
+        }
+        if let Some((listener, admin)) = self.admin {
+            tokio::spawn(admin::serve(listener, admin));
+        }
+        let dispatcher = Arc::new(handler::Dispatcher::new(
+            self.runtime,
+            self.routes,
+            self.config.conn.clone(),
+            self.metrics,
+            self.config.mode == Mode::Dev,
+        ));
+        let connections = server::Connections::default();
+        let accept = server::Accept {
+            limits: self.config.conn.clone(),
+            max_connections: None,
+            name: "public",
+        };
+        server::accept(
+            self.listener,
+            dispatcher.clone(),
+            accept,
+            connections.clone(),
+            signals.stopped(),
+        )
+        .await;
+        server::drain(&connections, &*dispatcher, self.config.shutdown_timeout).await;
+        Ok(())
+    }
 }

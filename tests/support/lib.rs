@@ -13,7 +13,7 @@ pub mod server;
 pub mod upstream;
 
 pub use client::{Client, Reply, get, post, post_chunked};
-pub use server::Server;
+pub use server::{Server, Starting};
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -88,6 +88,33 @@ impl Server {
         Self::spawn(None, args, env, cwd, false)
     }
 
+    /// [`Server::launch`] in a mount namespace of its own in which `/etc/hosts` is `hosts`
+    /// (bind-mounted over it with `unshare`, which needs root): the names it lists resolve as
+    /// the test says, for the server only. `None` when the namespace cannot be made here (the
+    /// caller skips, saying why).
+    pub fn launch_with_hosts(hosts: &Path, args: &[&str], env: &[(&str, &str)]) -> Option<Server> {
+        let probe = Command::new("unshare")
+            .args(["--mount", "--", "sh", "-c"])
+            .arg(format!("mount --bind {} /etc/hosts", hosts.display()))
+            .status();
+        if !matches!(probe, Ok(status) if status.success()) {
+            return None;
+        }
+        let bind = format!(
+            "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+            hosts.display()
+        );
+        let wrapper = ["unshare", "--mount", "--", "sh", "-c", bind.as_str()];
+        Some(Self::spawn_with(&wrapper, None, args, env, None, Wait::Startup).ready())
+    }
+
+    /// Starts `hotswap serve ARGS… --addr 127.0.0.1:0` and returns at once, before it even
+    /// listens: for tests that act on a host while it starts (signals during its first
+    /// compile). [`Starting::ready`] waits for its startup lines.
+    pub fn begin(args: &[&str], env: &[(&str, &str)]) -> Starting {
+        Self::spawn_with(&[], None, args, env, None, Wait::Startup)
+    }
+
     fn spawn(
         cpu: Option<usize>,
         args: &[&str],
@@ -95,7 +122,30 @@ impl Server {
         cwd: Option<&Path>,
         wait_for_startup: bool,
     ) -> Server {
-        let mut cmd = Command::new(hotswap_bin());
+        let wait = if wait_for_startup {
+            Wait::Startup
+        } else {
+            Wait::Listening
+        };
+        Self::spawn_with(&[], cpu, args, env, cwd, wait).ready()
+    }
+
+    fn spawn_with(
+        wrapper: &[&str],
+        cpu: Option<usize>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: Option<&Path>,
+        wait: Wait,
+    ) -> Starting {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(hotswap_bin());
+                cmd
+            }
+            None => Command::new(hotswap_bin()),
+        };
         if let Some(cpu) = cpu {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe calls between fork and exec (CPU_SET on a local
@@ -157,25 +207,13 @@ impl Server {
                 }
             }
         });
-        let addr = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(Some(addr)) if !wait_for_startup => addr,
-            Ok(Some(addr)) if finished_rx.recv_timeout(STARTUP_TIMEOUT).is_ok() => addr,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "hotswap did not print its startup lines ({other:?}); log:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        let admin = *admin_addr.lock().unwrap();
-        Server {
+        Starting {
             child: Some(child),
-            addr,
-            admin,
             log,
+            listening: rx,
+            finished: finished_rx,
+            admin: admin_addr,
+            wait,
         }
     }
 
@@ -258,6 +296,103 @@ impl Server {
     /// `http://ADDR` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// What a server is waited for before a test uses it.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// `Serving HTTP on …`.
+    Listening,
+    /// `Startup finished: …` too.
+    Startup,
+}
+
+/// A `hotswap serve` process that has been spawned and may not listen yet.
+pub struct Starting {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    listening: std::sync::mpsc::Receiver<Option<SocketAddr>>,
+    finished: std::sync::mpsc::Receiver<()>,
+    admin: Arc<Mutex<Option<SocketAddr>>>,
+    wait: Wait,
+}
+
+impl Starting {
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("spawned").id() as i32;
+        // SAFETY: kill(2) with a pid we own; no memory is involved.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit, and returns how.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits for the startup lines (as the launch asked) and hands over the running server;
+    /// panics with the log if they do not come.
+    pub fn ready(mut self) -> Server {
+        let addr = match self.listening.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Some(addr)) if matches!(self.wait, Wait::Listening) => addr,
+            Ok(Some(addr)) if self.finished.recv_timeout(STARTUP_TIMEOUT).is_ok() => addr,
+            other => {
+                if let Some(mut child) = self.child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "hotswap did not print its startup lines ({other:?}); log:\n{}",
+                    self.log()
+                );
+            }
+        };
+        let admin = *self.admin.lock().unwrap();
+        Server {
+            child: self.child.take(),
+            addr,
+            admin,
+            log: self.log.clone(),
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(50));
+            eprintln!(
+                "----- hotswap log -----\n{}-----------------------",
+                self.log()
+            );
+        }
     }
 }
 
