@@ -219,9 +219,25 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_WRITE_TIMEOUT", value_parser = parse_duration)]
     pub write_timeout: Option<Duration>,
 
-    /// Allow guests outbound HTTP to this host (`HOST`, `HOST:PORT`, or `*.example.com` for
-    /// subdomains). Repeatable; outbound HTTP is denied unless allowed here. Comma-separated
-    /// in the environment variable. File: `limits.allow_outbound` (a list).
+    /// Time a connection may stay open with no request in progress (HTTP/1 keep-alive or
+    /// HTTP/2) before it is closed. A request is in progress until its response is sent, however
+    /// long its guest takes. [default: 60s]. File: `limits.idle_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Bytes of stdout and stderr one request's guest may log (e.g. `64KiB`); beyond it, output
+    /// is counted and dropped, and one line says how much. [default: 1MiB].
+    /// File: `limits.max_guest_output`.
+    #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_GUEST_OUTPUT", value_parser = parse_size)]
+    pub max_guest_output: Option<u64>,
+
+    /// Allow guests outbound HTTP to this destination: `HOST` (its scheme's default port, 80 or
+    /// 443), `HOST:PORT`, `HOST:*` (any port), `*.example.com[:PORT]` for subdomains, or an IP
+    /// address. Repeatable; outbound HTTP is denied unless allowed here. The host name is
+    /// resolved by the host, and loopback, link-local (cloud metadata), unspecified and
+    /// multicast addresses are refused unless the rule names that address or `localhost`
+    /// literally. Comma-separated in the environment variable. File: `limits.allow_outbound`
+    /// (a list).
     #[arg(
         long,
         value_name = "HOST[:PORT]",
@@ -307,6 +323,12 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+
+    /// Deadline of one admin call, from its arrival to its answer (an upload: reading, compiling
+    /// and saving it). A call past it is answered 503; a reload it started goes on and is
+    /// logged. [default: 120s]. File: `admin.timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_ADMIN_TIMEOUT", value_parser = parse_duration)]
+    pub admin_timeout: Option<Duration>,
 
     /// Shell command that builds the component (dev mode), run on start and when sources
     /// change. File: `build.cmd`.

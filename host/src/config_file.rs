@@ -86,6 +86,8 @@ pub struct RouteSection {
     pub tier: Option<crate::cli::TierMode>,
     /// `max_body_size = "10MiB"`
     pub max_body_size: Option<String>,
+    /// `max_guest_output = "1MiB"`
+    pub max_guest_output: Option<String>,
     /// `keyvalue_namespace = "api"` (default: the component file's stem)
     pub keyvalue_namespace: Option<String>,
     /// `[route.build]`: this route's own rebuild on save
@@ -221,6 +223,10 @@ pub struct LimitsSection {
     pub header_read_timeout: Option<String>,
     /// `write_timeout = "30s"`
     pub write_timeout: Option<String>,
+    /// `idle_timeout = "60s"`
+    pub idle_timeout: Option<String>,
+    /// `max_guest_output = "1MiB"` (per request, stdout and stderr together)
+    pub max_guest_output: Option<String>,
     /// `max_component_size = "256MiB"` (files, uploads and registry layers)
     pub max_component_size: Option<String>,
     /// `allow_outbound = ["api.example.com"]`
@@ -249,6 +255,8 @@ pub struct AdminSection {
     pub addr: Option<String>,
     /// `token = "…"` (prefer `HOTSWAP_ADMIN_TOKEN`)
     pub token: Option<String>,
+    /// `timeout = "120s"`: the deadline of one admin call
+    pub timeout: Option<String>,
 }
 
 /// `[log]`: log output.
@@ -383,6 +391,8 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # max_header_bytes = "64KiB"
 # header_read_timeout = "10s"
 # write_timeout = "30s"      # a client that accepts no response bytes this long is cut
+# idle_timeout = "60s"       # a connection with no request in progress this long is closed
+# max_guest_output = "1MiB"  # per request, stdout and stderr together; the rest is dropped
 # max_component_size = "256MiB"  # component files, uploads and registry layers
 # allow_outbound = []        # e.g. ["api.example.com", "*.internal:8443"]
 
@@ -395,6 +405,7 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 [admin]
 # addr = "127.0.0.1:9090"    # off unless set
 # token = "…"                # better: HOTSWAP_ADMIN_TOKEN
+# timeout = "120s"           # deadline of one admin call (an upload: reading, compiling, saving)
 
 [log]
 # format = "pretty"          # pretty | json
@@ -423,6 +434,7 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # instance_reuse = 1
 # tier = "auto"
 # max_body_size = "1MiB"
+# max_guest_output = "64KiB"
 # keyvalue_namespace = "api"
 # [route.build]              # same keys as [build]
 # cmd = "cargo build --profile iterate --target wasm32-wasip2"

@@ -18,4 +18,5 @@ mod startup;
 mod state;
 mod swapping;
 mod tiers;
+mod trust;
 mod wasi_p3;

@@ -25,6 +25,8 @@ pub struct GuestLimits {
     pub instance_reuse_concurrency: usize,
     /// Which compiler makes new generations' code.
     pub tier: TierMode,
+    /// Bytes of stdout and stderr one request may log; the rest is counted and dropped.
+    pub max_guest_output: u64,
 }
 
 /// Largest `--instance-reuse`.
@@ -43,6 +45,8 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// Time a client may accept none of a response's bytes before it is disconnected.
     pub write_timeout: Duration,
+    /// Time a connection with no request in progress stays open.
+    pub idle_timeout: Duration,
     /// Most HTTP/2 streams one connection may open at once.
     pub max_streams: usize,
 }
@@ -93,6 +97,10 @@ impl ConnLimits {
         ensure!(
             !self.write_timeout.is_zero(),
             "`--write-timeout` must be greater than zero"
+        );
+        ensure!(
+            !self.idle_timeout.is_zero(),
+            "`--idle-timeout` must be greater than zero"
         );
         Ok(())
     }

@@ -53,6 +53,12 @@ pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a client may accept none of a response's bytes before it is disconnected.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a connection with no request in progress stays open.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default bytes of guest stdout and stderr logged per request.
+pub const DEFAULT_MAX_GUEST_OUTPUT: u64 = 1 << 20;
+/// Default deadline of one admin call.
+pub const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default time in-flight requests get to finish after SIGTERM or SIGINT.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of good generations kept compiled.
@@ -157,6 +163,8 @@ pub struct AdminConfig {
     pub addr: SocketAddr,
     /// Bearer token for mutating calls; `None` refuses them all.
     pub token: Option<String>,
+    /// Deadline of one call.
+    pub timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -164,6 +172,7 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -315,6 +324,14 @@ impl Config {
                     fl.max_body_size.as_ref(),
                 )?)
                 .unwrap_or(DEFAULT_MAX_BODY_SIZE),
+            max_guest_output: args
+                .max_guest_output
+                .or(file_size(
+                    l,
+                    "limits.max_guest_output",
+                    fl.max_guest_output.as_ref(),
+                )?)
+                .unwrap_or(DEFAULT_MAX_GUEST_OUTPUT),
         };
         limits.validate()?;
         let mut conn = ConnLimits {
@@ -346,6 +363,14 @@ impl Config {
                     fl.write_timeout.as_ref(),
                 )?)
                 .unwrap_or(DEFAULT_WRITE_TIMEOUT),
+            idle_timeout: args
+                .idle_timeout
+                .or(file_duration(
+                    l,
+                    "limits.idle_timeout",
+                    fl.idle_timeout.as_ref(),
+                )?)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
             max_streams: 0,
         };
         conn.validate()?;
@@ -423,7 +448,19 @@ impl Config {
             .clone()
             .or(f.admin.token.clone())
             .filter(|t| !t.is_empty());
-        let admin = admin_addr.map(|addr| AdminConfig { addr, token });
+        let admin_timeout = args
+            .admin_timeout
+            .or(file_duration(l, "admin.timeout", f.admin.timeout.as_ref())?)
+            .unwrap_or(DEFAULT_ADMIN_TIMEOUT);
+        ensure!(
+            !admin_timeout.is_zero(),
+            "`--admin-timeout` must be greater than zero"
+        );
+        let admin = admin_addr.map(|addr| AdminConfig {
+            addr,
+            token,
+            timeout: admin_timeout,
+        });
 
         let config_values = match l {
             Some(loaded) => config_file::config_values(loaded)?,

@@ -323,6 +323,12 @@ fn from_section(
         instance_reuse_concurrency: section
             .instance_reuse_concurrency
             .unwrap_or(d.instance_reuse_concurrency),
+        max_guest_output: file_size(
+            l,
+            &key("max_guest_output"),
+            section.max_guest_output.as_ref(),
+        )?
+        .unwrap_or(d.max_guest_output),
     };
     limits
         .validate()
