@@ -1,8 +1,10 @@
 //! Components from a real OCI registry (docker-registry on loopback, pushed to with oras): a
 //! tag followed and swapped in place, every failure keeping the last good generation, a fleet of
 //! replicas converging on a push with no failed request, and the poll watcher for file systems
-//! that send no events.
+//! that send no events. And from a fake registry that misbehaves on purpose (a layer or a
+//! manifest without end, a trickle, a Bearer token): every read bounded in memory and time.
 
+use hotswap_tests::fake_registry::{Body, FakeRegistry};
 use hotswap_tests::guests::{self, GUEST_EXAMPLE};
 use hotswap_tests::oci::Registry;
 use hotswap_tests::server::run_to_exit;
@@ -15,6 +17,10 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(20);
 const POLL: &str = "300ms";
 const TOKEN: &str = "registry-test-token";
+/// Most the host's resident memory may grow while a registry misbehaves.
+const RSS_GROWTH_LIMIT: u64 = 150 << 20;
+/// How long a misbehaving registry is watched.
+const WATCH: Duration = Duration::from_secs(5);
 
 /// A host following `reference`, polling every 300 ms, its compile cache and pulled layers in
 /// `cache`.
@@ -24,6 +30,17 @@ fn follow(reference: &str, cache: &Path, extra: &[&str]) -> Server {
 
 /// [`follow`] with another poll interval.
 fn follow_every(poll: &str, reference: &str, cache: &Path, extra: &[&str]) -> Server {
+    follow_with_env(poll, reference, cache, extra, &[])
+}
+
+/// [`follow_every`] with extra environment variables.
+fn follow_with_env(
+    poll: &str,
+    reference: &str,
+    cache: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let cache = cache.to_str().unwrap();
     let mut args = vec![
         "--poll-interval",
@@ -34,11 +51,9 @@ fn follow_every(poll: &str, reference: &str, cache: &Path, extra: &[&str]) -> Se
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    Server::start_with_env(
-        Path::new(reference),
-        &args,
-        &[("HOTSWAP_ADMIN_TOKEN", TOKEN)],
-    )
+    let mut env = env.to_vec();
+    env.push(("HOTSWAP_ADMIN_TOKEN", TOKEN));
+    Server::start_with_env(Path::new(reference), &args, &env)
 }
 
 /// The text guest-example answers `GET /` with, e.g. `... version v2`.
@@ -477,4 +492,146 @@ async fn the_poll_watcher_sees_a_file_changed_where_no_events_come() {
         .expect_log("the component file does not exist", WAIT)
         .await;
     assert!(version(&server).await.contains("version v3"));
+}
+
+/// Watches the server for `window` while a registry misbehaves: its RSS sampled every 100 ms
+/// must stay within [`RSS_GROWTH_LIMIT`] of `before` (the test fails at once when it does not,
+/// so an unbounded host is stopped early), and `GET /` every 500 ms must be `200 … version v1`.
+/// Returns the largest growth seen.
+async fn bounded_while_v1_serves(server: &Server, before: u64, window: Duration) -> u64 {
+    let start = Instant::now();
+    let mut peak = 0;
+    let mut asked: Option<Instant> = None;
+    while start.elapsed() < window {
+        let growth = server.rss_bytes().saturating_sub(before);
+        peak = peak.max(growth);
+        assert!(
+            growth < RSS_GROWTH_LIMIT,
+            "the host's RSS grew by {} MiB in {:?} (limit {} MiB); log:\n{}",
+            growth >> 20,
+            start.elapsed(),
+            RSS_GROWTH_LIMIT >> 20,
+            server.log()
+        );
+        if asked.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            let reply = get(server.addr, "/").await.unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert!(reply.text().contains("version v1"), "{}", reply.text());
+            asked = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "RSS: {} MiB before, at most {} MiB more over {window:?}",
+        before >> 20,
+        peak >> 20
+    );
+    peak
+}
+
+/// The WARN lines of `log` that contain `needle`.
+fn warnings(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") && l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A host following the fake registry's `app:live` with the environment `env`, serving v1
+/// from it.
+async fn following_v1(fake: &FakeRegistry, cache: &Path, env: &[(&str, &str)]) -> Server {
+    fake.push("app:live", &guests::example_version("v1"));
+    let server = follow_with_env(POLL, &fake.reference("app:live"), cache, &[], env);
+    assert!(
+        version(&server).await.contains("version v1"),
+        "{}",
+        server.log()
+    );
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layer_sent_without_end_is_cut_at_its_size_and_the_last_good_one_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRegistry::start().await;
+    let server = following_v1(&fake, &dir.path().join("cache"), &[]).await;
+    let before = server.rss_bytes();
+
+    // The tag moves to a manifest whose 100,000-byte layer streams zeros without end.
+    let layer = fake.push_layer("app:live", Body::Endless, 100_000);
+    let blob = format!("GET /v2/app/blobs/{layer}");
+    let asked = eventually(WAIT, || async { (fake.requests(&blob) > 0).then_some(()) }).await;
+    assert!(asked.is_some(), "never pulled: {}", fake.request_log());
+    bounded_while_v1_serves(&server, before, WATCH).await;
+
+    let reason = "the registry sent more than the 100000 bytes its descriptor says";
+    let warned = warnings(&server.log(), reason);
+    assert_eq!(
+        warned.len(),
+        1,
+        "one warning, not one per poll:\n{}",
+        server.log()
+    );
+    assert!(
+        warned[0].contains(&fake.reference("app:live")),
+        "{}",
+        warned[0]
+    );
+    // Refused for its content: not pulled again until the tag moves.
+    assert_eq!(fake.requests(&blob), 1, "{}", fake.request_log());
+    let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
+    assert!(
+        metrics.contains("hotswap_registry_errors_total{route=\"index\",kind=\"too_large\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_sent_without_end_is_refused_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRegistry::start().await;
+    let server = following_v1(&fake, &dir.path().join("cache"), &[]).await;
+    let before = server.rss_bytes();
+
+    let digest = fake.push_manifest_body("app:live", Body::Endless);
+    let manifest = format!("GET /v2/app/manifests/{digest}");
+    let asked = eventually(WAIT, || async {
+        (fake.requests(&manifest) > 0).then_some(())
+    })
+    .await;
+    assert!(asked.is_some(), "never fetched: {}", fake.request_log());
+    bounded_while_v1_serves(&server, before, WATCH).await;
+
+    let warned = warnings(
+        &server.log(),
+        &format!(
+            "the manifest of `{}` is too large",
+            fake.reference("app:live")
+        ),
+    );
+    assert_eq!(warned.len(), 1, "{}", server.log());
+    assert_eq!(fake.requests(&manifest), 1, "{}", fake.request_log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_asks_for_a_bearer_token_gets_one_and_it_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRegistry::start().await;
+    fake.require_bearer_token();
+    let server = following_v1(&fake, &dir.path().join("cache"), &[]).await;
+    let scoped = "GET /token?scope=repository%3Aapp%3Apull&service=fake-registry";
+    assert!(fake.requests(scoped) >= 1, "{}", fake.request_log());
+    // Later polls reuse the token: one HEAD each, no new token.
+    let tokens = fake.requests("/token");
+    let heads = fake.requests("HEAD /v2/app/manifests/live");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.requests("/token"), tokens, "{}", fake.request_log());
+    assert!(
+        fake.requests("HEAD /v2/app/manifests/live") >= heads + 3,
+        "{}",
+        fake.request_log()
+    );
+    let v2 = fake.push("app:live", &guests::example_version("v2"));
+    wait_for_version(&server, "v2").await;
+    assert_eq!(status(&server).await["current"]["digest"], v2.as_str());
 }

@@ -6,25 +6,32 @@
 //! per poll); only a new manifest digest is pulled. The layer's bytes are checked against the
 //! descriptor (size and sha256) before they go to the loader, like a file's bytes.
 //!
+//! Every read from a registry is bounded ([`client`]): a manifest by 4 MiB, an error body or a
+//! token by 64 KiB, a layer by its descriptor's size (itself at most `--max-component-size`),
+//! streamed and hashed as it arrives. A registry that sends without end costs that much memory,
+//! then the poll fails with the reason and the last good generation serves on.
+//!
 //! Pulled layers are kept under the cache directory (`oci/`), with the digest each reference
 //! last served, so a host restarted while the registry is down still serves the last good
 //! component it pulled.
 //!
 //! Credentials: `--registry-username`/`--registry-password` (`HOTSWAP_REGISTRY_*`), else the
 //! docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths` entries),
-//! else anonymous. HTTPS unless the registry is on loopback or named by `--insecure-registry`.
+//! else anonymous; sent as Basic auth, or for a token when the registry asks for a Bearer token.
+//! HTTPS unless the registry is on loopback or named by `--insecure-registry`.
 
 mod access;
+mod client;
+mod manifest;
+mod reference;
 
-use crate::loader;
-use access::{docker_config_auth, protocol};
-use oci_client::client::ClientConfig;
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+pub use reference::Reference;
+
+use access::{Credentials, docker_config_auth};
+use client::Client;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The scheme of a registry component reference.
@@ -35,8 +42,6 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// The media type of the component layer.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
-/// Connect and read deadline of one registry request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a component comes from, as configured.
 #[derive(Clone)]
@@ -77,7 +82,7 @@ fn parse_reference(rest: &str) -> Result<Reference, String> {
             "`{SCHEME}{rest}` needs a registry and a repository, e.g. `{SCHEME}registry.example.com/app:v1`"
         ));
     }
-    Reference::try_from(rest).map_err(|e| format!("invalid OCI reference `{SCHEME}{rest}`: {e}"))
+    Reference::parse(rest).map_err(|e| format!("invalid OCI reference `{SCHEME}{rest}`: {e}"))
 }
 
 /// Why a poll or a pull failed. The serving generation is never touched by one.
@@ -118,23 +123,27 @@ pub enum RegistryError {
         /// Which part is wrong.
         detail: String,
     },
-    /// The layer's bytes do not hash to its descriptor's digest.
-    #[error("the layer of `{reference}` does not match its digest: {detail}")]
+    /// The layer's bytes do not hash to its descriptor's digest (or have another size), or the
+    /// manifest's bytes to the digest the tag resolved to.
+    #[error("the {what} of `{reference}` does not match its digest: {detail}")]
     DigestMismatch {
         /// The reference.
         reference: String,
+        /// `layer` or `manifest`.
+        what: &'static str,
         /// Expected and actual.
         detail: String,
     },
-    /// The layer is larger than `--max-component-size`.
-    #[error("the layer of `{reference}` is {size} bytes, more than the {limit} byte limit")]
+    /// The layer is larger than `--max-component-size`, the registry sent more of it than its
+    /// descriptor says, or the manifest is over the manifest limit.
+    #[error("the {what} of `{reference}` is too large: {detail}")]
     TooLarge {
         /// The reference.
         reference: String,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: u64,
+        /// `layer` or `manifest`.
+        what: &'static str,
+        /// By how much, and against which limit.
+        detail: String,
     },
     /// Anything else the registry or the client reported.
     #[error("registry `{registry}`: {detail}")]
@@ -205,13 +214,12 @@ pub struct Registry {
     reference: Reference,
     display: String,
     client: Client,
-    auth: RegistryAuth,
     /// `CACHE/oci`, where layers and resolved digests are kept.
     store: Option<PathBuf>,
     max_bytes: u64,
     poll_interval: Duration,
     /// The manifest digest refused last (see [`Poll::StillBad`]).
-    refused: std::sync::Mutex<Option<String>>,
+    refused: Mutex<Option<String>>,
 }
 
 impl Registry {
@@ -221,30 +229,28 @@ impl Registry {
         // One TLS provider for the process; a second install (another route) is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let reference = parse_reference(&spec.reference).map_err(anyhow::Error::msg)?;
-        let registry = reference.resolve_registry().to_string();
-        let client = Client::new(ClientConfig {
-            protocol: protocol(&registry, &spec.insecure),
-            read_timeout: Some(REQUEST_TIMEOUT),
-            connect_timeout: Some(REQUEST_TIMEOUT),
-            user_agent: concat!("hotswap/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        });
-        let auth = match (&spec.username, &spec.password) {
-            (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+        let host = reference.api_host().to_string();
+        let credentials = match (&spec.username, &spec.password) {
+            (Some(user), Some(password)) => Some(Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            }),
             (Some(_), None) | (None, Some(_)) => anyhow::bail!(
                 "a registry user name needs a password and a password needs a user name"
             ),
-            (None, None) => docker_config_auth(&registry).unwrap_or(RegistryAuth::Anonymous),
+            (None, None) => docker_config_auth(&host),
         };
+        let display = format!("{SCHEME}{}", spec.reference);
+        let scheme = access::scheme(&host, &spec.insecure);
+        let client = Client::new(&reference, &display, scheme, &spec.insecure, credentials)?;
         Ok(Registry {
-            display: format!("{SCHEME}{}", spec.reference),
+            display,
             reference,
             client,
-            auth,
             store: cache_dir.map(|d| d.join("oci")),
             max_bytes,
             poll_interval: spec.poll_interval,
-            refused: std::sync::Mutex::new(None),
+            refused: Mutex::new(None),
         })
     }
 
@@ -270,13 +276,9 @@ impl Registry {
         known: Option<&str>,
         skip_refused: bool,
     ) -> Result<Poll, RegistryError> {
-        let digest = match self.reference.digest() {
-            Some(pinned) => pinned.to_string(),
-            None => self
-                .client
-                .fetch_manifest_digest(&self.reference, &self.auth)
-                .await
-                .map_err(|e| self.classify(e))?,
+        let digest = match (self.reference.digest(), self.reference.tag()) {
+            (Some(pinned), _) => pinned.to_string(),
+            (None, tag) => self.client.resolve(tag.unwrap_or("latest")).await?,
         };
         if known == Some(digest.as_str()) {
             return Ok(Poll::Unchanged(digest));
@@ -284,19 +286,18 @@ impl Registry {
         if skip_refused && self.last_refused().as_deref() == Some(digest.as_str()) {
             return Ok(Poll::StillBad(digest));
         }
-        let pulled = match self.stored(&digest) {
-            Some(bytes) => Pulled { digest, bytes },
-            None => match self.pull(digest.clone()).await {
-                Ok(pulled) => pulled,
-                Err(err) => {
-                    if err.is_content_error() {
-                        self.refuse(&digest);
-                    }
-                    return Err(err);
+        if let Some(bytes) = self.stored(&digest) {
+            return Ok(Poll::New(Pulled { digest, bytes }));
+        }
+        match self.pull(&digest).await {
+            Ok(pulled) => Ok(Poll::New(pulled)),
+            Err(err) => {
+                if err.is_content_error() {
+                    self.refuse(&digest);
                 }
-            },
-        };
-        Ok(Poll::New(pulled))
+                Err(err)
+            }
+        }
     }
 
     /// Records that manifest `digest` was refused: polls skip it until the reference moves.
@@ -327,127 +328,17 @@ impl Registry {
         Some(Pulled { digest, bytes })
     }
 
-    async fn pull(&self, digest: String) -> Result<Pulled, RegistryError> {
-        let by_digest = self.reference.clone_with_digest(digest.clone());
-        let (manifest, digest) = self
-            .client
-            .pull_image_manifest(&by_digest, &self.auth)
-            .await
-            .map_err(|e| self.classify(e))?;
-        let not_wasm = |detail: String| RegistryError::NotWasm {
-            reference: self.display.clone(),
-            detail,
+    /// Pulls manifest `digest` and its layer, checks them and keeps a copy.
+    async fn pull(&self, digest: &str) -> Result<Pulled, RegistryError> {
+        let manifest = self.client.manifest(digest).await?;
+        let layer = manifest::component_layer(&manifest, &self.display, self.max_bytes)?;
+        let bytes = self.client.blob(&layer.digest, layer.size).await?;
+        let pulled = Pulled {
+            digest: digest.to_string(),
+            bytes,
         };
-        if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
-            return Err(not_wasm(format!(
-                "its config media type is `{}`, not `{WASM_CONFIG_MEDIA_TYPE}`",
-                manifest.config.media_type
-            )));
-        }
-        let layer = match manifest.layers.as_slice() {
-            [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => layer.clone(),
-            [layer] => {
-                return Err(not_wasm(format!(
-                    "its layer's media type is `{}`, not `{WASM_LAYER_MEDIA_TYPE}`",
-                    layer.media_type
-                )));
-            }
-            layers => {
-                return Err(not_wasm(format!(
-                    "it has {} layers; a component artifact has one",
-                    layers.len()
-                )));
-            }
-        };
-        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
-        if size > self.max_bytes {
-            return Err(RegistryError::TooLarge {
-                reference: self.display.clone(),
-                size,
-                limit: self.max_bytes,
-            });
-        }
-        let bytes = self.pull_layer(&by_digest, &layer).await?;
-        let actual = format!("sha256:{}", hex::encode(loader::sha256(&bytes)));
-        if actual != layer.digest || bytes.len() as u64 != size {
-            return Err(RegistryError::DigestMismatch {
-                reference: self.display.clone(),
-                detail: format!(
-                    "the descriptor says {} ({size} bytes), the bytes are {actual} ({} bytes)",
-                    layer.digest,
-                    bytes.len()
-                ),
-            });
-        }
-        let pulled = Pulled { digest, bytes };
         self.store(&pulled);
         Ok(pulled)
-    }
-
-    async fn pull_layer(
-        &self,
-        image: &Reference,
-        layer: &OciDescriptor,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let mut bytes = Vec::new();
-        match self.client.pull_blob(image, layer, &mut bytes).await {
-            Ok(()) => Ok(bytes),
-            Err(OciDistributionError::DigestError(err)) => Err(RegistryError::DigestMismatch {
-                reference: self.display.clone(),
-                detail: err.to_string(),
-            }),
-            Err(err) => Err(self.classify(err)),
-        }
-    }
-
-    fn classify(&self, err: OciDistributionError) -> RegistryError {
-        let registry = self.reference.resolve_registry().to_string();
-        let detail = err.to_string();
-        match &err {
-            OciDistributionError::AuthenticationFailure(_)
-            | OciDistributionError::UnauthorizedError { .. } => {
-                RegistryError::Auth { registry, detail }
-            }
-            OciDistributionError::ServerError {
-                code: 401 | 403, ..
-            } => RegistryError::Auth { registry, detail },
-            OciDistributionError::ImageManifestNotFoundError(_)
-            | OciDistributionError::ServerError { code: 404, .. } => RegistryError::NotFound {
-                reference: self.display.clone(),
-                detail,
-            },
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(
-                        format!("{:?}", e.code).as_str(),
-                        "ManifestUnknown" | "NameUnknown" | "BlobUnknown"
-                    )
-                }) =>
-            {
-                RegistryError::NotFound {
-                    reference: self.display.clone(),
-                    detail,
-                }
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(format!("{:?}", e.code).as_str(), "Unauthorized" | "Denied")
-                }) =>
-            {
-                RegistryError::Auth { registry, detail }
-            }
-            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-                RegistryError::Unreachable {
-                    registry,
-                    detail: error_chain(e),
-                }
-            }
-            OciDistributionError::RequestError(e) => RegistryError::Other {
-                registry,
-                detail: error_chain(e),
-            },
-            _ => RegistryError::Other { registry, detail },
-        }
     }
 
     // -- the local copy ----------------------------------------------------------------------
@@ -492,6 +383,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::atomic_write::write(path, bytes)
 }
 
+/// `text` on one line and at most 200 characters: what a registry said, quoted in an error.
+fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    let mut chars = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c });
+    let mut short: String = chars.by_ref().take(MAX_CHARS).collect();
+    if chars.next().is_some() {
+        short.push('…');
+    }
+    short
+}
+
 /// An error and its causes, `a: b: c` (reqwest's own `Display` leaves the cause out).
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -522,5 +427,13 @@ mod tests {
         let err = parse("oci://app").unwrap().unwrap_err();
         assert!(err.contains("needs a registry and a repository"), "{err}");
         assert!(parse("oci://host/UPPER:case").unwrap().is_err());
+    }
+
+    #[test]
+    fn what_a_registry_said_is_quoted_on_one_line_and_short() {
+        assert_eq!(shorten("  not\nfound\r\n"), "not found");
+        let long = shorten(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), 201);
+        assert!(long.ends_with('…'));
     }
 }
