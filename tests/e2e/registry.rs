@@ -587,6 +587,37 @@ async fn a_layer_sent_without_end_is_cut_at_its_size_and_the_last_good_one_serve
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_stays_down_is_warned_about_once_per_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRegistry::start().await;
+    let addr = fake.addr;
+    let server = following_v1(&fake, &dir.path().join("cache"), &[]).await;
+    let down = "cannot reach the registry";
+
+    drop(fake);
+    server.expect_log(down, WAIT).await;
+    // Polls every 300 ms, backing off to 2.4 s: several fail in 5 s, one warning.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(warnings(&server.log(), down).len(), 1, "{}", server.log());
+
+    // Back (the same manifest), then down again: a new outage is news.
+    let fake = FakeRegistry::start_on(addr).await;
+    fake.push("app:live", &guests::example_version("v1"));
+    let polled = eventually(WAIT, || async {
+        (fake.requests("HEAD /v2/app/manifests/live") > 0).then_some(())
+    })
+    .await;
+    assert!(polled.is_some(), "no poll came back: {}", server.log());
+    drop(fake);
+    let again = eventually(WAIT, || async {
+        (warnings(&server.log(), down).len() == 2).then_some(())
+    })
+    .await;
+    assert!(again.is_some(), "{}", server.log());
+    assert!(version(&server).await.contains("version v1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_manifest_sent_without_end_is_refused_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeRegistry::start().await;
