@@ -645,6 +645,84 @@ async fn a_manifest_sent_without_end_is_refused_with_bounded_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_local_copy_that_no_longer_matches_its_digest_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut registry = Registry::start(&dir.path().join("registry"));
+    registry.push("app:live", &guests::example_version("v1"));
+    let reference = registry.reference("app:live");
+    let server = follow(&reference, &cache, &[]);
+    assert!(version(&server).await.contains("version v1"));
+    drop(server);
+
+    // With the registry down, the kept copy of the layer is overwritten with another
+    // (valid) component.
+    registry.stop();
+    let tampered = guests::example_version("tampered");
+    let copies = wasm_files(&cache.join("oci"));
+    assert!(
+        !copies.is_empty(),
+        "no local copy under {}",
+        cache.display()
+    );
+    for copy in &copies {
+        std::fs::write(copy, &tampered).unwrap();
+    }
+
+    // A restart cannot reach the registry and must not serve those bytes: nothing serves.
+    let server = follow(&reference, &cache, &[]);
+    let reply = get(server.addr, "/").await.unwrap();
+    assert_eq!(
+        reply.status,
+        503,
+        "{}; log:\n{}",
+        reply.text(),
+        server.log()
+    );
+    assert!(
+        !reply.text().contains("version tampered"),
+        "{}",
+        reply.text()
+    );
+    let discarded = warnings(&server.log(), "discarding the local copy");
+    assert_eq!(discarded.len(), 1, "{}", server.log());
+    assert!(
+        discarded[0].contains("does not match its digest") && discarded[0].contains(&reference),
+        "{}",
+        discarded[0]
+    );
+
+    // The registry back: the component is pulled again, and the copy is good again.
+    registry.restart();
+    wait_for_version(&server, "v1").await;
+    for copy in wasm_files(&cache.join("oci")) {
+        assert_ne!(
+            std::fs::read(&copy).unwrap(),
+            tampered,
+            "{}",
+            copy.display()
+        );
+    }
+}
+
+/// Every `*.wasm` file under `dir`, at any depth.
+fn wasm_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(wasm_files(&path));
+        } else if path.extension().is_some_and(|e| e == "wasm") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_registry_that_asks_for_a_bearer_token_gets_one_and_it_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeRegistry::start().await;

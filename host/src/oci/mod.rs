@@ -11,9 +11,9 @@
 //! streamed and hashed as it arrives. A registry that sends without end costs that much memory,
 //! then the poll fails with the reason and the last good generation serves on.
 //!
-//! Pulled layers are kept under the cache directory (`oci/`), with the digest each reference
-//! last served, so a host restarted while the registry is down still serves the last good
-//! component it pulled.
+//! Pulled manifests and layers are kept under the cache directory (`oci/`, see [`store`]), with
+//! the digest each reference last served, so a host restarted while the registry is down still
+//! serves the last good component it pulled; each copy is re-hashed before it is used.
 //!
 //! Credentials: `--registry-username`/`--registry-password` (`HOTSWAP_REGISTRY_*`), else the
 //! docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths` entries),
@@ -24,15 +24,17 @@ mod access;
 mod client;
 mod manifest;
 mod reference;
+mod store;
 
 pub use reference::Reference;
 
 use access::{Credentials, docker_config_auth};
 use client::Client;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
+use store::{Store, Unusable};
 
 /// The scheme of a registry component reference.
 pub const SCHEME: &str = "oci://";
@@ -214,12 +216,14 @@ pub struct Registry {
     reference: Reference,
     display: String,
     client: Client,
-    /// `CACHE/oci`, where layers and resolved digests are kept.
-    store: Option<PathBuf>,
+    /// `CACHE/oci`, where manifests, layers and resolved digests are kept.
+    store: Option<Store>,
     max_bytes: u64,
     poll_interval: Duration,
     /// The manifest digest refused last (see [`Poll::StillBad`]).
     refused: Mutex<Option<String>>,
+    /// Why the local copy was last found unusable, so a repeat is not warned about again.
+    copy_complaint: Mutex<Option<String>>,
 }
 
 impl Registry {
@@ -247,10 +251,11 @@ impl Registry {
             display,
             reference,
             client,
-            store: cache_dir.map(|d| d.join("oci")),
+            store: cache_dir.map(|d| Store::new(d.join("oci"))),
             max_bytes,
             poll_interval: spec.poll_interval,
             refused: Mutex::new(None),
+            copy_complaint: Mutex::new(None),
         })
     }
 
@@ -309,8 +314,8 @@ impl Registry {
     /// starts from it ([`Registry::last_pulled`]).
     pub fn served(&self, digest: &str) {
         *self.last_refused() = None;
-        if let Some(path) = self.ref_file()
-            && let Err(err) = write_atomically(&path, digest.as_bytes())
+        if let Some(store) = &self.store
+            && let Err(err) = store.record_served(&self.ref_name(), digest)
         {
             tracing::warn!(reference = %self.display, error = %err, "cannot record the digest the reference resolved to");
         }
@@ -322,8 +327,7 @@ impl Registry {
 
     /// The component this reference last served, from the local copy.
     pub fn last_pulled(&self) -> Option<Pulled> {
-        let digest = std::fs::read_to_string(self.ref_file()?).ok()?;
-        let digest = digest.trim().to_string();
+        let digest = self.store.as_ref()?.last_served(&self.ref_name())?;
         let bytes = self.stored(&digest)?;
         Some(Pulled { digest, bytes })
     }
@@ -333,54 +337,56 @@ impl Registry {
         let manifest = self.client.manifest(digest).await?;
         let layer = manifest::component_layer(&manifest, &self.display, self.max_bytes)?;
         let bytes = self.client.blob(&layer.digest, layer.size).await?;
-        let pulled = Pulled {
-            digest: digest.to_string(),
-            bytes,
-        };
-        self.store(&pulled);
-        Ok(pulled)
-    }
-
-    // -- the local copy ----------------------------------------------------------------------
-
-    fn blob_file(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:")?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        Some(
-            self.store
-                .as_ref()?
-                .join("manifests")
-                .join(format!("{hex}.wasm")),
-        )
-    }
-
-    fn ref_file(&self) -> Option<PathBuf> {
-        let name = crate::config::name_chars(self.display.trim_start_matches(SCHEME), '_');
-        Some(self.store.as_ref()?.join("refs").join(name))
-    }
-
-    /// The component of manifest `digest`, if pulled before.
-    fn stored(&self, digest: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.blob_file(digest)?).ok()
-    }
-
-    fn store(&self, pulled: &Pulled) {
-        if let Some(path) = self.blob_file(&pulled.digest)
-            && let Err(err) = write_atomically(&path, &pulled.bytes)
+        if let Some(store) = &self.store
+            && let Err(err) = store.save(digest, &manifest, &layer, &bytes)
         {
             tracing::warn!(reference = %self.display, error = %err, "cannot keep a local copy of the pulled component");
         }
+        Ok(Pulled {
+            digest: digest.to_string(),
+            bytes,
+        })
     }
-}
 
-/// Writes `bytes` to `path` whole or not at all, creating its directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    /// The component of manifest `digest` from the local copy, if there is one that still
+    /// hashes to its digests; one that does not is discarded and logged.
+    fn stored(&self, digest: &str) -> Option<Vec<u8>> {
+        match self
+            .store
+            .as_ref()?
+            .load(digest, &self.display, self.max_bytes)
+        {
+            Ok(bytes) => bytes,
+            Err(unusable) => {
+                let message = match unusable {
+                    Unusable::Mismatch(why) => {
+                        format!("discarding the local copy of {digest}: {why}")
+                    }
+                    Unusable::Refused(why) => {
+                        format!("not using the local copy of {digest}: {why}")
+                    }
+                };
+                // Looked up again at every poll while the registry is down and nothing serves:
+                // a warning the first time, like the reloader's own failures.
+                let mut last = self
+                    .copy_complaint
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if last.as_deref() == Some(message.as_str()) {
+                    tracing::debug!(reference = %self.display, %digest, "{message}");
+                } else {
+                    tracing::warn!(reference = %self.display, %digest, "{message}");
+                    *last = Some(message);
+                }
+                None
+            }
+        }
     }
-    crate::atomic_write::write(path, bytes)
+
+    /// The file name of this reference's record of the digest it last served.
+    fn ref_name(&self) -> String {
+        crate::config::name_chars(self.display.trim_start_matches(SCHEME), '_')
+    }
 }
 
 /// `text` on one line and at most 200 characters: what a registry said, quoted in an error.
