@@ -618,6 +618,50 @@ async fn a_registry_that_stays_down_is_warned_about_once_per_outage() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_trickling_layer_is_cut_by_the_pull_deadline_and_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRegistry::start().await;
+    // The environment twin of `--registry-pull-timeout 2s`.
+    let server = following_v1(
+        &fake,
+        &dir.path().join("cache"),
+        &[("HOTSWAP_REGISTRY_PULL_TIMEOUT", "2s")],
+    )
+    .await;
+
+    // Sixteen bytes every 100 ms: never idle long enough for a read timeout, never done.
+    let layer = fake.push_layer("app:live", Body::Trickle, 100_000);
+    let reason =
+        "did not finish within 2s (`--registry-pull-timeout`); cut while reading the layer";
+    server.expect_log(reason, Duration::from_secs(15)).await;
+    assert!(version(&server).await.contains("version v1"));
+    // Later polls try again (the registry may only be slow), each cut the same way, with
+    // backoff and without a new warning; each cut pull hangs up.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let blob = format!("GET /v2/app/blobs/{layer}");
+    assert!(fake.requests(&blob) >= 2, "{}", fake.request_log());
+    assert!(fake.open_streams() <= 1, "{} open", fake.open_streams());
+    let warned = warnings(&server.log(), reason);
+    assert_eq!(
+        warned.len(),
+        1,
+        "one warning, not one per poll:\n{}",
+        server.log()
+    );
+    assert!(
+        warned[0].contains(&fake.reference("app:live")),
+        "{}",
+        warned[0]
+    );
+    assert!(version(&server).await.contains("version v1"));
+    let metrics = get(server.admin.unwrap(), "/metrics").await.unwrap().text();
+    assert!(
+        metrics.contains("hotswap_registry_errors_total{route=\"index\",kind=\"timeout\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_manifest_sent_without_end_is_refused_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeRegistry::start().await;
@@ -743,4 +787,41 @@ async fn a_registry_that_asks_for_a_bearer_token_gets_one_and_it_is_kept() {
     let v2 = fake.push("app:live", &guests::example_version("v2"));
     wait_for_version(&server, "v2").await;
     assert_eq!(status(&server).await["current"]["digest"], v2.as_str());
+}
+
+#[test]
+fn a_pull_deadline_of_zero_or_not_a_duration_is_refused_at_startup() {
+    let out = run_to_exit(
+        &[
+            "serve",
+            "oci://127.0.0.1:1/app:v1",
+            "--registry-pull-timeout",
+            "0s",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("`--registry-pull-timeout` must be greater than zero"),
+        "{}",
+        out.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hotswap.toml");
+    std::fs::write(
+        &file,
+        "[component]\nsource = \"oci://127.0.0.1:1/app:v1\"\n[registry]\npull_timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let out = run_to_exit(
+        &["serve", "--config", file.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("`registry.pull_timeout`") && out.stderr.contains("soon"),
+        "{}",
+        out.stderr
+    );
 }

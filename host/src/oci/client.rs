@@ -6,7 +6,8 @@
 //! digest; a layer is streamed, hashed as it arrives and cut as soon as it passes its
 //! descriptor's size (which the caller has held to `--max-component-size`); an error body or a
 //! token response is read up to [`MAX_SMALL_BODY`] and quoted shortened. Each request must
-//! connect, and each read deliver, within [`REQUEST_TIMEOUT`].
+//! connect, and each read deliver, within [`REQUEST_TIMEOUT`]; the caller puts a deadline on a
+//! whole poll, which cuts a registry that trickles.
 //!
 //! Auth: a request goes out anonymous; a `401` names what the registry wants. `Basic` gets the
 //! configured credentials; `Bearer realm=…,service=…` gets a token from the realm for

@@ -8,8 +8,9 @@
 //!
 //! Every read from a registry is bounded ([`client`]): a manifest by 4 MiB, an error body or a
 //! token by 64 KiB, a layer by its descriptor's size (itself at most `--max-component-size`),
-//! streamed and hashed as it arrives. A registry that sends without end costs that much memory,
-//! then the poll fails with the reason and the last good generation serves on.
+//! streamed and hashed as it arrives; and a whole poll by `--registry-pull-timeout`. A registry
+//! that sends without end or trickles costs that much memory and time, then the poll fails with
+//! the reason and the last good generation serves on.
 //!
 //! Pulled manifests and layers are kept under the cache directory (`oci/`, see [`store`]), with
 //! the digest each reference last served, so a host restarted while the registry is down still
@@ -40,6 +41,8 @@ use store::{Store, Unusable};
 pub const SCHEME: &str = "oci://";
 /// Default time between two polls of a tag.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Default deadline of one poll, the pull of a new digest included.
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// The config media type of a wasm component artifact.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// The media type of the component layer.
@@ -54,6 +57,8 @@ pub struct OciSpec {
     pub insecure: Vec<String>,
     /// Time between two polls of a tag.
     pub poll_interval: Duration,
+    /// Deadline of one poll, the pull of a new digest included.
+    pub pull_timeout: Duration,
     /// Basic-auth user name, if given.
     pub username: Option<String>,
     /// Basic-auth password, if given.
@@ -66,6 +71,7 @@ impl fmt::Debug for OciSpec {
             .field("reference", &self.reference)
             .field("insecure", &self.insecure)
             .field("poll_interval", &self.poll_interval)
+            .field("pull_timeout", &self.pull_timeout)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -147,6 +153,20 @@ pub enum RegistryError {
         /// By how much, and against which limit.
         detail: String,
     },
+    /// The poll (the pull of a new digest included) ran past `--registry-pull-timeout`: a
+    /// registry that answers, but too slowly.
+    #[error(
+        "pulling `{reference}` did not finish within {limit} (`--registry-pull-timeout`); cut \
+         while {stage}"
+    )]
+    Timeout {
+        /// The reference.
+        reference: String,
+        /// The deadline, e.g. `5m`.
+        limit: String,
+        /// What was under way, e.g. `reading the layer`.
+        stage: &'static str,
+    },
     /// Anything else the registry or the client reported.
     #[error("registry `{registry}`: {detail}")]
     Other {
@@ -159,7 +179,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// A short name for metrics: `unreachable`, `auth`, `not_found`, `not_wasm`,
-    /// `digest_mismatch`, `too_large`, `other`.
+    /// `digest_mismatch`, `too_large`, `timeout`, `other`.
     pub fn kind(&self) -> &'static str {
         match self {
             RegistryError::Unreachable { .. } => "unreachable",
@@ -168,6 +188,7 @@ impl RegistryError {
             RegistryError::NotWasm { .. } => "not_wasm",
             RegistryError::DigestMismatch { .. } => "digest_mismatch",
             RegistryError::TooLarge { .. } => "too_large",
+            RegistryError::Timeout { .. } => "timeout",
             RegistryError::Other { .. } => "other",
         }
     }
@@ -176,7 +197,9 @@ impl RegistryError {
     pub fn is_registry_failure(&self) -> bool {
         matches!(
             self,
-            RegistryError::Unreachable { .. } | RegistryError::Other { .. }
+            RegistryError::Unreachable { .. }
+                | RegistryError::Timeout { .. }
+                | RegistryError::Other { .. }
         )
     }
 
@@ -220,8 +243,11 @@ pub struct Registry {
     store: Option<Store>,
     max_bytes: u64,
     poll_interval: Duration,
+    pull_timeout: Duration,
     /// The manifest digest refused last (see [`Poll::StillBad`]).
     refused: Mutex<Option<String>>,
+    /// What the poll under way is doing, for the message of one cut by its deadline.
+    stage: Mutex<&'static str>,
     /// Why the local copy was last found unusable, so a repeat is not warned about again.
     copy_complaint: Mutex<Option<String>>,
 }
@@ -254,7 +280,9 @@ impl Registry {
             store: cache_dir.map(|d| Store::new(d.join("oci"))),
             max_bytes,
             poll_interval: spec.poll_interval,
+            pull_timeout: spec.pull_timeout,
             refused: Mutex::new(None),
+            stage: Mutex::new("resolving the tag"),
             copy_complaint: Mutex::new(None),
         })
     }
@@ -275,8 +303,25 @@ impl Registry {
     }
 
     /// Resolves the reference (a `HEAD` on the manifest) and pulls it unless it resolves to
-    /// `known`, or (with `skip_refused`) to the digest refused last.
+    /// `known`, or (with `skip_refused`) to the digest refused last; all of it within the pull
+    /// deadline.
     pub async fn poll(
+        &self,
+        known: Option<&str>,
+        skip_refused: bool,
+    ) -> Result<Poll, RegistryError> {
+        self.set_stage("resolving the tag");
+        match tokio::time::timeout(self.pull_timeout, self.poll_now(known, skip_refused)).await {
+            Ok(result) => result,
+            Err(_) => Err(RegistryError::Timeout {
+                reference: self.display.clone(),
+                limit: humantime::format_duration(self.pull_timeout).to_string(),
+                stage: *self.stage.lock().unwrap_or_else(|p| p.into_inner()),
+            }),
+        }
+    }
+
+    async fn poll_now(
         &self,
         known: Option<&str>,
         skip_refused: bool,
@@ -325,6 +370,10 @@ impl Registry {
         self.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn set_stage(&self, stage: &'static str) {
+        *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = stage;
+    }
+
     /// The component this reference last served, from the local copy.
     pub fn last_pulled(&self) -> Option<Pulled> {
         let digest = self.store.as_ref()?.last_served(&self.ref_name())?;
@@ -334,8 +383,10 @@ impl Registry {
 
     /// Pulls manifest `digest` and its layer, checks them and keeps a copy.
     async fn pull(&self, digest: &str) -> Result<Pulled, RegistryError> {
+        self.set_stage("fetching the manifest");
         let manifest = self.client.manifest(digest).await?;
         let layer = manifest::component_layer(&manifest, &self.display, self.max_bytes)?;
+        self.set_stage("reading the layer");
         let bytes = self.client.blob(&layer.digest, layer.size).await?;
         if let Some(store) = &self.store
             && let Err(err) = store.save(digest, &manifest, &layer, &bytes)
@@ -441,5 +492,21 @@ mod tests {
         let long = shorten(&"é".repeat(1000));
         assert_eq!(long.chars().count(), 201);
         assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn a_cut_poll_names_its_deadline_and_what_was_under_way() {
+        let err = RegistryError::Timeout {
+            reference: "oci://r/a:v1".into(),
+            limit: humantime::format_duration(Duration::from_secs(2)).to_string(),
+            stage: "reading the layer",
+        };
+        assert_eq!(err.kind(), "timeout");
+        assert!(err.is_registry_failure() && !err.is_content_error());
+        assert_eq!(
+            err.to_string(),
+            "pulling `oci://r/a:v1` did not finish within 2s (`--registry-pull-timeout`); cut \
+             while reading the layer"
+        );
     }
 }
