@@ -114,6 +114,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_POLL_INTERVAL", value_parser = parse_duration)]
     pub poll_interval: Option<Duration>,
 
+    /// Deadline of one registry poll: resolving the tag and, for a new digest, fetching its
+    /// manifest and reading its whole layer. A registry that answers too slowly (trickles) is
+    /// cut at this deadline; the poll fails, is logged, and the serving generation stays.
+    /// Each request also has a 10s connect and a 10s read timeout. [default: 5m].
+    /// File: `registry.pull_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_REGISTRY_PULL_TIMEOUT", value_parser = parse_duration)]
+    pub registry_pull_timeout: Option<Duration>,
+
     /// A registry (`HOST[:PORT]`) reached over plain HTTP instead of HTTPS. Repeatable;
     /// loopback registries always are. Comma-separated in the environment variable.
     /// File: `registry.insecure` (a list).

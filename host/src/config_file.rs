@@ -110,6 +110,8 @@ pub struct AppsSection {
 pub struct RegistrySection {
     /// `poll_interval = "10s"`
     pub poll_interval: Option<String>,
+    /// `pull_timeout = "5m"`: deadline of one poll, a new digest's pull included
+    pub pull_timeout: Option<String>,
     /// `insecure = ["registry.local:5000"]`: plain HTTP (loopback registries always are)
     pub insecure: Option<Vec<String>>,
     /// `username = "…"`
@@ -413,6 +415,8 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # Following a registry tag (component.source = "oci://..."): polled with a HEAD per interval.
 [registry]
 # poll_interval = "10s"
+# pull_timeout = "5m"        # one poll, a new digest's manifest and layer included; a registry
+#                            # that answers slower is cut, and the serving generation stays
 # insecure = []              # registries reached over plain HTTP (loopback ones always are)
 # username = "..."           # better: HOTSWAP_REGISTRY_USERNAME / HOTSWAP_REGISTRY_PASSWORD,
 #                            # or an `auths` entry in ~/.docker/config.json

@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 pub mod client;
+pub mod fake_registry;
 pub mod guests;
 pub mod metrics;
 pub mod oci;

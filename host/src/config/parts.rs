@@ -96,6 +96,18 @@ pub(super) fn source(
         !poll_interval.is_zero(),
         "`--poll-interval` must be greater than zero"
     );
+    let pull_timeout = args
+        .registry_pull_timeout
+        .or(file_duration(
+            l,
+            "registry.pull_timeout",
+            r.pull_timeout.as_ref(),
+        )?)
+        .unwrap_or(oci::DEFAULT_PULL_TIMEOUT);
+    ensure!(
+        !pull_timeout.is_zero(),
+        "`--registry-pull-timeout` must be greater than zero"
+    );
     let insecure = if args.insecure_registry.is_empty() {
         r.insecure.clone().unwrap_or_default()
     } else {
@@ -105,6 +117,7 @@ pub(super) fn source(
         reference: text[oci::SCHEME.len()..].to_string(),
         insecure,
         poll_interval,
+        pull_timeout,
         username: args.registry_username.clone().or(r.username.clone()),
         password: args.registry_password.clone().or(r.password.clone()),
     }))

@@ -1,17 +1,32 @@
 //! How the host reaches a registry: over HTTPS unless it is on loopback or named by
 //! `--insecure-registry`, with the credentials of the docker config file when none are given.
 
-use oci_client::client::ClientProtocol;
-use oci_client::secrets::RegistryAuth;
+use std::fmt;
 use std::path::PathBuf;
 
-/// HTTPS, but for a registry on loopback or named in `insecure`.
-pub(super) fn protocol(registry: &str, insecure: &[String]) -> ClientProtocol {
-    let mut plain = insecure.to_vec();
-    if is_loopback(registry) {
-        plain.push(registry.to_string());
+/// A user name and password for Basic auth (to the registry, or to its token service).
+#[derive(Clone)]
+pub(super) struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
     }
-    ClientProtocol::HttpsExcept(plain)
+}
+
+/// `https`, but `http` for a registry (`HOST[:PORT]`) on loopback or named in `insecure`.
+pub(super) fn scheme(registry: &str, insecure: &[String]) -> &'static str {
+    if is_loopback(registry) || insecure.iter().any(|i| i == registry) {
+        "http"
+    } else {
+        "https"
+    }
 }
 
 /// Whether `registry` (`HOST[:PORT]`) is `localhost` or a loopback address.
@@ -28,7 +43,7 @@ fn is_loopback(registry: &str) -> bool {
 }
 
 /// Credentials for `registry` from the docker config file, if it has an `auths` entry for it.
-pub(super) fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
+pub(super) fn docker_config_auth(registry: &str) -> Option<Credentials> {
     let path = match std::env::var_os("DOCKER_CONFIG") {
         Some(dir) => PathBuf::from(dir).join("config.json"),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".docker/config.json"),
@@ -57,14 +72,20 @@ pub(super) fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
         entry.get("username").and_then(|v| v.as_str()),
         entry.get("password").and_then(|v| v.as_str()),
     ) {
-        return Some(RegistryAuth::Basic(user.into(), password.into()));
+        return Some(Credentials {
+            user: user.into(),
+            password: password.into(),
+        });
     }
     use base64::Engine as _;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(entry.get("auth")?.as_str()?)
         .ok()?;
     let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    Some(RegistryAuth::Basic(user.into(), password.into()))
+    Some(Credentials {
+        user: user.into(),
+        password: password.into(),
+    })
 }
 
 #[cfg(test)]
@@ -73,14 +94,9 @@ mod tests {
 
     #[test]
     fn registries_are_https_unless_on_loopback_or_named_insecure() {
-        // What oci-client does with the protocol: plain HTTP for the registries it lists.
         let scheme = |registry: &str, insecure: &[&str]| {
             let insecure: Vec<String> = insecure.iter().map(|s| s.to_string()).collect();
-            match protocol(registry, &insecure) {
-                ClientProtocol::HttpsExcept(plain) if plain.iter().any(|p| p == registry) => "http",
-                ClientProtocol::HttpsExcept(_) => "https",
-                other => panic!("unexpected {other:?}"),
-            }
+            scheme(registry, &insecure)
         };
         assert_eq!(scheme("registry.example.com", &[]), "https");
         assert_eq!(scheme("10.0.0.5:5000", &[]), "https");

@@ -6,37 +6,47 @@
 //! per poll); only a new manifest digest is pulled. The layer's bytes are checked against the
 //! descriptor (size and sha256) before they go to the loader, like a file's bytes.
 //!
-//! Pulled layers are kept under the cache directory (`oci/`), with the digest each reference
-//! last served, so a host restarted while the registry is down still serves the last good
-//! component it pulled.
+//! Every read from a registry is bounded ([`client`]): a manifest by 4 MiB, an error body or a
+//! token by 64 KiB, a layer by its descriptor's size (itself at most `--max-component-size`),
+//! streamed and hashed as it arrives; and a whole poll by `--registry-pull-timeout`. A registry
+//! that sends without end or trickles costs that much memory and time, then the poll fails with
+//! the reason and the last good generation serves on.
+//!
+//! Pulled manifests and layers are kept under the cache directory (`oci/`, see [`store`]), with
+//! the digest each reference last served, so a host restarted while the registry is down still
+//! serves the last good component it pulled; each copy is re-hashed before it is used.
 //!
 //! Credentials: `--registry-username`/`--registry-password` (`HOTSWAP_REGISTRY_*`), else the
 //! docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths` entries),
-//! else anonymous. HTTPS unless the registry is on loopback or named by `--insecure-registry`.
+//! else anonymous; sent as Basic auth, or for a token when the registry asks for a Bearer token.
+//! HTTPS unless the registry is on loopback or named by `--insecure-registry`.
 
 mod access;
+mod client;
+mod manifest;
+mod reference;
+mod store;
 
-use crate::loader;
-use access::{docker_config_auth, protocol};
-use oci_client::client::ClientConfig;
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+pub use reference::Reference;
+
+use access::{Credentials, docker_config_auth};
+use client::Client;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
+use store::{Store, Unusable};
 
 /// The scheme of a registry component reference.
 pub const SCHEME: &str = "oci://";
 /// Default time between two polls of a tag.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Default deadline of one poll, the pull of a new digest included.
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// The config media type of a wasm component artifact.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// The media type of the component layer.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
-/// Connect and read deadline of one registry request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a component comes from, as configured.
 #[derive(Clone)]
@@ -47,6 +57,8 @@ pub struct OciSpec {
     pub insecure: Vec<String>,
     /// Time between two polls of a tag.
     pub poll_interval: Duration,
+    /// Deadline of one poll, the pull of a new digest included.
+    pub pull_timeout: Duration,
     /// Basic-auth user name, if given.
     pub username: Option<String>,
     /// Basic-auth password, if given.
@@ -59,6 +71,7 @@ impl fmt::Debug for OciSpec {
             .field("reference", &self.reference)
             .field("insecure", &self.insecure)
             .field("poll_interval", &self.poll_interval)
+            .field("pull_timeout", &self.pull_timeout)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -77,7 +90,7 @@ fn parse_reference(rest: &str) -> Result<Reference, String> {
             "`{SCHEME}{rest}` needs a registry and a repository, e.g. `{SCHEME}registry.example.com/app:v1`"
         ));
     }
-    Reference::try_from(rest).map_err(|e| format!("invalid OCI reference `{SCHEME}{rest}`: {e}"))
+    Reference::parse(rest).map_err(|e| format!("invalid OCI reference `{SCHEME}{rest}`: {e}"))
 }
 
 /// Why a poll or a pull failed. The serving generation is never touched by one.
@@ -118,23 +131,41 @@ pub enum RegistryError {
         /// Which part is wrong.
         detail: String,
     },
-    /// The layer's bytes do not hash to its descriptor's digest.
-    #[error("the layer of `{reference}` does not match its digest: {detail}")]
+    /// The layer's bytes do not hash to its descriptor's digest (or have another size), or the
+    /// manifest's bytes to the digest the tag resolved to.
+    #[error("the {what} of `{reference}` does not match its digest: {detail}")]
     DigestMismatch {
         /// The reference.
         reference: String,
+        /// `layer` or `manifest`.
+        what: &'static str,
         /// Expected and actual.
         detail: String,
     },
-    /// The layer is larger than `--max-component-size`.
-    #[error("the layer of `{reference}` is {size} bytes, more than the {limit} byte limit")]
+    /// The layer is larger than `--max-component-size`, the registry sent more of it than its
+    /// descriptor says, or the manifest is over the manifest limit.
+    #[error("the {what} of `{reference}` is too large: {detail}")]
     TooLarge {
         /// The reference.
         reference: String,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: u64,
+        /// `layer` or `manifest`.
+        what: &'static str,
+        /// By how much, and against which limit.
+        detail: String,
+    },
+    /// The poll (the pull of a new digest included) ran past `--registry-pull-timeout`: a
+    /// registry that answers, but too slowly.
+    #[error(
+        "pulling `{reference}` did not finish within {limit} (`--registry-pull-timeout`); cut \
+         while {stage}"
+    )]
+    Timeout {
+        /// The reference.
+        reference: String,
+        /// The deadline, e.g. `5m`.
+        limit: String,
+        /// What was under way, e.g. `reading the layer`.
+        stage: &'static str,
     },
     /// Anything else the registry or the client reported.
     #[error("registry `{registry}`: {detail}")]
@@ -148,7 +179,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// A short name for metrics: `unreachable`, `auth`, `not_found`, `not_wasm`,
-    /// `digest_mismatch`, `too_large`, `other`.
+    /// `digest_mismatch`, `too_large`, `timeout`, `other`.
     pub fn kind(&self) -> &'static str {
         match self {
             RegistryError::Unreachable { .. } => "unreachable",
@@ -157,6 +188,7 @@ impl RegistryError {
             RegistryError::NotWasm { .. } => "not_wasm",
             RegistryError::DigestMismatch { .. } => "digest_mismatch",
             RegistryError::TooLarge { .. } => "too_large",
+            RegistryError::Timeout { .. } => "timeout",
             RegistryError::Other { .. } => "other",
         }
     }
@@ -165,7 +197,9 @@ impl RegistryError {
     pub fn is_registry_failure(&self) -> bool {
         matches!(
             self,
-            RegistryError::Unreachable { .. } | RegistryError::Other { .. }
+            RegistryError::Unreachable { .. }
+                | RegistryError::Timeout { .. }
+                | RegistryError::Other { .. }
         )
     }
 
@@ -205,13 +239,17 @@ pub struct Registry {
     reference: Reference,
     display: String,
     client: Client,
-    auth: RegistryAuth,
-    /// `CACHE/oci`, where layers and resolved digests are kept.
-    store: Option<PathBuf>,
+    /// `CACHE/oci`, where manifests, layers and resolved digests are kept.
+    store: Option<Store>,
     max_bytes: u64,
     poll_interval: Duration,
+    pull_timeout: Duration,
     /// The manifest digest refused last (see [`Poll::StillBad`]).
-    refused: std::sync::Mutex<Option<String>>,
+    refused: Mutex<Option<String>>,
+    /// What the poll under way is doing, for the message of one cut by its deadline.
+    stage: Mutex<&'static str>,
+    /// Why the local copy was last found unusable, so a repeat is not warned about again.
+    copy_complaint: Mutex<Option<String>>,
 }
 
 impl Registry {
@@ -221,30 +259,31 @@ impl Registry {
         // One TLS provider for the process; a second install (another route) is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let reference = parse_reference(&spec.reference).map_err(anyhow::Error::msg)?;
-        let registry = reference.resolve_registry().to_string();
-        let client = Client::new(ClientConfig {
-            protocol: protocol(&registry, &spec.insecure),
-            read_timeout: Some(REQUEST_TIMEOUT),
-            connect_timeout: Some(REQUEST_TIMEOUT),
-            user_agent: concat!("hotswap/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        });
-        let auth = match (&spec.username, &spec.password) {
-            (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+        let host = reference.api_host().to_string();
+        let credentials = match (&spec.username, &spec.password) {
+            (Some(user), Some(password)) => Some(Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            }),
             (Some(_), None) | (None, Some(_)) => anyhow::bail!(
                 "a registry user name needs a password and a password needs a user name"
             ),
-            (None, None) => docker_config_auth(&registry).unwrap_or(RegistryAuth::Anonymous),
+            (None, None) => docker_config_auth(&host),
         };
+        let display = format!("{SCHEME}{}", spec.reference);
+        let scheme = access::scheme(&host, &spec.insecure);
+        let client = Client::new(&reference, &display, scheme, &spec.insecure, credentials)?;
         Ok(Registry {
-            display: format!("{SCHEME}{}", spec.reference),
+            display,
             reference,
             client,
-            auth,
-            store: cache_dir.map(|d| d.join("oci")),
+            store: cache_dir.map(|d| Store::new(d.join("oci"))),
             max_bytes,
             poll_interval: spec.poll_interval,
-            refused: std::sync::Mutex::new(None),
+            pull_timeout: spec.pull_timeout,
+            refused: Mutex::new(None),
+            stage: Mutex::new("resolving the tag"),
+            copy_complaint: Mutex::new(None),
         })
     }
 
@@ -264,19 +303,32 @@ impl Registry {
     }
 
     /// Resolves the reference (a `HEAD` on the manifest) and pulls it unless it resolves to
-    /// `known`, or (with `skip_refused`) to the digest refused last.
+    /// `known`, or (with `skip_refused`) to the digest refused last; all of it within the pull
+    /// deadline.
     pub async fn poll(
         &self,
         known: Option<&str>,
         skip_refused: bool,
     ) -> Result<Poll, RegistryError> {
-        let digest = match self.reference.digest() {
-            Some(pinned) => pinned.to_string(),
-            None => self
-                .client
-                .fetch_manifest_digest(&self.reference, &self.auth)
-                .await
-                .map_err(|e| self.classify(e))?,
+        self.set_stage("resolving the tag");
+        match tokio::time::timeout(self.pull_timeout, self.poll_now(known, skip_refused)).await {
+            Ok(result) => result,
+            Err(_) => Err(RegistryError::Timeout {
+                reference: self.display.clone(),
+                limit: humantime::format_duration(self.pull_timeout).to_string(),
+                stage: *self.stage.lock().unwrap_or_else(|p| p.into_inner()),
+            }),
+        }
+    }
+
+    async fn poll_now(
+        &self,
+        known: Option<&str>,
+        skip_refused: bool,
+    ) -> Result<Poll, RegistryError> {
+        let digest = match (self.reference.digest(), self.reference.tag()) {
+            (Some(pinned), _) => pinned.to_string(),
+            (None, tag) => self.client.resolve(tag.unwrap_or("latest")).await?,
         };
         if known == Some(digest.as_str()) {
             return Ok(Poll::Unchanged(digest));
@@ -284,19 +336,18 @@ impl Registry {
         if skip_refused && self.last_refused().as_deref() == Some(digest.as_str()) {
             return Ok(Poll::StillBad(digest));
         }
-        let pulled = match self.stored(&digest) {
-            Some(bytes) => Pulled { digest, bytes },
-            None => match self.pull(digest.clone()).await {
-                Ok(pulled) => pulled,
-                Err(err) => {
-                    if err.is_content_error() {
-                        self.refuse(&digest);
-                    }
-                    return Err(err);
+        if let Some(bytes) = self.stored(&digest) {
+            return Ok(Poll::New(Pulled { digest, bytes }));
+        }
+        match self.pull(&digest).await {
+            Ok(pulled) => Ok(Poll::New(pulled)),
+            Err(err) => {
+                if err.is_content_error() {
+                    self.refuse(&digest);
                 }
-            },
-        };
-        Ok(Poll::New(pulled))
+                Err(err)
+            }
+        }
     }
 
     /// Records that manifest `digest` was refused: polls skip it until the reference moves.
@@ -308,8 +359,8 @@ impl Registry {
     /// starts from it ([`Registry::last_pulled`]).
     pub fn served(&self, digest: &str) {
         *self.last_refused() = None;
-        if let Some(path) = self.ref_file()
-            && let Err(err) = write_atomically(&path, digest.as_bytes())
+        if let Some(store) = &self.store
+            && let Err(err) = store.record_served(&self.ref_name(), digest)
         {
             tracing::warn!(reference = %self.display, error = %err, "cannot record the digest the reference resolved to");
         }
@@ -319,177 +370,88 @@ impl Registry {
         self.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn set_stage(&self, stage: &'static str) {
+        *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = stage;
+    }
+
     /// The component this reference last served, from the local copy.
     pub fn last_pulled(&self) -> Option<Pulled> {
-        let digest = std::fs::read_to_string(self.ref_file()?).ok()?;
-        let digest = digest.trim().to_string();
+        let digest = self.store.as_ref()?.last_served(&self.ref_name())?;
         let bytes = self.stored(&digest)?;
         Some(Pulled { digest, bytes })
     }
 
-    async fn pull(&self, digest: String) -> Result<Pulled, RegistryError> {
-        let by_digest = self.reference.clone_with_digest(digest.clone());
-        let (manifest, digest) = self
-            .client
-            .pull_image_manifest(&by_digest, &self.auth)
-            .await
-            .map_err(|e| self.classify(e))?;
-        let not_wasm = |detail: String| RegistryError::NotWasm {
-            reference: self.display.clone(),
-            detail,
-        };
-        if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
-            return Err(not_wasm(format!(
-                "its config media type is `{}`, not `{WASM_CONFIG_MEDIA_TYPE}`",
-                manifest.config.media_type
-            )));
-        }
-        let layer = match manifest.layers.as_slice() {
-            [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => layer.clone(),
-            [layer] => {
-                return Err(not_wasm(format!(
-                    "its layer's media type is `{}`, not `{WASM_LAYER_MEDIA_TYPE}`",
-                    layer.media_type
-                )));
-            }
-            layers => {
-                return Err(not_wasm(format!(
-                    "it has {} layers; a component artifact has one",
-                    layers.len()
-                )));
-            }
-        };
-        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
-        if size > self.max_bytes {
-            return Err(RegistryError::TooLarge {
-                reference: self.display.clone(),
-                size,
-                limit: self.max_bytes,
-            });
-        }
-        let bytes = self.pull_layer(&by_digest, &layer).await?;
-        let actual = format!("sha256:{}", hex::encode(loader::sha256(&bytes)));
-        if actual != layer.digest || bytes.len() as u64 != size {
-            return Err(RegistryError::DigestMismatch {
-                reference: self.display.clone(),
-                detail: format!(
-                    "the descriptor says {} ({size} bytes), the bytes are {actual} ({} bytes)",
-                    layer.digest,
-                    bytes.len()
-                ),
-            });
-        }
-        let pulled = Pulled { digest, bytes };
-        self.store(&pulled);
-        Ok(pulled)
-    }
-
-    async fn pull_layer(
-        &self,
-        image: &Reference,
-        layer: &OciDescriptor,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let mut bytes = Vec::new();
-        match self.client.pull_blob(image, layer, &mut bytes).await {
-            Ok(()) => Ok(bytes),
-            Err(OciDistributionError::DigestError(err)) => Err(RegistryError::DigestMismatch {
-                reference: self.display.clone(),
-                detail: err.to_string(),
-            }),
-            Err(err) => Err(self.classify(err)),
-        }
-    }
-
-    fn classify(&self, err: OciDistributionError) -> RegistryError {
-        let registry = self.reference.resolve_registry().to_string();
-        let detail = err.to_string();
-        match &err {
-            OciDistributionError::AuthenticationFailure(_)
-            | OciDistributionError::UnauthorizedError { .. } => {
-                RegistryError::Auth { registry, detail }
-            }
-            OciDistributionError::ServerError {
-                code: 401 | 403, ..
-            } => RegistryError::Auth { registry, detail },
-            OciDistributionError::ImageManifestNotFoundError(_)
-            | OciDistributionError::ServerError { code: 404, .. } => RegistryError::NotFound {
-                reference: self.display.clone(),
-                detail,
-            },
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(
-                        format!("{:?}", e.code).as_str(),
-                        "ManifestUnknown" | "NameUnknown" | "BlobUnknown"
-                    )
-                }) =>
-            {
-                RegistryError::NotFound {
-                    reference: self.display.clone(),
-                    detail,
-                }
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(format!("{:?}", e.code).as_str(), "Unauthorized" | "Denied")
-                }) =>
-            {
-                RegistryError::Auth { registry, detail }
-            }
-            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-                RegistryError::Unreachable {
-                    registry,
-                    detail: error_chain(e),
-                }
-            }
-            OciDistributionError::RequestError(e) => RegistryError::Other {
-                registry,
-                detail: error_chain(e),
-            },
-            _ => RegistryError::Other { registry, detail },
-        }
-    }
-
-    // -- the local copy ----------------------------------------------------------------------
-
-    fn blob_file(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:")?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        Some(
-            self.store
-                .as_ref()?
-                .join("manifests")
-                .join(format!("{hex}.wasm")),
-        )
-    }
-
-    fn ref_file(&self) -> Option<PathBuf> {
-        let name = crate::config::name_chars(self.display.trim_start_matches(SCHEME), '_');
-        Some(self.store.as_ref()?.join("refs").join(name))
-    }
-
-    /// The component of manifest `digest`, if pulled before.
-    fn stored(&self, digest: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.blob_file(digest)?).ok()
-    }
-
-    fn store(&self, pulled: &Pulled) {
-        if let Some(path) = self.blob_file(&pulled.digest)
-            && let Err(err) = write_atomically(&path, &pulled.bytes)
+    /// Pulls manifest `digest` and its layer, checks them and keeps a copy.
+    async fn pull(&self, digest: &str) -> Result<Pulled, RegistryError> {
+        self.set_stage("fetching the manifest");
+        let manifest = self.client.manifest(digest).await?;
+        let layer = manifest::component_layer(&manifest, &self.display, self.max_bytes)?;
+        self.set_stage("reading the layer");
+        let bytes = self.client.blob(&layer.digest, layer.size).await?;
+        if let Some(store) = &self.store
+            && let Err(err) = store.save(digest, &manifest, &layer, &bytes)
         {
             tracing::warn!(reference = %self.display, error = %err, "cannot keep a local copy of the pulled component");
         }
+        Ok(Pulled {
+            digest: digest.to_string(),
+            bytes,
+        })
+    }
+
+    /// The component of manifest `digest` from the local copy, if there is one that still
+    /// hashes to its digests; one that does not is discarded and logged.
+    fn stored(&self, digest: &str) -> Option<Vec<u8>> {
+        match self
+            .store
+            .as_ref()?
+            .load(digest, &self.display, self.max_bytes)
+        {
+            Ok(bytes) => bytes,
+            Err(unusable) => {
+                let message = match unusable {
+                    Unusable::Mismatch(why) => {
+                        format!("discarding the local copy of {digest}: {why}")
+                    }
+                    Unusable::Refused(why) => {
+                        format!("not using the local copy of {digest}: {why}")
+                    }
+                };
+                // Looked up again at every poll while the registry is down and nothing serves:
+                // a warning the first time, like the reloader's own failures.
+                let mut last = self
+                    .copy_complaint
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if last.as_deref() == Some(message.as_str()) {
+                    tracing::debug!(reference = %self.display, %digest, "{message}");
+                } else {
+                    tracing::warn!(reference = %self.display, %digest, "{message}");
+                    *last = Some(message);
+                }
+                None
+            }
+        }
+    }
+
+    /// The file name of this reference's record of the digest it last served.
+    fn ref_name(&self) -> String {
+        crate::config::name_chars(self.display.trim_start_matches(SCHEME), '_')
     }
 }
 
-/// Writes `bytes` to `path` whole or not at all, creating its directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// `text` on one line and at most 200 characters: what a registry said, quoted in an error.
+fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    let mut chars = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c });
+    let mut short: String = chars.by_ref().take(MAX_CHARS).collect();
+    if chars.next().is_some() {
+        short.push('…');
     }
-    crate::atomic_write::write(path, bytes)
+    short
 }
 
 /// An error and its causes, `a: b: c` (reqwest's own `Display` leaves the cause out).
@@ -522,5 +484,29 @@ mod tests {
         let err = parse("oci://app").unwrap().unwrap_err();
         assert!(err.contains("needs a registry and a repository"), "{err}");
         assert!(parse("oci://host/UPPER:case").unwrap().is_err());
+    }
+
+    #[test]
+    fn what_a_registry_said_is_quoted_on_one_line_and_short() {
+        assert_eq!(shorten("  not\nfound\r\n"), "not found");
+        let long = shorten(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), 201);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn a_cut_poll_names_its_deadline_and_what_was_under_way() {
+        let err = RegistryError::Timeout {
+            reference: "oci://r/a:v1".into(),
+            limit: humantime::format_duration(Duration::from_secs(2)).to_string(),
+            stage: "reading the layer",
+        };
+        assert_eq!(err.kind(), "timeout");
+        assert!(err.is_registry_failure() && !err.is_content_error());
+        assert_eq!(
+            err.to_string(),
+            "pulling `oci://r/a:v1` did not finish within 2s (`--registry-pull-timeout`); cut \
+             while reading the layer"
+        );
     }
 }

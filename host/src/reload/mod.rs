@@ -172,6 +172,10 @@ impl Reloader {
             ),
         };
         let polled = registry.poll(known.as_deref(), skip_refused).await;
+        if polled.is_ok() {
+            // The registry answered: a failure after this one is news, logged as a warning.
+            self.last_reason = None;
+        }
         let pulled = match polled {
             Ok(oci::Poll::Unchanged(digest)) => {
                 self.route.metrics.registry_poll("unchanged");
@@ -481,7 +485,12 @@ impl Reloader {
         self.route.metrics.reload("failed");
         let path = self.origin.display();
         let current = self.route.slot.current();
-        let repeated = trigger == FILE_CHANGE && self.last_reason.as_ref() == Some(&reason);
+        // The same reason again from a file event (one deploy raises several) or a poll (a
+        // registry that stays down, or too slow, fails every poll) is logged at debug: the
+        // first one was a warning, and a failure that lasts must not flood the log. Explicit
+        // reloads (admin, SIGHUP, build) always warn.
+        let repeated =
+            matches!(trigger, FILE_CHANGE | POLL) && self.last_reason.as_ref() == Some(&reason);
         self.last_reason = Some(reason.clone());
         match &current {
             _ if repeated => {
