@@ -26,6 +26,9 @@ CRATES=(
     "wasmtime-internal-cranelift 48.0.8 48.0.8 478c09af53c545d96227b349d35c70fc78e99816923f41428ffff00974bcd145"
     "wasmtime-environ 48.0.8 48.0.8 2de252f4aedfff6c2054ea5bea2454878a931c56e2553c6356b581e5e30a7e4e"
     "wasmtime 48.0.8 48.0.8 a2afcadb2e7d0417cb8f3f322c66eff49338b288f22290c0ca0bd3e9570732aa"
+    # Never published at 48.0.11 (crates.io answers 404): the 48.0.10 sources, re-versioned.
+    "winch-codegen 48.0.11 48.0.10 5ac12e272a23d57398f324b0085be1188122c2d97beec74e7bc93af62bb7e9aa"
+    "wasmtime-internal-wit-bindgen 48.0.11 48.0.10 5bc8a4ec2e822054d35c7e5ec800c4a33a3d4199a682a5114ce71e6f63e0de45"
 )
 
 cd "$(dirname "$0")/.."
