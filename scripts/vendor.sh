@@ -22,10 +22,10 @@ set -euo pipefail
 # version (their patch re-versions the last published source). The sha256 is the `cksum` of that
 # version in the crates.io index (https://index.crates.io/<xx>/<yy>/<name>).
 CRATES=(
-    "cranelift-codegen 0.135.8 0.135.8 6a7b9f73f97da69d6edc9adbfeec068cdb2649f0221be41abd3909267cb1cd53"
-    "wasmtime-internal-cranelift 48.0.8 48.0.8 478c09af53c545d96227b349d35c70fc78e99816923f41428ffff00974bcd145"
-    "wasmtime-environ 48.0.8 48.0.8 2de252f4aedfff6c2054ea5bea2454878a931c56e2553c6356b581e5e30a7e4e"
-    "wasmtime 48.0.8 48.0.8 a2afcadb2e7d0417cb8f3f322c66eff49338b288f22290c0ca0bd3e9570732aa"
+    "cranelift-codegen 0.135.11 0.135.11 d88b15d1e66baf56ca818720083a0a2da977bd5f64753e230baf75b445e9198d"
+    "wasmtime-internal-cranelift 48.0.11 48.0.11 32ed8e8f8dc058693c6257e732544a64038d329c2c14e433a9560fa1f20ea6b5"
+    "wasmtime-environ 48.0.11 48.0.11 f25844ee95522f697b1fa2c5ed6c4fd6962e35388de10c1267b29967a9b0f46e"
+    "wasmtime 48.0.11 48.0.11 3059629769d95e301589c3211149aa64f76e5792556e0b6dad5d45c9c62cb1d8"
     # Never published at 48.0.11 (crates.io answers 404): the 48.0.10 sources, re-versioned.
     "winch-codegen 48.0.11 48.0.10 5ac12e272a23d57398f324b0085be1188122c2d97beec74e7bc93af62bb7e9aa"
     "wasmtime-internal-wit-bindgen 48.0.11 48.0.10 5bc8a4ec2e822054d35c7e5ec800c4a33a3d4199a682a5114ce71e6f63e0de45"
@@ -53,9 +53,7 @@ case "${1:-}" in
 esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hotswap-vendor.XXXXXX")
-keep_work=false
-cleanup() { $keep_work || rm -rf "$work"; }
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 
 # Prints the path of NAME-VERSION.crate in the cache, downloading it the first time; a file
 # whose sha256 is not the one listed is deleted and is an error (a truncated download or a
@@ -112,15 +110,15 @@ build() {
     }
     # No fuzz: a patch that no longer applies exactly is a port for a person to make, never a
     # guess. -E removes files the patch empties (deleted files; the patch has no timestamps to
-    # say so otherwise). An empty patch is the crate as published.
+    # say so otherwise). An empty patch is the crate as published. A patch that does not apply
+    # leaves the copy as far as it got, with the rejected hunks in .rej files, and sets
+    # `rejected` (returning non-zero would turn off `set -e` in the caller's condition).
+    rejected=false
     if [[ -s $patch ]] &&
         ! patch -d "$dir/$name-$version" -p1 -E --fuzz=0 --batch --no-backup-if-mismatch \
-            --quiet <"$patch"; then
-        keep_work=true
-        echo "error: $patch does not apply to $name $base; the partly patched copy (with" \
-            ".rej files) is $dir/$name-$version: port the rejected hunks into" \
-            "vendor/$name-$version/, then run scripts/vendor.sh --update-patches" >&2
-        return 1
+            <"$patch" >"$dir/patch.log"; then
+        rejected=true
+        sed "s|^|  $name: |" "$dir/patch.log" >&2
     fi
     # None of the crates needs an execute bit and git records only that bit: none is set,
     # whatever the archive said.
@@ -135,6 +133,15 @@ for line in "${CRATES[@]}"; do
     case $mode in
     write)
         build "$name" "$version" "$base" "$sha" "$work/out"
+        if $rejected; then
+            rm -rf "$vendor/$name-$version"
+            mv "$work/out/$name-$version" "$vendor/$name-$version"
+            echo "vendor/$name-$version: written, but vendor/patches/$name-$version.patch does" \
+                "not apply to $name $base: port its rejected hunks (the .rej files) into the" \
+                "folder, delete the .rej files and run scripts/vendor.sh --update-patches" >&2
+            status=1
+            continue
+        fi
         # Leave a crate that is already as it should be untouched: cargo rebuilds a path
         # dependency whose files have new modification times.
         if [[ -d $vendor/$name-$version ]] &&
@@ -148,6 +155,11 @@ for line in "${CRATES[@]}"; do
         ;;
     check)
         build "$name" "$version" "$base" "$sha" "$work/out"
+        if $rejected; then
+            echo "vendor/patches/$name-$version.patch: does not apply to $name $base"
+            status=1
+            continue
+        fi
         if [[ ! -d $vendor/$name-$version ]]; then
             echo "vendor/$name-$version: missing"
             status=1
