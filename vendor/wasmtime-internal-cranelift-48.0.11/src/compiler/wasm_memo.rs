@@ -205,41 +205,74 @@ impl Compiler {
         feed(&mut h, &self.tunables)?;
         h.update([u8::from(self.emit_debug_checks), u8::from(self.wmemcheck)]);
 
-        // The module, but for its data and the initial values of its mutable globals.
-        feed(&mut h, &module.module_index)?;
-        feed(&mut h, &module.strings)?;
-        feed(&mut h, &module.name)?;
-        feed(&mut h, &module.initializers)?;
-        feed(&mut h, &module.exports)?;
-        feed(&mut h, &module.startup)?;
-        feed(&mut h, &module.table_initialization)?;
-        feed(&mut h, &module.passive_elements)?;
-        feed(&mut h, &module.types)?;
+        // The module, but for its data and the initial values of its mutable globals. Every
+        // field is named (no `..`), so a field that a wasmtime upgrade adds to `Module` does not
+        // compile until it is hashed here or said to be left out.
+        let wasmtime_environ::Module {
+            module_index,
+            strings,
+            name,
+            initializers,
+            exports,
+            startup,
+            table_initialization,
+            // Data: translation reads neither the bytes nor the placement of data segments.
+            memory_initialization: _,
+            passive_elements,
+            runtime_data: _,
+            types: module_types,
+            num_imported_funcs,
+            num_imported_tables,
+            num_imported_memories,
+            num_imported_globals,
+            num_imported_tags,
+            needs_gc_heap,
+            // Read by the runtime only (48.0.11: it refuses to instantiate such a module on its
+            // own), but it says the component's analysis specialised the module's imports
+            // (`known_imported_functions`, below): hashed so that translation may read it.
+            component_internal,
+            num_escaped_funcs,
+            functions,
+            tables,
+            memories,
+            globals,
+            global_initializers,
+            tags,
+        } = module;
+        feed(&mut h, module_index)?;
+        feed(&mut h, strings)?;
+        feed(&mut h, name)?;
+        feed(&mut h, initializers)?;
+        feed(&mut h, exports)?;
+        feed(&mut h, startup)?;
+        feed(&mut h, table_initialization)?;
+        feed(&mut h, passive_elements)?;
+        feed(&mut h, module_types)?;
         feed(
             &mut h,
             &[
-                module.num_imported_funcs,
-                module.num_imported_tables,
-                module.num_imported_memories,
-                module.num_imported_globals,
-                module.num_imported_tags,
-                module.num_escaped_funcs,
+                *num_imported_funcs,
+                *num_imported_tables,
+                *num_imported_memories,
+                *num_imported_globals,
+                *num_imported_tags,
+                *num_escaped_funcs,
             ],
         )?;
-        h.update([u8::from(module.needs_gc_heap)]);
-        feed(&mut h, &module.functions)?;
-        feed(&mut h, &module.tables)?;
-        feed(&mut h, &module.memories)?;
-        feed(&mut h, &module.globals)?;
-        for (index, value) in module.global_initializers.iter() {
-            if !module.globals[module.global_index(*index)].mutability {
+        h.update([u8::from(*needs_gc_heap), u8::from(*component_internal)]);
+        feed(&mut h, functions)?;
+        feed(&mut h, tables)?;
+        feed(&mut h, memories)?;
+        feed(&mut h, globals)?;
+        for (index, value) in global_initializers.iter() {
+            if !globals[module.global_index(*index)].mutability {
                 feed(&mut h, &(index, value))?;
             }
         }
-        feed(&mut h, &module.tags)?;
+        feed(&mut h, tags)?;
 
         // The types the module's indices stand for (their contents, not only their indices).
-        for (_, ty) in module.types.iter() {
+        for (_, ty) in module_types.iter() {
             if let EngineOrModuleTypeIndex::Module(index) = ty {
                 feed(&mut h, &types[*index])?;
             }
