@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
+# The vendored wasmtime crates are their crates.io versions plus vendor/patches: vendor/ must be
+# exactly what scripts/vendor.sh makes of them, or the tree builds code no patch describes. The
+# first run downloads the .crate files (a few MB, cached in ~/.cache/hotswap-vendor).
+scripts/vendor.sh --check
 # Real peers the tests run on loopback, from Debian's packages (seconds to install): Redis for
 # the wasi:keyvalue tests, an OCI registry (CNCF distribution) and htpasswd for the registry
 # tests; and oras (PyPI) to push to it.
