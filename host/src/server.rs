@@ -255,17 +255,20 @@ async fn serve_connection<H: Handler>(
     };
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    // One timer for the connection's life, re-armed rather than made anew: the loop below runs
+    // only when the timer fires or the listener stops, never once per request, so that it never
+    // polls the connection a second time in the poll in which the connection chose to wait (a
+    // response held back one turn to be written with others, `ConnIo`).
+    let check = tokio::time::sleep(timeouts.first_request.min(timeouts.idle));
+    tokio::pin!(check);
     // When a graceful shutdown was asked for, and so when an idle connection is dropped.
     let mut closing: Option<Instant> = None;
     if *stopping.borrow() {
         conn.as_mut().graceful_shutdown();
         closing = Some(Instant::now());
+        check.as_mut().reset((Instant::now() + CLOSE_GRACE).into());
     }
     loop {
-        let check = match closing {
-            Some(asked) => asked + CLOSE_GRACE,
-            None => activity.idle_deadline(timeouts),
-        };
         tokio::select! {
             ended = conn.as_mut() => {
                 if let Err(err) = ended {
@@ -277,26 +280,29 @@ async fn serve_connection<H: Handler>(
                 if changed.is_err() || *stopping.borrow() {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(Instant::now());
+                    check.as_mut().reset((Instant::now() + CLOSE_GRACE).into());
                 }
             }
-            // A request ended: the idle timeout counts from now.
-            () = activity.ended.notified(), if closing.is_none() => {}
-            () = tokio::time::sleep_until(check.into()) => match closing {
-                None if activity.idle_for(timeouts) => {
-                    tracing::debug!(%peer, "closing an idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now());
-                }
-                None => {}
-                // Asked to close, and still idle: a client that never read the `GOAWAY` (or
-                // never finished its handshake). Nothing is in progress to cut.
-                Some(_) if activity.is_idle() => {
-                    tracing::debug!(%peer, "dropping an idle connection that did not close");
-                    return;
-                }
-                // Requests in progress: they finish (the shutdown timeout bounds them).
-                Some(_) => closing = Some(Instant::now()),
-            },
+            () = check.as_mut() => {
+                let next = match closing {
+                    None if activity.idle_for(timeouts) => {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(Instant::now());
+                        Instant::now() + CLOSE_GRACE
+                    }
+                    None => activity.idle_deadline(timeouts),
+                    // Asked to close, and still idle: a client that never read the `GOAWAY` (or
+                    // never finished its handshake). Nothing is in progress to cut.
+                    Some(_) if activity.is_idle() => {
+                        tracing::debug!(%peer, "dropping an idle connection that did not close");
+                        return;
+                    }
+                    // Requests in progress: they finish (the shutdown timeout bounds them).
+                    Some(_) => Instant::now() + CLOSE_GRACE,
+                };
+                check.as_mut().reset(next.into());
+            }
         }
     }
 }
@@ -309,8 +315,6 @@ struct Activity {
     seen: std::sync::atomic::AtomicBool,
     /// Milliseconds since `started` at which the last request in progress ended.
     idle_since_ms: AtomicU64,
-    /// Told when a request ends.
-    ended: Notify,
 }
 
 impl Activity {
@@ -320,7 +324,6 @@ impl Activity {
             busy: AtomicUsize::new(0),
             seen: std::sync::atomic::AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
-            ended: Notify::new(),
         }
     }
 
@@ -357,10 +360,13 @@ impl Activity {
         self.is_idle() && self.idle() >= self.timeout(timeouts)
     }
 
-    /// When the connection will have been idle for its timeout, if nothing happens before;
-    /// while it is busy, one timeout from now (checked again then).
+    /// When to look again: when the connection will have been idle for its timeout if
+    /// nothing happens before, and at the latest one idle timeout from now (a request in
+    /// progress may end in between, and a connection's first timeout may be the longer one).
     fn idle_deadline(&self, timeouts: Timeouts) -> Instant {
-        Instant::now() + self.timeout(timeouts).saturating_sub(self.idle())
+        let now = Instant::now();
+        let due = now + self.timeout(timeouts).saturating_sub(self.idle());
+        due.min(now + timeouts.idle)
     }
 }
 
@@ -371,9 +377,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let at = self.0.started.elapsed().as_millis() as u64;
         self.0.idle_since_ms.store(at, Ordering::Release);
-        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.ended.notify_one();
-        }
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
