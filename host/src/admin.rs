@@ -2,7 +2,7 @@
 //! served (reload, rollback, upload), which need the bearer token.
 //!
 //! It takes connections through the same accept loop as the public listener
-//! ([`crate::server::accept`]): the same header read timeout, header limits, write timeout and
+//! ([`crate::http::server::accept`]): the same header read timeout, header limits, write timeout and
 //! idle timeout, and at most [`MAX_CONNECTIONS`] open at once. Every call has a deadline
 //! (`--admin-timeout`): one still running then (an upload trickling in, a reload waiting for a
 //! long compile) is answered 503, and a reload it started goes on and is logged.
@@ -21,14 +21,14 @@
 //! | `POST /reload` | reload every route |
 //! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
 
-use crate::body::{ResponseBody, full};
+use crate::guest::body::{ResponseBody, full};
 use crate::config::ConnLimits;
-use crate::guest_config::GuestConfig;
-use crate::handler::{check_head, plain};
+use crate::wasi::config_store::GuestConfig;
+use crate::http::handler::{check_head, plain};
 use crate::metrics::Metrics;
 use crate::reload::{Report, Trigger};
 use crate::route::{Route, RouteTable};
-use crate::slot::Generation;
+use crate::guest::slot::Generation;
 use anyhow::{Context, Result};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -74,16 +74,16 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 
 /// Serves admin calls on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    let accept = crate::server::Accept {
+    let accept = crate::http::server::Accept {
         limits: admin.limits.clone(),
         max_connections: Some(MAX_CONNECTIONS),
         name: "admin",
     };
-    let connections = crate::server::Connections::default();
-    crate::server::accept(listener, admin, accept, connections, std::future::pending()).await;
+    let connections = crate::http::server::Connections::default();
+    crate::http::server::accept(listener, admin, accept, connections, std::future::pending()).await;
 }
 
-impl crate::server::Handler for Admin {
+impl crate::http::server::Handler for Admin {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
         if let Some(refusal) = check_head(&req, &self.limits) {

@@ -2,7 +2,7 @@
 //! new builds without a restart and without dropping a request.
 //!
 //! Where a request goes: [`server`] accepts connections and hands each request to
-//! [`handler::Dispatcher`], which picks its [`route::Route`] from the [`route::RouteTable`]
+//! [`http::handler::Dispatcher`], which picks its [`route::Route`] from the [`route::RouteTable`]
 //! (longest path prefix; 404 if none), takes that route's current [`slot::Generation`] out of
 //! its swap slot under its limits, instantiates it in a fresh store ([`engine`]; a guest that
 //! computes long yields its worker thread as [`slices`] decides) and calls its handler:
@@ -24,35 +24,21 @@
 
 pub mod admin;
 pub mod atomic_write;
-pub mod body;
-pub mod builder;
-pub mod cache;
 pub mod cli;
+pub mod component;
 pub mod config;
-pub mod config_file;
-pub mod conn_io;
 pub mod engine;
-pub mod guest_config;
-pub mod guest_io;
-pub mod handler;
-pub mod incremental;
-pub mod keyvalue;
-pub mod loader;
+pub mod guest;
+pub mod http;
 pub mod metrics;
-pub mod oci;
-pub mod outbound;
 pub mod private_dir;
 pub mod reload;
-pub mod reuse;
 pub mod route;
-pub mod server;
 pub mod signals;
-pub mod slices;
-pub mod slot;
 pub mod telemetry;
-pub mod tier;
 #[cfg(test)]
 mod vendored_tests;
+pub mod wasi;
 pub mod watcher;
 
 /// A directory path of its own for one unit test (unique per test process and call), removed
@@ -124,7 +110,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     args.path.display()
                 );
             }
-            std::fs::write(&args.path, config_file::STARTER)
+            std::fs::write(&args.path, config::file::STARTER)
                 .with_context(|| format!("failed to write `{}`", args.path.display()))?;
             println!("wrote {}", args.path.display());
             Ok(())
@@ -180,7 +166,7 @@ async fn start(mut config: Config) -> Result<Started> {
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
     runtime.start_epoch_ticker()?;
     let cache = match &config.cache_dir {
-        Some(dir) => match cache::CompileCache::open(dir) {
+        Some(dir) => match component::cache::CompileCache::open(dir) {
             Ok(cache) => Some(Arc::new(cache)),
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "compile cache disabled");
@@ -322,20 +308,20 @@ impl Started {
         if let Some((listener, admin)) = self.admin {
             tokio::spawn(admin::serve(listener, admin));
         }
-        let dispatcher = Arc::new(handler::Dispatcher::new(
+        let dispatcher = Arc::new(http::handler::Dispatcher::new(
             self.runtime,
             self.routes,
             self.config.conn.clone(),
             self.metrics,
             self.config.mode == Mode::Dev,
         ));
-        let connections = server::Connections::default();
-        let accept = server::Accept {
+        let connections = http::server::Connections::default();
+        let accept = http::server::Accept {
             limits: self.config.conn.clone(),
             max_connections: None,
             name: "public",
         };
-        server::accept(
+        http::server::accept(
             self.listener,
             dispatcher.clone(),
             accept,
@@ -343,7 +329,7 @@ impl Started {
             signals.stopped(),
         )
         .await;
-        server::drain(&connections, &*dispatcher, self.config.shutdown_timeout).await;
+        http::server::drain(&connections, &*dispatcher, self.config.shutdown_timeout).await;
         Ok(())
     }
 }

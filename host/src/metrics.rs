@@ -449,14 +449,14 @@ impl RouteMetrics {
     /// Records that `generation` now serves this route: the generation and world gauges, and the digest
     /// series (the previous digest's series is removed, so a dashboard sees one digest per
     /// route and replica).
-    pub fn serving(&self, generation: &crate::slot::Generation) {
+    pub fn serving(&self, generation: &crate::guest::slot::Generation) {
         self.generation.set(generation.number as i64);
         let route = &self.route;
-        let world = |w: crate::loader::World| WorldLabel {
+        let world = |w: crate::component::load::World| WorldLabel {
             route: route.clone(),
             world: w.as_str(),
         };
-        use crate::loader::World::{P2, P3};
+        use crate::component::load::World::{P2, P3};
         set_only(
             &self.all.serving_world,
             world(generation.world()),

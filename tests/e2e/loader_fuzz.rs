@@ -7,7 +7,7 @@ use clap::Parser as _;
 use hotswap::cli::{Cli, Command};
 use hotswap::config::Config;
 use hotswap::engine::{Runtime, Tier};
-use hotswap::loader::{self, LoadError};
+use hotswap::component::load::{self as loader, LoadError};
 use hotswap_tests::guests::{self, GUEST_EXAMPLE};
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -5,6 +5,7 @@
 //! user input happens in [`Config::from_args`], before any socket is bound or any file is
 //! watched, so a wrong setting is an error message and exit code 1.
 
+pub mod file;
 mod limits;
 mod parts;
 mod routes;
@@ -14,11 +15,11 @@ pub use limits::{ConnLimits, GuestLimits};
 pub use routes::{AppsConfig, DEFAULT_MAX_APPS, INDEX, RouteConfig, RouteDefaults, app_name};
 
 use crate::cli::{LogFormat, Mode, ServeArgs, TierMode, WatchMode, parse_duration, parse_size};
-use crate::config_file::{self, Loaded};
-use crate::guest_config::ConfigValues;
-use crate::keyvalue::KvSettings;
-use crate::oci::{self, OciSpec};
-use crate::outbound::OutboundPolicy;
+use crate::config::file::{self as config_file, Loaded};
+use crate::wasi::config_store::ConfigValues;
+use crate::wasi::keyvalue::KvSettings;
+use crate::component::oci::{self, OciSpec};
+use crate::wasi::outbound::OutboundPolicy;
 use anyhow::{Context, Result, bail, ensure};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

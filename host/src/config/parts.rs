@@ -6,9 +6,9 @@ use super::{
     DEFAULT_BUILD_TIMEOUT, absolute, file_duration, file_size, in_file,
 };
 use crate::cli::{Mode, ServeArgs};
-use crate::config_file::{self, BuildSection, FileConfig, Loaded};
-use crate::keyvalue::{self, KvSettings, StoreSpec};
-use crate::oci::{self, OciSpec};
+use crate::config::file::{self as config_file, BuildSection, FileConfig, Loaded};
+use crate::wasi::keyvalue::{self, KvSettings, StoreSpec};
+use crate::component::oci::{self, OciSpec};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
 

@@ -6,8 +6,8 @@ use super::{
     in_file, parts,
 };
 use crate::cli::{Mode, ServeArgs};
-use crate::config_file::{FileConfig, Loaded, RouteSection};
-use crate::outbound::OutboundPolicy;
+use crate::config::file::{FileConfig, Loaded, RouteSection};
+use crate::wasi::outbound::OutboundPolicy;
 use anyhow::{Result, bail, ensure};
 use std::path::{Path, PathBuf};
 
@@ -278,7 +278,7 @@ fn from_section(
         (Some(path), None) => ComponentOrigin::File(super::absolute(&resolve(path))?),
         (None, Some(source)) => {
             ensure!(
-                crate::oci::parse(source).is_some(),
+                crate::component::oci::parse(source).is_some(),
                 "{}",
                 in_file(
                     l,
@@ -344,7 +344,7 @@ fn from_section(
     };
     let namespace = match &section.keyvalue_namespace {
         Some(ns) => {
-            crate::keyvalue::check_name(ns)
+            crate::wasi::keyvalue::check_name(ns)
                 .map_err(|e| in_file(l, &key("keyvalue_namespace"), e))?;
             ns.clone()
         }
@@ -400,7 +400,7 @@ pub fn name_of(prefix: &str) -> String {
 
 /// A route name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
 pub fn check_name(name: &str) -> Result<(), String> {
-    crate::keyvalue::check_name(name).map_err(|e| e.replace("name", "route name"))
+    crate::wasi::keyvalue::check_name(name).map_err(|e| e.replace("name", "route name"))
 }
 
 /// Two routes may share neither a prefix nor a name.

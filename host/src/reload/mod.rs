@@ -16,18 +16,19 @@
 //! the tag moves. At startup with the registry unreachable it serves the last component it
 //! pulled (kept under the cache directory).
 
-use crate::cache::CompileCache;
+use crate::component::cache::CompileCache;
 use crate::engine::Runtime;
-use crate::loader::{self, Compiled, Source};
-use crate::oci::{self, Registry};
+use crate::component::load::{self as loader, Compiled, Source};
+use crate::component::oci::{self, Registry};
 use crate::route::Route;
-use crate::slot::Generation;
-use crate::tier;
+use crate::guest::slot::Generation;
+use crate::component::tier;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+pub mod builder;
 mod trigger;
 pub use trigger::{Origin, Report, Trigger, TriggerSender, channel};
 

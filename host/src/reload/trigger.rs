@@ -2,7 +2,7 @@
 //! an admin call gets back ([`Report`]).
 
 use super::{FILE_CHANGE, POLL};
-use crate::oci::Registry;
+use crate::component::oci::Registry;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,7 +13,7 @@
 //! A stopped guest is logged once at WARN with its request and counted in
 //! `hotswap_guest_traps_total{kind="abandoned"}`.
 
-use crate::guest_io::RequestTag;
+use crate::wasi::stdio::RequestTag;
 use crate::metrics::RouteMetrics;
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -13,9 +13,9 @@
 //! or passes a request's deadline while spinning ends every request it holds. Guest output is
 //! tagged with the generation but not the request, since the store is shared.
 //!
-//! [`Generation`]: crate::slot::Generation
+//! [`Generation`]: crate::guest::slot::Generation
 
-use crate::body::ResponseBody;
+use crate::guest::body::ResponseBody;
 use crate::engine::{HostState, Runtime, StoreSettings};
 use http_body_util::BodyExt;
 use std::pin::Pin;

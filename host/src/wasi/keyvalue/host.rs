@@ -10,10 +10,10 @@ mod generated {
         world: "wasi:keyvalue/imports",
         imports: { default: async | trappable },
         with: {
-            "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket,
+            "wasi:keyvalue/store.bucket": crate::wasi::keyvalue::Bucket,
         },
         trappable_error_type: {
-            "wasi:keyvalue/store.error" => crate::keyvalue::KvError,
+            "wasi:keyvalue/store.error" => crate::wasi::keyvalue::KvError,
         },
     });
 }

@@ -10,11 +10,11 @@
 //! failed tier-up leaves the Winch build serving. A newer generation arriving first makes the
 //! tier-up moot: it is dropped once the generation is no longer kept.
 
-use crate::cache::CompileCache;
+use crate::component::cache::CompileCache;
 use crate::cli::TierMode;
 use crate::engine::{Runtime, Tier};
-use crate::incremental;
-use crate::loader::{self, Compiled, LoadError};
+use crate::engine::incremental;
+use crate::component::load::{self as loader, Compiled, LoadError};
 use crate::route::Route;
 use std::sync::Arc;
 use std::time::Instant;

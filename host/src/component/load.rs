@@ -7,9 +7,9 @@
 //! `wasi:http/incoming-handler@0.2` (the 0.2 `proxy` world). Anything else is a [`LoadError`]; the caller keeps serving
 //! the previous generation.
 
-use crate::cache::{CompileCache, Lookup};
+use crate::component::cache::{CompileCache, Lookup};
 use crate::engine::{HostState, Runtime, StoreSettings, Tier};
-use crate::incremental::Counts;
+use crate::engine::incremental::Counts;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -266,7 +266,7 @@ pub fn compile(
             // marker already there is left as it is (rewriting it would make it newer than the
             // entries it stands for, and cost a file write per compile).
             if let Some(store) = incremental
-                && let Some(code) = crate::incremental::code_digest(bytes)
+                && let Some(code) = crate::engine::incremental::code_digest(bytes)
                 && !store.knows_code(&code)
             {
                 store.remember_code(&code);

@@ -13,15 +13,15 @@
 //! ([`crate::route::Orphans`]): a request that finds every slot taken stops the oldest of them
 //! and takes its slot, so clients that reset or drop requests cannot keep a route busy.
 
-use crate::body::{GuardedBody, GuestRun, HeldBody, LimitedBody, ResponseBody, full};
+use crate::guest::body::{GuardedBody, GuestRun, HeldBody, LimitedBody, ResponseBody, full};
 use crate::config::ConnLimits;
 use crate::engine::{HostState, Runtime};
-use crate::guest_io::RequestTag;
-use crate::loader::GuestPre;
+use crate::wasi::stdio::RequestTag;
+use crate::component::load::GuestPre;
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::reuse::{Pool, ReuseFailure};
+use crate::guest::reuse::{Pool, ReuseFailure};
 use crate::route::{Orphan, ROUTE_HEADER, Route, RouteTable};
-use crate::slot::{Generation, InFlight};
+use crate::guest::slot::{Generation, InFlight};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -239,7 +239,7 @@ impl Dispatcher {
         };
         let guest_exceeded = exceeded.clone();
         let max_body_size = limits.max_body_size;
-        let abandoned: crate::body::Abandoned = {
+        let abandoned: crate::guest::body::Abandoned = {
             let (route, tag) = (route.clone(), tag.clone());
             Box::new(move |task| route.orphans.adopt(Orphan::new(task, tag, number)))
         };
@@ -340,7 +340,7 @@ impl Dispatcher {
     }
 }
 
-impl crate::server::Handler for Dispatcher {
+impl crate::http::server::Handler for Dispatcher {
     fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -349,7 +349,7 @@ impl crate::server::Handler for Dispatcher {
     }
 }
 
-impl crate::server::Drain for Dispatcher {
+impl crate::http::server::Drain for Dispatcher {
     fn in_flight(&self) -> usize {
         Dispatcher::in_flight(self)
     }

@@ -5,9 +5,9 @@
 //! freed when its last request ends.
 
 use crate::engine::Tier;
-use crate::incremental::Counts;
-use crate::loader::{Compiled, GuestPre, Source, World};
-use crate::reuse::Pool;
+use crate::engine::incremental::Counts;
+use crate::component::load::{Compiled, GuestPre, Source, World};
+use crate::guest::reuse::Pool;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! Values are kept as written (durations and sizes as strings) and checked when merged in
 //! [`crate::config`], so an error can name both the key and the file. Unknown keys are errors.
 
-use crate::guest_config::ConfigValues;
+use crate::wasi::config_store::ConfigValues;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -107,14 +107,14 @@ pub type Abandoned = Box<dyn FnOnce(tokio::task::AbortHandle) + Send>;
 
 impl<E: Send + 'static> GuestRun<E> {
     /// Wraps the guest's future, counting the time its polls take (the guest's run time, by
-    /// which its slices are cut: [`crate::slices::timed`]); `abandoned` gets its task if its
+    /// which its slices are cut: [`crate::engine::slices::timed`]); `abandoned` gets its task if its
     /// client goes away before it ends.
     pub fn new(
         run: impl Future<Output = Result<(), E>> + Send + 'static,
         abandoned: Abandoned,
     ) -> Self {
         GuestRun {
-            run: Some(Box::pin(crate::slices::timed(run))),
+            run: Some(Box::pin(crate::engine::slices::timed(run))),
             abandoned: Some(abandoned),
         }
     }

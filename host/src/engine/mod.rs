@@ -8,15 +8,18 @@
 //! no outbound HTTP unless `--allow-outbound` says so. Config values and key-value state belong to the host, not to a
 //! generation: a swap changes the code and keeps both.
 
+pub mod incremental;
+pub mod slices;
+
 use crate::config::{Config, RouteConfig};
-use crate::guest_config::{GuestConfig, Snapshot};
-use crate::guest_io::{GuestLog, OutputBudget, RequestTag};
-use crate::incremental::DiskStore;
-use crate::keyvalue::{KeyValue, KvView};
-use crate::loader::World;
+use crate::wasi::config_store::{GuestConfig, Snapshot};
+use crate::wasi::stdio::{GuestLog, OutputBudget, RequestTag};
+use crate::engine::incremental::DiskStore;
+use crate::wasi::keyvalue::{KeyValue, KvView};
+use crate::component::load::World;
 use crate::metrics::Metrics;
-use crate::outbound::{OutboundHooks, OutboundPolicy};
-use crate::slices::{SliceState, Slicer, Turn};
+use crate::wasi::outbound::{OutboundHooks, OutboundPolicy};
+use crate::engine::slices::{SliceState, Slicer, Turn};
 use anyhow::{Context, Result};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -156,7 +159,7 @@ impl Backend {
         })
         .map_err(anyhow::Error::from)
         .context("failed to link wasi:config")?;
-        crate::keyvalue::add_to_linker(&mut linker, |s: &mut HostState| KvView {
+        crate::wasi::keyvalue::add_to_linker(&mut linker, |s: &mut HostState| KvView {
             kv: &s.keyvalue,
             table: &mut s.table,
         })
@@ -311,7 +314,7 @@ impl Runtime {
     }
 
     /// A request for `route` arrived: while requests of more than one route arrive, guests
-    /// run in fine slices ([`crate::slices`]).
+    /// run in fine slices ([`crate::engine::slices`]).
     pub fn route_request(&self, route: &crate::route::Route) {
         self.slicer
             .route_request(std::ptr::from_ref(route) as usize);

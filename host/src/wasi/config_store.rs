@@ -7,7 +7,7 @@
 //! component. Values are never logged, only the names of the keys that changed: they are
 //! where secrets go.
 
-use crate::config_file;
+use crate::config::file as config_file;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;

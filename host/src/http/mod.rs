@@ -1,0 +1,7 @@
+//! The HTTP side of the host: the accept loop and connection limits of both listeners
+//! ([`server`]), a connection's I/O ([`conn_io`]), and the public listener's request handler
+//! ([`handler`]).
+
+pub mod conn_io;
+pub mod handler;
+pub mod server;
