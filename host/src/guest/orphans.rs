@@ -13,8 +13,8 @@
 //! A stopped guest is logged once at WARN with its request and counted in
 //! `hotswap_guest_traps_total{kind="abandoned"}`.
 
-use crate::wasi::stdio::RequestTag;
 use crate::metrics::RouteMetrics;
+use crate::wasi::stdio::RequestTag;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::task::AbortHandle;
