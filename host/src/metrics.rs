@@ -292,20 +292,6 @@ impl Default for Metrics {
     }
 }
 
-/// Sets `current`'s series of a one-of-several gauge (`serving_world`, `serving_tier`) to 1
-/// and removes the other series of `all`, so a route has exactly one.
-fn set_only<L>(family: &Family<L, Gauge>, current: L, all: impl IntoIterator<Item = L>)
-where
-    L: Clone + std::hash::Hash + Eq,
-{
-    for other in all {
-        if other != current {
-            family.remove(&other);
-        }
-    }
-    family.get_or_create(&current).set(1);
-}
-
 impl Metrics {
     /// The handle a route writes its series through.
     pub fn route(self: &Arc<Self>, name: &str) -> RouteMetrics {
@@ -323,7 +309,7 @@ impl Metrics {
             request_seconds,
             generation,
             forgotten_below: Arc::new(AtomicU64::new(1)),
-            digest: Arc::new(Mutex::new(None)),
+            serving: Arc::default(),
         }
     }
 
@@ -365,8 +351,16 @@ pub struct RouteMetrics {
     generation: Gauge,
     /// Request series of generations below this number have been dropped.
     forgotten_below: Arc<AtomicU64>,
-    /// The digest series currently set, so the next swap can remove it.
-    digest: Arc<Mutex<Option<String>>>,
+    /// The world, tier and digest series currently set, so the next swap can remove them.
+    serving: Arc<Mutex<ServingSeries>>,
+}
+
+/// The label values of a route's serving series that are set now.
+#[derive(Default)]
+struct ServingSeries {
+    world: Option<&'static str>,
+    tier: Option<&'static str>,
+    digest: Option<String>,
 }
 
 impl RouteMetrics {
@@ -446,48 +440,68 @@ impl RouteMetrics {
             .inc();
     }
 
-    /// Records that `generation` now serves this route: the generation and world gauges, and the digest
-    /// series (the previous digest's series is removed, so a dashboard sees one digest per
-    /// route and replica).
-    pub fn serving(&self, generation: &crate::guest::slot::Generation) {
-        self.generation.set(generation.number as i64);
+    /// Records that generation `number` now serves this route, speaking `world`
+    /// (`wasi:http@0.2` or `wasi:http@0.3`) with code of `tier` (`fast` or `optimized`), pulled
+    /// as manifest `digest` if it came from a registry: the generation gauge, and the world,
+    /// tier and digest series (the previous ones are removed, so a dashboard sees one of each
+    /// per route and replica).
+    pub fn serving(
+        &self,
+        number: u64,
+        world: &'static str,
+        tier: &'static str,
+        digest: Option<&str>,
+    ) {
+        self.generation.set(number as i64);
+        let mut last = self.serving.lock().unwrap_or_else(|p| p.into_inner());
         let route = &self.route;
-        let world = |w: crate::component::load::World| WorldLabel {
-            route: route.clone(),
-            world: w.as_str(),
-        };
-        use crate::component::load::World::{P2, P3};
-        set_only(
-            &self.all.serving_world,
-            world(generation.world()),
-            [world(P2), world(P3)],
-        );
-        let tier = |t: crate::engine::Tier| TierLabel {
-            route: route.clone(),
-            tier: t.as_str(),
-        };
-        use crate::engine::Tier::{Fast, Optimized};
-        set_only(
-            &self.all.serving_tier,
-            tier(generation.tier),
-            [tier(Fast), tier(Optimized)],
-        );
-        let mut last = self.digest.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = last.take() {
-            self.all.serving_digest.remove(&DigestLabel {
-                route: self.route.clone(),
-                digest: old,
-            });
-        }
-        if let Some(digest) = &generation.digest {
+        if last.world != Some(world) {
+            if let Some(old) = last.world.replace(world) {
+                self.all.serving_world.remove(&WorldLabel {
+                    route: route.clone(),
+                    world: old,
+                });
+            }
             self.all
-                .serving_digest
-                .get_or_create(&DigestLabel {
-                    route: self.route.clone(),
-                    digest: digest.clone(),
+                .serving_world
+                .get_or_create(&WorldLabel {
+                    route: route.clone(),
+                    world,
                 })
                 .set(1);
-            *last = Some(digest.clone());
+        }
+        if last.tier != Some(tier) {
+            if let Some(old) = last.tier.replace(tier) {
+                self.all.serving_tier.remove(&TierLabel {
+                    route: route.clone(),
+                    tier: old,
+                });
+            }
+            self.all
+                .serving_tier
+                .get_or_create(&TierLabel {
+                    route: route.clone(),
+                    tier,
+                })
+                .set(1);
+        }
+        if last.digest.as_deref() != digest {
+            if let Some(old) = last.digest.take() {
+                self.all.serving_digest.remove(&DigestLabel {
+                    route: route.clone(),
+                    digest: old,
+                });
+            }
+            if let Some(digest) = digest {
+                self.all
+                    .serving_digest
+                    .get_or_create(&DigestLabel {
+                        route: route.clone(),
+                        digest: digest.to_string(),
+                    })
+                    .set(1);
+                last.digest = Some(digest.to_string());
+            }
         }
     }
 
