@@ -67,7 +67,7 @@ pub struct ServeArgs {
     pub apps: Option<PathBuf>,
 
     /// Most routes `--apps` serves; the instance pool reserves room for this many apps, each
-    /// with `--max-concurrency` slots. [default: 16]. File: `apps.max_apps`.
+    /// with `--max-concurrency` slots. File: `apps.max_apps`.
     #[arg(long, value_name = "N", env = "HOTSWAP_MAX_APPS")]
     pub max_apps: Option<usize>,
 
@@ -82,12 +82,12 @@ pub struct ServeArgs {
 
     /// `dev`: builds and source watching allowed, trap details in 500 bodies, pretty logs.
     /// `prod`: no build command, trap details only in logs, JSON logs, `--require-component`.
-    /// [default: dev]. File: `server.mode`.
+    /// File: `server.mode`.
     #[arg(long, value_name = "MODE", env = "HOTSWAP_MODE")]
     pub mode: Option<Mode>,
 
     /// Socket address to listen on. Port 0 picks a free port; the startup line
-    /// `Serving HTTP on http://ADDR/` shows the real one. [default: 127.0.0.1:8080].
+    /// `Serving HTTP on http://ADDR/` shows the real one.
     /// File: `server.addr`.
     #[arg(long, value_name = "ADDR", env = "HOTSWAP_ADDR")]
     pub addr: Option<SocketAddr>,
@@ -104,7 +104,7 @@ pub struct ServeArgs {
 
     /// How the component file is watched: `native` (the OS's file events) or `poll` (read its
     /// metadata and content every `--poll-interval`: for network filesystems, which send no
-    /// events). [default: native]. File: `watch.mode`.
+    /// events). File: `watch.mode`.
     #[arg(long, value_name = "MODE", env = "HOTSWAP_WATCH")]
     pub watch: Option<WatchMode>,
 
@@ -117,7 +117,7 @@ pub struct ServeArgs {
     /// Deadline of one registry poll: resolving the tag and, for a new digest, fetching its
     /// manifest and reading its whole layer. A registry that answers too slowly (trickles) is
     /// cut at this deadline; the poll fails, is logged, and the serving generation stays.
-    /// Each request also has a 10s connect and a 10s read timeout. [default: 5m].
+    /// Each request also has a 10s connect and a 10s read timeout.
     /// File: `registry.pull_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_REGISTRY_PULL_TIMEOUT", value_parser = parse_duration)]
     pub registry_pull_timeout: Option<Duration>,
@@ -149,34 +149,34 @@ pub struct ServeArgs {
     pub registry_password: Option<String>,
 
     /// Largest component accepted, from a file, an upload or a registry layer (e.g. `64MiB`).
-    /// [default: 256MiB]. File: `limits.max_component_size`.
+    /// File: `limits.max_component_size`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_COMPONENT_SIZE", value_parser = parse_size)]
     pub max_component_size: Option<u64>,
 
     /// Quiet period after the last change to the component file before it is reloaded
-    /// (e.g. `150ms`, `1s`). [default: 150ms]. File: `watch.debounce`.
+    /// (e.g. `150ms`, `1s`). File: `watch.debounce`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_DEBOUNCE", value_parser = parse_duration)]
     pub debounce: Option<Duration>,
 
     /// Deadline for one request, from arrival to the end of the response body. A guest still
     /// running then is stopped: 504 if no response was sent yet, otherwise the body is cut.
-    /// [default: 30s]. File: `limits.request_timeout`.
+    /// File: `limits.request_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_REQUEST_TIMEOUT", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
 
     /// Limit on each linear memory of a guest instance (e.g. `128MiB`). A guest that grows past
-    /// it fails its request with 500. [default: 128MiB]. File: `limits.max_memory`.
+    /// it fails its request with 500. File: `limits.max_memory`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_MEMORY", value_parser = parse_size)]
     pub max_memory: Option<u64>,
 
     /// Number of requests served at the same time, per route (each route has a cap of its
-    /// own); the instance pool is sized from the sum. [default: 100].
+    /// own); the instance pool is sized from the sum.
     /// File: `limits.max_concurrency`.
     #[arg(long, value_name = "N", env = "HOTSWAP_MAX_CONCURRENCY")]
     pub max_concurrency: Option<usize>,
 
     /// How long a request beyond `--max-concurrency` waits for a free slot before it is
-    /// answered 503 with `Retry-After`. [default: 1s]. File: `limits.queue_timeout`.
+    /// answered 503 with `Retry-After`. File: `limits.queue_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_QUEUE_TIMEOUT", value_parser = parse_duration)]
     pub queue_timeout: Option<Duration>,
 
@@ -184,7 +184,7 @@ pub struct ServeArgs {
     /// fastest code), `fast` (Winch: compiles several times faster, runs slower), or `auto`:
     /// a component of 2 MiB or more that is not in the compile cache is served from a Winch
     /// build at once and swapped to its Cranelift build once that is ready (a tier-up).
-    /// [default: auto]. File: `limits.tier`, or `tier` in a `[[route]]`.
+    /// File: `limits.tier`, or `tier` in a `[[route]]`.
     #[arg(long, value_name = "TIER", env = "HOTSWAP_TIER")]
     pub tier: Option<TierMode>,
 
@@ -192,49 +192,49 @@ pub struct ServeArgs {
     /// default) gives every request a fresh instance, as for 0.2 guests; more trades that
     /// isolation for speed: requests then share the guest's memory and globals, and a trap or
     /// deadline that ends the instance fails every request it holds. An instance never serves
-    /// requests across generations. [default: 1]. File: `limits.instance_reuse`.
+    /// requests across generations. File: `limits.instance_reuse`.
     #[arg(long, value_name = "N", env = "HOTSWAP_INSTANCE_REUSE")]
     pub instance_reuse: Option<usize>,
 
     /// With `--instance-reuse` above 1: requests one 0.3 instance serves at the same time.
-    /// [default: 16]. File: `limits.instance_reuse_concurrency`.
+    /// File: `limits.instance_reuse_concurrency`.
     #[arg(long, value_name = "N", env = "HOTSWAP_INSTANCE_REUSE_CONCURRENCY")]
     pub instance_reuse_concurrency: Option<usize>,
 
-    /// Limit on a request body (e.g. `10MiB`); larger requests get 413. [default: 10MiB].
+    /// Limit on a request body (e.g. `10MiB`); larger requests get 413.
     /// File: `limits.max_body_size`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_BODY_SIZE", value_parser = parse_size)]
     pub max_body_size: Option<u64>,
 
-    /// Limit on the number of request header fields. [default: 100].
+    /// Limit on the number of request header fields.
     /// File: `limits.max_headers`.
     #[arg(long, value_name = "N", env = "HOTSWAP_MAX_HEADERS")]
     pub max_headers: Option<usize>,
 
-    /// Limit on the size of the request header section (e.g. `64KiB`). [default: 64KiB].
+    /// Limit on the size of the request header section (e.g. `64KiB`).
     /// File: `limits.max_header_bytes`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_HEADER_BYTES", value_parser = parse_size)]
     pub max_header_bytes: Option<u64>,
 
     /// Time a client has to send the request headers before the connection is closed.
-    /// [default: 10s]. File: `limits.header_read_timeout`.
+    /// File: `limits.header_read_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
     pub header_read_timeout: Option<Duration>,
 
     /// Time a client may go without accepting any of a response's bytes (while the host has
-    /// some to send) before the connection is closed. [default: 30s].
+    /// some to send) before the connection is closed.
     /// File: `limits.write_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_WRITE_TIMEOUT", value_parser = parse_duration)]
     pub write_timeout: Option<Duration>,
 
     /// Time a connection may stay open with no request in progress (HTTP/1 keep-alive or
     /// HTTP/2) before it is closed. A request is in progress until its response is sent, however
-    /// long its guest takes. [default: 60s]. File: `limits.idle_timeout`.
+    /// long its guest takes. File: `limits.idle_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 
     /// Bytes of stdout and stderr one request's guest may log (e.g. `64KiB`); beyond it, output
-    /// is counted and dropped, and one line says how much. [default: 1MiB].
+    /// is counted and dropped, and one line says how much.
     /// File: `limits.max_guest_output`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_MAX_GUEST_OUTPUT", value_parser = parse_size)]
     pub max_guest_output: Option<u64>,
@@ -283,17 +283,17 @@ pub struct ServeArgs {
     pub keyvalue_namespace: Option<String>,
 
     /// Largest value a guest may store under one key (e.g. `1MiB`); a larger one is an error
-    /// for the guest. [default: 1MiB]. File: `keyvalue.max_value_size`.
+    /// for the guest. File: `keyvalue.max_value_size`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_KEYVALUE_MAX_VALUE_SIZE", value_parser = parse_size)]
     pub keyvalue_max_value_size: Option<u64>,
 
     /// Largest number of keys in one bucket; adding one more is an error for the guest.
-    /// [default: 100000]. File: `keyvalue.max_keys`.
+    /// File: `keyvalue.max_keys`.
     #[arg(long, value_name = "N", env = "HOTSWAP_KEYVALUE_MAX_KEYS")]
     pub keyvalue_max_keys: Option<u64>,
 
     /// Time in-flight requests get to finish after SIGTERM or SIGINT before they are cut.
-    /// [default: 30s]. File: `server.shutdown_timeout`.
+    /// File: `server.shutdown_timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
 
@@ -309,11 +309,11 @@ pub struct ServeArgs {
     /// Size limit of the incremental compilation cache (Cranelift's compiled functions, in
     /// `incremental/` under the cache directory), e.g. `1GiB`: a new build compiles only the
     /// functions no build before it had; the oldest entries go first. `0` turns it off.
-    /// [default: 1GiB]. File: `cache.incremental_size`.
+    /// File: `cache.incremental_size`.
     #[arg(long, value_name = "SIZE", env = "HOTSWAP_INCREMENTAL_CACHE_SIZE", value_parser = parse_size)]
     pub incremental_cache_size: Option<u64>,
 
-    /// Good generations kept compiled for rollback. [default: 3]. File: `cache.keep_generations`.
+    /// Good generations kept compiled for rollback. File: `cache.keep_generations`.
     #[arg(long, value_name = "N", env = "HOTSWAP_KEEP_GENERATIONS")]
     pub keep_generations: Option<usize>,
 
@@ -334,7 +334,7 @@ pub struct ServeArgs {
 
     /// Deadline of one admin call, from its arrival to its answer (an upload: reading, compiling
     /// and saving it). A call past it is answered 503; a reload it started goes on and is
-    /// logged. [default: 120s]. File: `admin.timeout`.
+    /// logged. File: `admin.timeout`.
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_ADMIN_TIMEOUT", value_parser = parse_duration)]
     pub admin_timeout: Option<Duration>,
 

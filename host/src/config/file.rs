@@ -1,16 +1,53 @@
 //! `hotswap.toml`: the file form of every setting, in sections.
 //!
-//! Values are kept as written (durations and sizes as strings) and checked when merged in
-//! [`crate::config`], so an error can name both the key and the file. Unknown keys are errors.
+//! Values are typed as the file is read: durations (`"30s"`) by humantime and sizes
+//! (`"128MiB"`) by bytesize, the parsers the flags use ([`de`]). An error names the key, the
+//! value and the file; unknown keys are errors. `[limits]` and every `[[route]]` share the keys
+//! of a route's guest limits ([`GuestLimitKeys`]): serde takes what the two sections leave over
+//! (`flatten`), and [`load`] types it as its own table, so that a bad value there is named by
+//! its own key too (`route[1].max_memory`).
 
+use crate::cli::{LogFormat, Mode, TierMode, WatchMode};
 use crate::wasi::config_store::ConfigValues;
 use anyhow::{Context, Result};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The name looked for in the working directory when `--config` is not given.
 pub const DEFAULT_FILE: &str = "hotswap.toml";
+
+/// Typed values in the file, parsed as their flags are.
+pub mod de {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    /// `"30s"`, `"150ms"`, `"2m"`.
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::cli::parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+
+    /// `"128MiB"`, `"64KiB"`, `"10MB"`, or a number of bytes.
+    pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Size {
+            Bytes(u64),
+            Text(String),
+        }
+        match Size::deserialize(d)? {
+            Size::Bytes(bytes) => Ok(Some(bytes)),
+            Size::Text(text) => crate::cli::parse_size(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 /// A parsed configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -53,10 +90,42 @@ pub struct FileConfig {
     pub apps: AppsSection,
 }
 
+/// The limits of a route's guests, as `[limits]` sets them for every route and a `[[route]]`
+/// for itself alone. Unset keys take the value from the level above (a route's from
+/// `[limits]`, `[limits]`'s from the defaults).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestLimitKeys {
+    /// `request_timeout = "30s"`
+    #[serde(default, deserialize_with = "de::duration")]
+    pub request_timeout: Option<Duration>,
+    /// `max_memory = "128MiB"`
+    #[serde(default, deserialize_with = "de::size")]
+    pub max_memory: Option<u64>,
+    /// `max_concurrency = 100`
+    pub max_concurrency: Option<usize>,
+    /// `queue_timeout = "1s"`
+    #[serde(default, deserialize_with = "de::duration")]
+    pub queue_timeout: Option<Duration>,
+    /// `instance_reuse = 1` (requests per WASI 0.3 instance; 1: a fresh one each)
+    pub instance_reuse: Option<usize>,
+    /// `instance_reuse_concurrency = 16`
+    pub instance_reuse_concurrency: Option<usize>,
+    /// `tier = "auto"` (or `"fast"`: Winch, `"optimized"`: Cranelift)
+    pub tier: Option<TierMode>,
+    /// `max_body_size = "10MiB"`
+    #[serde(default, deserialize_with = "de::size")]
+    pub max_body_size: Option<u64>,
+    /// `max_guest_output = "1MiB"` (per request, stdout and stderr together)
+    #[serde(default, deserialize_with = "de::size")]
+    pub max_guest_output: Option<u64>,
+    /// `allow_outbound = ["api.example.com"]`
+    pub allow_outbound: Option<Vec<String>>,
+}
+
 /// `[[route]]`: one component served under a path prefix, with optional overrides of the
 /// global `[component]` and `[limits]` settings, and a build of its own.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouteSection {
     /// `prefix = "/api"`
     pub prefix: Option<String>,
@@ -68,30 +137,16 @@ pub struct RouteSection {
     pub source: Option<String>,
     /// `env = { KEY = "value" }`: this route's guest environment
     pub env: Option<BTreeMap<String, String>>,
-    /// `allow_outbound = ["api.example.com"]`
-    pub allow_outbound: Option<Vec<String>>,
-    /// `request_timeout = "30s"`
-    pub request_timeout: Option<String>,
-    /// `max_memory = "128MiB"`
-    pub max_memory: Option<String>,
-    /// `max_concurrency = 100`
-    pub max_concurrency: Option<usize>,
-    /// `queue_timeout = "1s"`
-    pub queue_timeout: Option<String>,
-    /// `instance_reuse = 1` (requests per WASI 0.3 instance; 1: a fresh one each)
-    pub instance_reuse: Option<usize>,
-    /// `instance_reuse_concurrency = 16`
-    pub instance_reuse_concurrency: Option<usize>,
-    /// `tier = "auto"` (or `"fast"`: Winch, `"optimized"`: Cranelift)
-    pub tier: Option<crate::cli::TierMode>,
-    /// `max_body_size = "10MiB"`
-    pub max_body_size: Option<String>,
-    /// `max_guest_output = "1MiB"`
-    pub max_guest_output: Option<String>,
     /// `keyvalue_namespace = "api"` (default: the component file's stem)
     pub keyvalue_namespace: Option<String>,
     /// `[route.build]`: this route's own rebuild on save
     pub build: Option<BuildSection>,
+    /// Every other key: this route's guest limits, typed by [`load`] into `limits`.
+    #[serde(flatten)]
+    rest: toml::Table,
+    /// This route's guest limits.
+    #[serde(skip)]
+    pub limits: GuestLimitKeys,
 }
 
 /// `[apps]`: serve every `NAME.wasm` of a directory at `/NAME` (`index.wasm` at `/`).
@@ -109,9 +164,11 @@ pub struct AppsSection {
 #[serde(deny_unknown_fields)]
 pub struct RegistrySection {
     /// `poll_interval = "10s"`
-    pub poll_interval: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub poll_interval: Option<Duration>,
     /// `pull_timeout = "5m"`: deadline of one poll, a new digest's pull included
-    pub pull_timeout: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub pull_timeout: Option<Duration>,
     /// `insecure = ["registry.local:5000"]`: plain HTTP (loopback registries always are)
     pub insecure: Option<Vec<String>>,
     /// `username = "…"`
@@ -125,11 +182,12 @@ pub struct RegistrySection {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     /// `addr = "127.0.0.1:8080"`
-    pub addr: Option<String>,
+    pub addr: Option<std::net::SocketAddr>,
     /// `mode = "dev" | "prod"`
-    pub mode: Option<crate::cli::Mode>,
+    pub mode: Option<Mode>,
     /// `shutdown_timeout = "30s"`
-    pub shutdown_timeout: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub shutdown_timeout: Option<Duration>,
 }
 
 /// `[component]`: what is served.
@@ -158,7 +216,8 @@ pub struct KeyValueSection {
     /// `namespace = "app"` (default: the component file's stem)
     pub namespace: Option<String>,
     /// `max_value_size = "1MiB"`
-    pub max_value_size: Option<String>,
+    #[serde(default, deserialize_with = "de::size")]
+    pub max_value_size: Option<u64>,
     /// `max_keys = 100000` (per bucket)
     pub max_keys: Option<u64>,
 }
@@ -170,11 +229,13 @@ pub struct WatchSection {
     /// `enabled = false`
     pub enabled: Option<bool>,
     /// `debounce = "150ms"`
-    pub debounce: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub debounce: Option<Duration>,
     /// `mode = "native" | "poll"` (poll: for network filesystems, which send no events)
-    pub mode: Option<crate::cli::WatchMode>,
+    pub mode: Option<WatchMode>,
     /// `poll_interval = "1s"` (with `mode = "poll"`)
-    pub poll_interval: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub poll_interval: Option<Duration>,
 }
 
 /// `[build]`: rebuild on save (dev mode).
@@ -192,47 +253,39 @@ pub struct BuildSection {
     /// `exclude_dir = ["node_modules"]` (`target` is always excluded)
     pub exclude_dir: Option<Vec<String>>,
     /// `delay = "20ms"`
-    pub delay: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub delay: Option<Duration>,
     /// `timeout = "10m"`
-    pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub timeout: Option<Duration>,
 }
 
-/// `[limits]`: bounds on guests and clients.
+/// `[limits]`: bounds on guests (every route's, unless it sets its own) and on clients.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LimitsSection {
-    /// `request_timeout = "30s"`
-    pub request_timeout: Option<String>,
-    /// `max_memory = "128MiB"`
-    pub max_memory: Option<String>,
-    /// `max_concurrency = 100`
-    pub max_concurrency: Option<usize>,
-    /// `queue_timeout = "1s"`
-    pub queue_timeout: Option<String>,
-    /// `instance_reuse = 1` (requests per WASI 0.3 instance; 1: a fresh one each)
-    pub instance_reuse: Option<usize>,
-    /// `instance_reuse_concurrency = 16`
-    pub instance_reuse_concurrency: Option<usize>,
-    /// `tier = "auto"` (or `"fast"`: Winch, `"optimized"`: Cranelift)
-    pub tier: Option<crate::cli::TierMode>,
-    /// `max_body_size = "10MiB"`
-    pub max_body_size: Option<String>,
     /// `max_headers = 100`
     pub max_headers: Option<usize>,
     /// `max_header_bytes = "64KiB"`
-    pub max_header_bytes: Option<String>,
+    #[serde(default, deserialize_with = "de::size")]
+    pub max_header_bytes: Option<u64>,
     /// `header_read_timeout = "10s"`
-    pub header_read_timeout: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub header_read_timeout: Option<Duration>,
     /// `write_timeout = "30s"`
-    pub write_timeout: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub write_timeout: Option<Duration>,
     /// `idle_timeout = "60s"`
-    pub idle_timeout: Option<String>,
-    /// `max_guest_output = "1MiB"` (per request, stdout and stderr together)
-    pub max_guest_output: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub idle_timeout: Option<Duration>,
     /// `max_component_size = "256MiB"` (files, uploads and registry layers)
-    pub max_component_size: Option<String>,
-    /// `allow_outbound = ["api.example.com"]`
-    pub allow_outbound: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de::size")]
+    pub max_component_size: Option<u64>,
+    /// Every other key: the guest limits of every route, typed by [`load`] into `guest`.
+    #[serde(flatten)]
+    rest: toml::Table,
+    /// The guest limits of every route.
+    #[serde(skip)]
+    pub guest: GuestLimitKeys,
 }
 
 /// `[cache]`: compiled-component cache and kept generations.
@@ -246,7 +299,8 @@ pub struct CacheSection {
     /// `keep_generations = 3`
     pub keep_generations: Option<usize>,
     /// `incremental_size = "1GiB"` (0: no incremental compilation cache)
-    pub incremental_size: Option<String>,
+    #[serde(default, deserialize_with = "de::size")]
+    pub incremental_size: Option<u64>,
 }
 
 /// `[admin]`: the admin listener.
@@ -254,11 +308,12 @@ pub struct CacheSection {
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// `addr = "127.0.0.1:9090"`
-    pub addr: Option<String>,
+    pub addr: Option<std::net::SocketAddr>,
     /// `token = "…"` (prefer `HOTSWAP_ADMIN_TOKEN`)
     pub token: Option<String>,
     /// `timeout = "120s"`: the deadline of one admin call
-    pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "de::duration")]
+    pub timeout: Option<Duration>,
 }
 
 /// `[log]`: log output.
@@ -266,7 +321,7 @@ pub struct AdminSection {
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// `format = "pretty" | "json"`
-    pub format: Option<crate::cli::LogFormat>,
+    pub format: Option<LogFormat>,
 }
 
 /// A configuration file and where it was read from.
@@ -306,10 +361,78 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
         .with_context(|| format!("cannot resolve `{}`", path.display()))?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("failed to read the configuration file `{}`", path.display()))?;
-    let file: FileConfig = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("invalid configuration file `{}`: {e}", path.display()))?;
+    let file = parse(&text).map_err(|e| in_file(&path, &e))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Some(Loaded { file, path, dir }))
+}
+
+/// Why a file does not parse: the key of a bad value (when one is to blame) and what is wrong.
+#[derive(Debug)]
+pub struct ParseError {
+    key: Option<String>,
+    message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "`{key}`: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// `error` as said of the file at `path`.
+fn in_file(path: &Path, error: &ParseError) -> anyhow::Error {
+    match &error.key {
+        Some(key) => anyhow::anyhow!("`{key}` in `{}`: {}", path.display(), error.message),
+        None => anyhow::anyhow!(
+            "invalid configuration file `{}`: {}",
+            path.display(),
+            error.message
+        ),
+    }
+}
+
+/// Parses a configuration file's text, every value typed.
+pub fn parse(text: &str) -> Result<FileConfig, ParseError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| ParseError {
+        key: None,
+        message: e.to_string(),
+    })?;
+    let mut file: FileConfig =
+        serde_path_to_error::deserialize(deserializer).map_err(|e| ParseError {
+            key: Some(e.path().to_string()).filter(|p| p != "." && !p.is_empty()),
+            message: e.inner().to_string(),
+        })?;
+    file.limits.guest = typed("limits", std::mem::take(&mut file.limits.rest))?;
+    for (i, route) in file.route.iter_mut().enumerate() {
+        route.limits = typed(&format!("route[{i}]"), std::mem::take(&mut route.rest))?;
+    }
+    Ok(file)
+}
+
+/// The keys of `table` (the section named `section`) as a `T`, each bad value named by its key.
+fn typed<T: DeserializeOwned>(section: &str, table: toml::Table) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." || path.is_empty() {
+            section.to_string()
+        } else {
+            format!("{section}.{path}")
+        };
+        ParseError {
+            key: Some(key),
+            message: e.inner().to_string(),
+        }
+    })
+}
+
+/// The `[component.config]` values of the file at `path`, read again (on save in dev mode, on
+/// SIGHUP or `POST /reload`).
+pub fn values_of(path: &Path) -> Result<ConfigValues> {
+    let loaded = load(Some(path))?.ok_or_else(|| anyhow::anyhow!("the file is gone"))?;
+    config_values(&loaded)
 }
 
 /// The `[component.config]` values of a loaded file, as strings.
@@ -334,151 +457,74 @@ pub fn config_values(loaded: &Loaded) -> Result<ConfigValues> {
     Ok(ConfigValues(values))
 }
 
-/// The starter file `hotswap init` writes.
-pub const STARTER: &str = r#"# hotswap.toml: settings for `hotswap serve`.
-# Precedence: command-line flag > environment variable (HOTSWAP_*) > this file > default.
-# Relative paths are relative to this file.
-
-[server]
-# addr = "127.0.0.1:8080"
-# mode = "dev"               # dev | prod (prod: no builds, JSON logs, component required)
-# shutdown_timeout = "30s"   # time in-flight requests get after SIGTERM/SIGINT
-
-[component]
-path = "app.wasm"            # the wasi:http/proxy component to serve and watch
-# source = "oci://registry.example.com/app:v1"   # or follow a registry tag instead of a file
-# require = false            # fail at startup if it is missing or invalid
-# env = { GREETING = "hi" }  # the guest's whole environment
-
-# Values guests read with wasi:config/store (re-read on save in dev mode, on SIGHUP or
-# POST /reload in prod; --config-var KEY=VALUE wins). Never logged.
-# [component.config]
-# greeting = "hello"
-
-[watch]
-# enabled = true
-# debounce = "150ms"
-# mode = "native"            # native | poll (network filesystems send no file events)
-# poll_interval = "1s"       # with mode = "poll"
-
-# Rebuild on save (dev mode): source changes run `cmd`; its output lands at component.path.
-# For fast rebuilds, build with a profile made for iteration (no LTO, incremental; about half
-# a second for a small change) by adding it to the guest's Cargo.toml:
-#   [profile.iterate]
-#   inherits = "release"
-#   opt-level = 1
-#   lto = false
-#   codegen-units = 256
-#   incremental = true
-# and point component.path at target/wasm32-wasip2/iterate/NAME.wasm.
-# [build]
-# cmd = "cargo build --profile iterate --target wasm32-wasip2"
-# dir = "."
-# watch = ["src", "Cargo.toml", "wit"]
-# include_ext = ["rs", "toml", "lock", "wit"]
-# exclude_dir = []           # target/ is always excluded
-# delay = "20ms"
-# timeout = "10m"
-
-[limits]
-# request_timeout = "30s"
-# max_memory = "128MiB"      # per guest linear memory
-# max_concurrency = 100
-# queue_timeout = "1s"
-# instance_reuse = 1         # requests per WASI 0.3 instance (1: a fresh instance each)
-# instance_reuse_concurrency = 16  # at once per reused instance
-# tier = "auto"              # auto | fast (Winch) | optimized (Cranelift); see --tier
-# max_body_size = "10MiB"
-# max_headers = 100
-# max_header_bytes = "64KiB"
-# header_read_timeout = "10s"
-# write_timeout = "30s"      # a client that accepts no response bytes this long is cut
-# idle_timeout = "60s"       # a connection with no request in progress this long is closed
-# max_guest_output = "1MiB"  # per request, stdout and stderr together; the rest is dropped
-# max_component_size = "256MiB"  # component files, uploads and registry layers
-# allow_outbound = []        # e.g. ["api.example.com", "*.internal:8443"]
-
-[cache]
-# enabled = true
-# dir = "~/.cache/hotswap"   # default: $XDG_CACHE_HOME/hotswap
-# keep_generations = 3
-# incremental_size = "1GiB" # Cranelift's per-function cache under dir/incremental (0: off)
-
-[admin]
-# addr = "127.0.0.1:9090"    # off unless set
-# token = "…"                # better: HOTSWAP_ADMIN_TOKEN
-# timeout = "120s"           # deadline of one admin call (an upload: reading, compiling, saving)
-
-[log]
-# format = "pretty"          # pretty | json
-
-# Following a registry tag (component.source = "oci://..."): polled with a HEAD per interval.
-[registry]
-# poll_interval = "10s"
-# pull_timeout = "5m"        # one poll, a new digest's manifest and layer included; a registry
-#                            # that answers slower is cut, and the serving generation stays
-# insecure = []              # registries reached over plain HTTP (loopback ones always are)
-# username = "..."           # better: HOTSWAP_REGISTRY_USERNAME / HOTSWAP_REGISTRY_PASSWORD,
-#                            # or an `auths` entry in ~/.docker/config.json
-
-# Several components on one host: a [[route]] table each, instead of component.path. The
-# longest matching prefix wins (on segment boundaries: /api matches /api/x, not /apix); a
-# request no route matches gets 404. Each route has its own watcher, generations, rollback,
-# concurrency cap and build; the keys below override the global ones for that route alone.
-# [[route]]
-# prefix = "/api"
-# path = "api.wasm"          # or source = "oci://..."
-# name = "api"               # default: from the prefix (`/` is `index`)
-# env = { MODE = "api" }
-# allow_outbound = []
-# request_timeout = "5s"
-# max_memory = "64MiB"
-# max_concurrency = 20
-# queue_timeout = "1s"
-# instance_reuse = 1
-# tier = "auto"
-# max_body_size = "1MiB"
-# max_guest_output = "64KiB"
-# keyvalue_namespace = "api"
-# [route.build]              # same keys as [build]
-# cmd = "cargo build --profile iterate --target wasm32-wasip2"
-
-# Or a drop-in directory: every NAME.wasm in it is served at /NAME, index.wasm at /.
-# [apps]
-# dir = "apps"
-# max_apps = 16
-
-# The store behind wasi:keyvalue; its state survives every swap and, but for memory, restarts.
-[keyvalue]
-# store = "sqlite"           # sqlite | sqlite:PATH | memory | redis://127.0.0.1:6379/0
-#                            # (sqlite: $XDG_STATE_HOME/hotswap/keyvalue.sqlite3)
-# namespace = "app"          # buckets are this app's alone; default: the component's file stem
-# max_value_size = "1MiB"
-# max_keys = 100000          # per bucket
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn starter_file_parses() {
-        let file: FileConfig = toml::from_str(STARTER).unwrap();
+    fn the_starter_file_parses() {
+        let file = parse(&super::super::defaults::starter()).unwrap();
         assert_eq!(file.component.path.as_deref(), Some(Path::new("app.wasm")));
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = toml::from_str::<FileConfig>("[limits]\nmax_memroy = \"1MiB\"\n").unwrap_err();
-        assert!(err.to_string().contains("max_memroy"), "{err}");
-        let err = toml::from_str::<FileConfig>("[servr]\n").unwrap_err();
-        assert!(err.to_string().contains("servr"), "{err}");
+        for (text, named) in [
+            ("[limits]\nmax_memroy = \"1MiB\"\n", "max_memroy"),
+            ("[servr]\n", "servr"),
+            (
+                "[[route]]\nprefix = \"/\"\npath = \"a.wasm\"\nmax_memroy = 1\n",
+                "max_memroy",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(named), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named_by_their_key_and_typed_at_parse_time() {
+        for (text, key, says) in [
+            (
+                "[limits]\nmax_memory = \"lots\"\n",
+                "limits.max_memory",
+                "invalid size `lots`",
+            ),
+            (
+                "[watch]\ndebounce = \"soon\"\n",
+                "watch.debounce",
+                "invalid duration `soon`",
+            ),
+            (
+                "[[route]]\nprefix = \"/\"\npath = \"a.wasm\"\n[[route]]\nprefix = \"/b\"\npath = \"b.wasm\"\nrequest_timeout = \"never\"\n",
+                "route[1].request_timeout",
+                "invalid duration `never`",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(says), "{text}: {err}");
+        }
+        let file = parse(
+            "[limits]\nmax_memory = \"64MiB\"\nmax_body_size = 4096\nrequest_timeout = \"5s\"\n\
+             header_read_timeout = \"3s\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.limits.guest.max_memory, Some(64 << 20));
+        assert_eq!(file.limits.guest.max_body_size, Some(4096));
+        assert_eq!(
+            file.limits.guest.request_timeout,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            file.limits.header_read_timeout,
+            Some(Duration::from_secs(3))
+        );
     }
 
     #[test]
     fn config_values_are_strings_numbers_or_booleans() {
         let loaded = |text: &str| Loaded {
-            file: toml::from_str(text).unwrap(),
+            file: parse(text).unwrap(),
             path: PathBuf::from("/x/hotswap.toml"),
             dir: PathBuf::from("/x"),
         };

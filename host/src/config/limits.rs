@@ -1,6 +1,8 @@
 //! The bounds of [`super::Config`]: on one route's guests ([`GuestLimits`], per route) and on
 //! clients and connections ([`ConnLimits`], host-wide).
 
+use super::defaults::*;
+use super::file::GuestLimitKeys;
 use super::{MAX_CONCURRENCY_LIMIT, MAX_MEMORY, MIN_MEMORY};
 use crate::cli::TierMode;
 use anyhow::{Result, ensure};
@@ -52,6 +54,36 @@ pub struct ConnLimits {
 }
 
 impl GuestLimits {
+    /// The limits of a route when nothing sets any.
+    pub const DEFAULT: GuestLimits = GuestLimits {
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        max_memory: DEFAULT_MAX_MEMORY,
+        max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+        max_body_size: DEFAULT_MAX_BODY_SIZE,
+        instance_reuse: DEFAULT_INSTANCE_REUSE,
+        instance_reuse_concurrency: DEFAULT_INSTANCE_REUSE_CONCURRENCY,
+        tier: DEFAULT_TIER,
+        max_guest_output: DEFAULT_MAX_GUEST_OUTPUT,
+    };
+
+    /// These limits with each key `keys` sets in place of the limit's value.
+    pub fn with(&self, keys: &GuestLimitKeys) -> GuestLimits {
+        GuestLimits {
+            request_timeout: keys.request_timeout.unwrap_or(self.request_timeout),
+            max_memory: keys.max_memory.unwrap_or(self.max_memory),
+            max_concurrency: keys.max_concurrency.unwrap_or(self.max_concurrency),
+            queue_timeout: keys.queue_timeout.unwrap_or(self.queue_timeout),
+            max_body_size: keys.max_body_size.unwrap_or(self.max_body_size),
+            instance_reuse: keys.instance_reuse.unwrap_or(self.instance_reuse),
+            instance_reuse_concurrency: keys
+                .instance_reuse_concurrency
+                .unwrap_or(self.instance_reuse_concurrency),
+            tier: keys.tier.unwrap_or(self.tier),
+            max_guest_output: keys.max_guest_output.unwrap_or(self.max_guest_output),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         ensure!(
             !self.request_timeout.is_zero(),

@@ -5,73 +5,30 @@
 //! user input happens in [`Config::from_args`], before any socket is bound or any file is
 //! watched, so a wrong setting is an error message and exit code 1.
 
+pub mod defaults;
 pub mod file;
 mod limits;
+pub mod origin;
 mod parts;
+pub mod reference;
 mod routes;
 
+pub use defaults::*;
 pub use limits::{ConnLimits, GuestLimits};
+pub use origin::{ComponentOrigin, OciSpec, SCHEME};
 
-pub use routes::{AppsConfig, DEFAULT_MAX_APPS, INDEX, RouteConfig, RouteDefaults, app_name};
+pub use routes::{AppsConfig, INDEX, RouteConfig, RouteDefaults, app_name};
 
-use crate::cli::{LogFormat, Mode, ServeArgs, TierMode, WatchMode, parse_duration, parse_size};
-use crate::config::file::{self as config_file, Loaded};
+use crate::cli::{LogFormat, Mode, ServeArgs, WatchMode};
+use crate::config::file::{self as config_file, FileConfig, GuestLimitKeys, Loaded};
 use crate::wasi::config_store::ConfigValues;
 use crate::wasi::keyvalue::KvSettings;
-use crate::component::oci::{self, OciSpec};
 use crate::wasi::outbound::OutboundPolicy;
 use anyhow::{Context, Result, bail, ensure};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Default address the HTTP listener binds to.
-pub const DEFAULT_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
-/// Default time between two checks of a component file under `--watch poll`.
-pub const DEFAULT_FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// Default quiet period after the last file event before a reload is attempted.
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(150);
-/// Default wall-clock deadline for one request, guest execution and body streaming included.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default limit on one guest linear memory.
-pub const DEFAULT_MAX_MEMORY: u64 = 128 << 20;
-/// Default size limit of the incremental compilation cache.
-pub const DEFAULT_INCREMENTAL_CACHE_SIZE: u64 = 1 << 30;
-/// Default number of requests served at the same time.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
-/// Default time a request waits for a free slot before it is answered 503.
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Requests one reused WASI 0.3 instance serves at once, as in `wasmtime serve` and Spin.
-pub const DEFAULT_INSTANCE_REUSE_CONCURRENCY: usize = 16;
-/// Default limit on a request body.
-pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
-/// Default limit on the number of request header fields.
-pub const DEFAULT_MAX_HEADERS: usize = 100;
-/// Default limit on the total size of the request header section.
-pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
-/// Default time a client has to send its request headers.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a client may accept none of a response's bytes before it is disconnected.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default time a connection with no request in progress stays open.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default bytes of guest stdout and stderr logged per request.
-pub const DEFAULT_MAX_GUEST_OUTPUT: u64 = 1 << 20;
-/// Default deadline of one admin call.
-pub const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
-/// Default time in-flight requests get to finish after SIGTERM or SIGINT.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default number of good generations kept compiled.
-pub const DEFAULT_KEEP_GENERATIONS: usize = 3;
-/// Default quiet period after a source change before a build starts. An editor's save is a
-/// burst of a few milliseconds (write, or write a temporary file and rename it), so this adds
-/// little to save → serving; a change landing during a build queues one more build.
-pub const DEFAULT_BUILD_DELAY: Duration = Duration::from_millis(20);
-/// Default limit on one build's run time.
-pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
-/// Source file extensions that trigger a build by default.
-pub const DEFAULT_BUILD_EXTENSIONS: [&str; 4] = ["rs", "toml", "lock", "wit"];
 /// Largest accepted `--max-concurrency`; each slot reserves address space for an instance.
 pub const MAX_CONCURRENCY_LIMIT: usize = 10_000;
 /// Smallest accepted `--max-memory`: one wasm page.
@@ -130,33 +87,6 @@ pub struct Config {
     pub notes: Vec<String>,
 }
 
-/// Where the component comes from.
-#[derive(Debug, Clone)]
-pub enum ComponentOrigin {
-    /// A file, by absolute path.
-    File(PathBuf),
-    /// A registry reference (`oci://…`).
-    Registry(OciSpec),
-}
-
-impl ComponentOrigin {
-    /// The path or the `oci://` reference, for messages.
-    pub fn display(&self) -> String {
-        match self {
-            ComponentOrigin::File(path) => path.display().to_string(),
-            ComponentOrigin::Registry(spec) => format!("{}{}", oci::SCHEME, spec.reference),
-        }
-    }
-
-    /// The file, for a file component.
-    pub fn file(&self) -> Option<&Path> {
-        match self {
-            ComponentOrigin::File(path) => Some(path),
-            ComponentOrigin::Registry(_) => None,
-        }
-    }
-}
-
 /// The admin listener's settings.
 #[derive(Clone)]
 pub struct AdminConfig {
@@ -197,28 +127,6 @@ pub struct BuildConfig {
     pub timeout: Duration,
 }
 
-/// Parses a duration written in the file, naming the key and file on error.
-pub(crate) fn file_duration(
-    loaded: Option<&Loaded>,
-    key: &str,
-    value: Option<&String>,
-) -> Result<Option<Duration>> {
-    value
-        .map(|v| parse_duration(v).map_err(|e| in_file(loaded, key, e)))
-        .transpose()
-}
-
-/// Parses a size written in the file, naming the key and file on error.
-pub(crate) fn file_size(
-    loaded: Option<&Loaded>,
-    key: &str,
-    value: Option<&String>,
-) -> Result<Option<u64>> {
-    value
-        .map(|v| parse_size(v).map_err(|e| in_file(loaded, key, e)))
-        .transpose()
-}
-
 pub(crate) fn in_file(loaded: Option<&Loaded>, key: &str, msg: String) -> anyhow::Error {
     let file = loaded
         .map(|l| l.path.display().to_string())
@@ -228,6 +136,8 @@ pub(crate) fn in_file(loaded: Option<&Loaded>, key: &str, msg: String) -> anyhow
 
 impl Config {
     /// Validates `serve` arguments, merged with the configuration file, into a [`Config`].
+    /// Each part reads its flag (or environment variable: clap gives them as one), else its
+    /// key in the file, else its default ([`defaults`]).
     pub fn from_args(args: ServeArgs) -> Result<Config> {
         let mut notes = Vec::new();
         let loaded = parts::config_file(&args, &mut notes)?;
@@ -235,254 +145,10 @@ impl Config {
         let empty = config_file::FileConfig::default();
         let f = l.map(|l| &l.file).unwrap_or(&empty);
 
-        let mode = args.mode.or(f.server.mode).unwrap_or(Mode::Dev);
-
-        let addr = match (args.addr, &f.server.addr) {
-            (Some(a), _) => a,
-            (None, Some(a)) => a
-                .parse()
-                .map_err(|e| in_file(l, "server.addr", format!("invalid address `{a}`: {e}")))?,
-            (None, None) => DEFAULT_ADDR,
-        };
-        let require_component =
-            args.require_component || f.component.require.unwrap_or(false) || mode == Mode::Prod;
-        let watch = !args.no_watch && f.watch.enabled.unwrap_or(true);
-        let watch_mode = args.watch.or(f.watch.mode).unwrap_or(WatchMode::Native);
-        let file_poll_interval = args
-            .poll_interval
-            .or(file_duration(
-                l,
-                "watch.poll_interval",
-                f.watch.poll_interval.as_ref(),
-            )?)
-            .unwrap_or(DEFAULT_FILE_POLL_INTERVAL);
-        ensure!(
-            !file_poll_interval.is_zero(),
-            "`--poll-interval` must be greater than zero"
-        );
-        let max_component_size = args
-            .max_component_size
-            .or(file_size(
-                l,
-                "limits.max_component_size",
-                f.limits.max_component_size.as_ref(),
-            )?)
-            .unwrap_or(crate::reload::MAX_COMPONENT_BYTES);
-        ensure!(
-            max_component_size >= 8,
-            "`--max-component-size` must be at least 8 bytes"
-        );
-        let debounce = args
-            .debounce
-            .or(file_duration(
-                l,
-                "watch.debounce",
-                f.watch.debounce.as_ref(),
-            )?)
-            .unwrap_or(DEFAULT_DEBOUNCE);
-        ensure!(
-            !debounce.is_zero(),
-            "`--debounce` must be greater than zero"
-        );
-
-        let fl = &f.limits;
-        let limits = GuestLimits {
-            request_timeout: args
-                .request_timeout
-                .or(file_duration(
-                    l,
-                    "limits.request_timeout",
-                    fl.request_timeout.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-            max_memory: args
-                .max_memory
-                .or(file_size(l, "limits.max_memory", fl.max_memory.as_ref())?)
-                .unwrap_or(DEFAULT_MAX_MEMORY),
-            max_concurrency: args
-                .max_concurrency
-                .or(fl.max_concurrency)
-                .unwrap_or(DEFAULT_MAX_CONCURRENCY),
-            queue_timeout: args
-                .queue_timeout
-                .or(file_duration(
-                    l,
-                    "limits.queue_timeout",
-                    fl.queue_timeout.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
-            instance_reuse: args.instance_reuse.or(fl.instance_reuse).unwrap_or(1),
-            tier: args.tier.or(fl.tier).unwrap_or(TierMode::Auto),
-            instance_reuse_concurrency: args
-                .instance_reuse_concurrency
-                .or(fl.instance_reuse_concurrency)
-                .unwrap_or(DEFAULT_INSTANCE_REUSE_CONCURRENCY),
-            max_body_size: args
-                .max_body_size
-                .or(file_size(
-                    l,
-                    "limits.max_body_size",
-                    fl.max_body_size.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_MAX_BODY_SIZE),
-            max_guest_output: args
-                .max_guest_output
-                .or(file_size(
-                    l,
-                    "limits.max_guest_output",
-                    fl.max_guest_output.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_MAX_GUEST_OUTPUT),
-        };
-        limits.validate()?;
-        let mut conn = ConnLimits {
-            max_headers: args
-                .max_headers
-                .or(fl.max_headers)
-                .unwrap_or(DEFAULT_MAX_HEADERS),
-            max_header_bytes: args
-                .max_header_bytes
-                .or(file_size(
-                    l,
-                    "limits.max_header_bytes",
-                    fl.max_header_bytes.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
-            header_read_timeout: args
-                .header_read_timeout
-                .or(file_duration(
-                    l,
-                    "limits.header_read_timeout",
-                    fl.header_read_timeout.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
-            write_timeout: args
-                .write_timeout
-                .or(file_duration(
-                    l,
-                    "limits.write_timeout",
-                    fl.write_timeout.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_WRITE_TIMEOUT),
-            idle_timeout: args
-                .idle_timeout
-                .or(file_duration(
-                    l,
-                    "limits.idle_timeout",
-                    fl.idle_timeout.as_ref(),
-                )?)
-                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
-            max_streams: 0,
-        };
-        conn.validate()?;
-
-        let allow = if args.allow_outbound.is_empty() {
-            fl.allow_outbound.clone().unwrap_or_default()
-        } else {
-            args.allow_outbound.clone()
-        };
-        let outbound = OutboundPolicy::parse(&allow)?;
-        let guest_env = if args.guest_env.is_empty() {
-            f.component
-                .env
-                .as_ref()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default()
-        } else {
-            args.guest_env
-                .iter()
-                .map(|kv| parse_pair("--env", kv))
-                .collect::<Result<Vec<_>>>()?
-        };
-        let shutdown_timeout = args
-            .shutdown_timeout
-            .or(file_duration(
-                l,
-                "server.shutdown_timeout",
-                f.server.shutdown_timeout.as_ref(),
-            )?)
-            .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
-        let log_format = args.log_format.or(f.log.format).unwrap_or(match mode {
-            Mode::Dev => LogFormat::Pretty,
-            Mode::Prod => LogFormat::Json,
-        });
-
-        let cache_on = !args.no_cache && f.cache.enabled.unwrap_or(true);
-        let cache_dir = if cache_on {
-            Some(match (&args.cache_dir, &f.cache.dir) {
-                (Some(d), _) => absolute(d)?,
-                (None, Some(d)) => l
-                    .map(|l| l.resolve(&expand_home(d)))
-                    .unwrap_or_else(|| d.clone()),
-                (None, None) => default_cache_dir()?,
-            })
-        } else {
-            None
-        };
-        let incremental_cache_size = args
-            .incremental_cache_size
-            .or(file_size(
-                l,
-                "cache.incremental_size",
-                f.cache.incremental_size.as_ref(),
-            )?)
-            .unwrap_or(DEFAULT_INCREMENTAL_CACHE_SIZE);
-        let keep_generations = args
-            .keep_generations
-            .or(f.cache.keep_generations)
-            .unwrap_or(DEFAULT_KEEP_GENERATIONS);
-        ensure!(
-            keep_generations >= 1,
-            "`--keep-generations` must be at least 1"
-        );
-
-        let admin_addr = match (args.admin_addr, &f.admin.addr) {
-            (Some(a), _) => Some(a),
-            (None, Some(a)) => Some(
-                a.parse()
-                    .map_err(|e| in_file(l, "admin.addr", format!("invalid address `{a}`: {e}")))?,
-            ),
-            (None, None) => None,
-        };
-        let token = args
-            .admin_token
-            .clone()
-            .or(f.admin.token.clone())
-            .filter(|t| !t.is_empty());
-        let admin_timeout = args
-            .admin_timeout
-            .or(file_duration(l, "admin.timeout", f.admin.timeout.as_ref())?)
-            .unwrap_or(DEFAULT_ADMIN_TIMEOUT);
-        ensure!(
-            !admin_timeout.is_zero(),
-            "`--admin-timeout` must be greater than zero"
-        );
-        let admin = admin_addr.map(|addr| AdminConfig {
-            addr,
-            token,
-            timeout: admin_timeout,
-        });
-
-        let config_values = match l {
-            Some(loaded) => config_file::config_values(loaded)?,
-            None => ConfigValues::default(),
-        };
-        let config_overrides = ConfigValues(
-            args.config_vars
-                .iter()
-                .map(|kv| parse_pair("--config-var", kv))
-                .collect::<Result<_>>()?,
-        );
-        let keyvalue = parts::keyvalue_settings(&args, &f.keyvalue, l)?;
-        let defaults = RouteDefaults {
-            limits,
-            outbound,
-            guest_env,
-            keyvalue_namespace: args
-                .keyvalue_namespace
-                .clone()
-                .or(f.keyvalue.namespace.clone()),
-        };
+        let mode = args.mode.or(f.server.mode).unwrap_or(DEFAULT_MODE);
+        let watching = Watching::from(&args, f)?;
+        let defaults = route_defaults(&args, f)?;
+        let mut conn = conn_limits(&args, f)?;
         let (routes, apps) = routes::assemble(&args, f, l, mode, &defaults, &mut notes)?;
         conn.max_streams = routes
             .iter()
@@ -490,33 +156,226 @@ impl Config {
             .chain([defaults.limits.max_concurrency])
             .max()
             .unwrap_or(DEFAULT_MAX_CONCURRENCY);
-
+        let (cache_dir, keep_generations, incremental_cache_size) = cache(&args, f, l)?;
+        let max_component_size = args
+            .max_component_size
+            .or(f.limits.max_component_size)
+            .unwrap_or(DEFAULT_MAX_COMPONENT_SIZE);
+        ensure!(
+            max_component_size >= 8,
+            "`--max-component-size` must be at least 8 bytes"
+        );
         Ok(Config {
             mode,
             routes,
             apps,
             defaults,
-            addr,
-            require_component,
-            watch,
-            watch_mode,
-            file_poll_interval,
+            addr: args.addr.or(f.server.addr).unwrap_or(DEFAULT_ADDR),
+            require_component: args.require_component
+                || f.component.require.unwrap_or(false)
+                || mode == Mode::Prod,
+            watch: watching.enabled,
+            watch_mode: watching.mode,
+            file_poll_interval: watching.poll_interval,
             max_component_size,
-            debounce,
+            debounce: watching.debounce,
             conn,
-            shutdown_timeout,
-            log_format,
+            shutdown_timeout: args
+                .shutdown_timeout
+                .or(f.server.shutdown_timeout)
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            log_format: args.log_format.or(f.log.format).unwrap_or(match mode {
+                Mode::Dev => LogFormat::Pretty,
+                Mode::Prod => LogFormat::Json,
+            }),
             cache_dir,
             keep_generations,
             incremental_cache_size,
-            admin,
-            config_values,
-            config_overrides,
+            admin: admin(&args, f)?,
+            config_values: match l {
+                Some(loaded) => config_file::config_values(loaded)?,
+                None => ConfigValues::default(),
+            },
+            config_overrides: ConfigValues(
+                args.config_vars
+                    .iter()
+                    .map(|kv| parse_pair("--config-var", kv))
+                    .collect::<Result<_>>()?,
+            ),
             config_file: l.map(|l| l.path.clone()),
-            keyvalue,
+            keyvalue: parts::keyvalue_settings(&args, &f.keyvalue, l)?,
             notes,
         })
     }
+}
+
+/// How component files are watched.
+struct Watching {
+    enabled: bool,
+    mode: WatchMode,
+    poll_interval: Duration,
+    debounce: Duration,
+}
+
+impl Watching {
+    fn from(args: &ServeArgs, f: &FileConfig) -> Result<Watching> {
+        let poll_interval = args
+            .poll_interval
+            .or(f.watch.poll_interval)
+            .unwrap_or(DEFAULT_FILE_POLL_INTERVAL);
+        ensure!(
+            !poll_interval.is_zero(),
+            "`--poll-interval` must be greater than zero"
+        );
+        let debounce = args
+            .debounce
+            .or(f.watch.debounce)
+            .unwrap_or(DEFAULT_DEBOUNCE);
+        ensure!(
+            !debounce.is_zero(),
+            "`--debounce` must be greater than zero"
+        );
+        Ok(Watching {
+            enabled: !args.no_watch && f.watch.enabled.unwrap_or(true),
+            mode: args.watch.or(f.watch.mode).unwrap_or(DEFAULT_WATCH_MODE),
+            poll_interval,
+            debounce,
+        })
+    }
+}
+
+/// What a route that sets none of its own gets: the flags' guest limits over `[limits]`'s over
+/// the defaults, outbound rules, environment and key-value namespace.
+fn route_defaults(args: &ServeArgs, f: &FileConfig) -> Result<RouteDefaults> {
+    let flags = GuestLimitKeys {
+        request_timeout: args.request_timeout,
+        max_memory: args.max_memory,
+        max_concurrency: args.max_concurrency,
+        queue_timeout: args.queue_timeout,
+        instance_reuse: args.instance_reuse,
+        instance_reuse_concurrency: args.instance_reuse_concurrency,
+        tier: args.tier,
+        max_body_size: args.max_body_size,
+        max_guest_output: args.max_guest_output,
+        allow_outbound: None,
+    };
+    let limits = GuestLimits::DEFAULT.with(&f.limits.guest).with(&flags);
+    limits.validate()?;
+    let allow = if args.allow_outbound.is_empty() {
+        f.limits.guest.allow_outbound.clone().unwrap_or_default()
+    } else {
+        args.allow_outbound.clone()
+    };
+    let guest_env = if args.guest_env.is_empty() {
+        f.component
+            .env
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    } else {
+        args.guest_env
+            .iter()
+            .map(|kv| parse_pair("--env", kv))
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok(RouteDefaults {
+        limits,
+        outbound: OutboundPolicy::parse(&allow)?,
+        guest_env,
+        keyvalue_namespace: args
+            .keyvalue_namespace
+            .clone()
+            .or(f.keyvalue.namespace.clone()),
+    })
+}
+
+/// The bounds on clients and connections (`max_streams` is set once the routes are known).
+fn conn_limits(args: &ServeArgs, f: &FileConfig) -> Result<ConnLimits> {
+    let fl = &f.limits;
+    let conn = ConnLimits {
+        max_headers: args
+            .max_headers
+            .or(fl.max_headers)
+            .unwrap_or(DEFAULT_MAX_HEADERS),
+        max_header_bytes: args
+            .max_header_bytes
+            .or(fl.max_header_bytes)
+            .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+        header_read_timeout: args
+            .header_read_timeout
+            .or(fl.header_read_timeout)
+            .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+        write_timeout: args
+            .write_timeout
+            .or(fl.write_timeout)
+            .unwrap_or(DEFAULT_WRITE_TIMEOUT),
+        idle_timeout: args
+            .idle_timeout
+            .or(fl.idle_timeout)
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        max_streams: 0,
+    };
+    conn.validate()?;
+    Ok(conn)
+}
+
+/// The compile cache directory (if caching is on), the generations kept, and the incremental
+/// cache's size limit.
+fn cache(
+    args: &ServeArgs,
+    f: &FileConfig,
+    l: Option<&Loaded>,
+) -> Result<(Option<PathBuf>, usize, u64)> {
+    let cache_on = !args.no_cache && f.cache.enabled.unwrap_or(true);
+    let cache_dir = if cache_on {
+        Some(match (&args.cache_dir, &f.cache.dir) {
+            (Some(d), _) => absolute(d)?,
+            (None, Some(d)) => l
+                .map(|l| l.resolve(&expand_home(d)))
+                .unwrap_or_else(|| d.clone()),
+            (None, None) => default_cache_dir()?,
+        })
+    } else {
+        None
+    };
+    let keep_generations = args
+        .keep_generations
+        .or(f.cache.keep_generations)
+        .unwrap_or(DEFAULT_KEEP_GENERATIONS);
+    ensure!(
+        keep_generations >= 1,
+        "`--keep-generations` must be at least 1"
+    );
+    let incremental = args
+        .incremental_cache_size
+        .or(f.cache.incremental_size)
+        .unwrap_or(DEFAULT_INCREMENTAL_CACHE_SIZE);
+    Ok((cache_dir, keep_generations, incremental))
+}
+
+/// The admin listener's settings, if it is on.
+fn admin(args: &ServeArgs, f: &FileConfig) -> Result<Option<AdminConfig>> {
+    let Some(addr) = args.admin_addr.or(f.admin.addr) else {
+        return Ok(None);
+    };
+    let timeout = args
+        .admin_timeout
+        .or(f.admin.timeout)
+        .unwrap_or(DEFAULT_ADMIN_TIMEOUT);
+    ensure!(
+        !timeout.is_zero(),
+        "`--admin-timeout` must be greater than zero"
+    );
+    let token = args
+        .admin_token
+        .clone()
+        .or(f.admin.token.clone())
+        .filter(|t| !t.is_empty());
+    Ok(Some(AdminConfig {
+        addr,
+        token,
+        timeout,
+    }))
 }
 
 impl Config {
@@ -543,20 +402,6 @@ impl Config {
 pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
     ensure!(!path.as_os_str().is_empty(), "the component path is empty");
     std::path::absolute(path).with_context(|| format!("cannot resolve `{}`", path.display()))
-}
-
-/// `s` with every character but `A-Z a-z 0-9 _ . -` replaced by `replacement`: a name for a
-/// route, a key-value namespace or a file.
-pub(crate) fn name_chars(s: &str, replacement: char) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                replacement
-            }
-        })
-        .collect()
 }
 
 pub(crate) fn expand_home(p: &Path) -> PathBuf {

@@ -1,14 +1,14 @@
 //! The parts of [`super::Config::from_args`] that need more than a line: where the component
 //! comes from, the key-value store, the build.
 
+use super::origin::{self as oci, OciSpec};
 use super::{
     BuildConfig, ComponentOrigin, DEFAULT_BUILD_DELAY, DEFAULT_BUILD_EXTENSIONS,
-    DEFAULT_BUILD_TIMEOUT, absolute, file_duration, file_size, in_file,
+    DEFAULT_BUILD_TIMEOUT, absolute, in_file,
 };
 use crate::cli::{Mode, ServeArgs};
 use crate::config::file::{self as config_file, BuildSection, FileConfig, Loaded};
 use crate::wasi::keyvalue::{self, KvSettings, StoreSpec};
-use crate::component::oci::{self, OciSpec};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
 
@@ -45,7 +45,7 @@ pub(super) fn origin(
     l: Option<&Loaded>,
 ) -> Result<ComponentOrigin> {
     match (&args.component, &f.component.path, &f.component.source) {
-        (Some(arg), _, _) => source(&arg.to_string_lossy(), args, f, l, Path::to_path_buf),
+        (Some(arg), _, _) => source(&arg.to_string_lossy(), args, f, Path::to_path_buf),
         (None, Some(_), Some(_)) => bail!(
             "`component.path` and `component.source` in `{}` both name a component; keep one",
             l.map(|l| l.path.display().to_string()).unwrap_or_default()
@@ -54,7 +54,7 @@ pub(super) fn origin(
             l.map(|l| l.resolve(p)).unwrap_or_else(|| p.clone()),
         )),
         (None, None, Some(text)) => match oci::parse(text) {
-            Some(_) => source(text, args, f, l, Path::to_path_buf)
+            Some(_) => source(text, args, f, Path::to_path_buf)
                 .map_err(|e| in_file(l, "component.source", format!("{e:#}"))),
             None => Err(in_file(
                 l,
@@ -76,7 +76,6 @@ pub(super) fn source(
     text: &str,
     args: &ServeArgs,
     f: &FileConfig,
-    l: Option<&Loaded>,
     resolve: impl Fn(&Path) -> std::path::PathBuf,
 ) -> Result<ComponentOrigin> {
     match oci::parse(text) {
@@ -86,24 +85,16 @@ pub(super) fn source(
     let r = &f.registry;
     let poll_interval = args
         .poll_interval
-        .or(file_duration(
-            l,
-            "registry.poll_interval",
-            r.poll_interval.as_ref(),
-        )?)
-        .unwrap_or(oci::DEFAULT_POLL_INTERVAL);
+        .or(r.poll_interval)
+        .unwrap_or(super::DEFAULT_POLL_INTERVAL);
     ensure!(
         !poll_interval.is_zero(),
         "`--poll-interval` must be greater than zero"
     );
     let pull_timeout = args
         .registry_pull_timeout
-        .or(file_duration(
-            l,
-            "registry.pull_timeout",
-            r.pull_timeout.as_ref(),
-        )?)
-        .unwrap_or(oci::DEFAULT_PULL_TIMEOUT);
+        .or(r.pull_timeout)
+        .unwrap_or(super::DEFAULT_PULL_TIMEOUT);
     ensure!(
         !pull_timeout.is_zero(),
         "`--registry-pull-timeout` must be greater than zero"
@@ -139,7 +130,7 @@ pub(super) fn namespace(explicit: Option<&str>, origin: &ComponentOrigin) -> Str
             .map(str::to_string),
     }
     .map(|s| {
-        super::name_chars(&s, '_')
+        crate::names::name_chars(&s, '_')
             .chars()
             .take(64)
             .collect::<String>()
@@ -179,16 +170,12 @@ pub(super) fn keyvalue_settings(
     keyvalue::check_name(&namespace).map_err(|e| anyhow::anyhow!("`--keyvalue-namespace`: {e}"))?;
     let max_value_size = args
         .keyvalue_max_value_size
-        .or(file_size(
-            l,
-            "keyvalue.max_value_size",
-            file.max_value_size.as_ref(),
-        )?)
-        .unwrap_or(keyvalue::DEFAULT_MAX_VALUE_SIZE);
+        .or(file.max_value_size)
+        .unwrap_or(super::DEFAULT_MAX_VALUE_SIZE);
     let max_keys = args
         .keyvalue_max_keys
         .or(file.max_keys)
-        .unwrap_or(keyvalue::DEFAULT_MAX_KEYS);
+        .unwrap_or(super::DEFAULT_MAX_KEYS);
     ensure!(max_keys >= 1, "`--keyvalue-max-keys` must be at least 1");
     ensure!(
         max_value_size <= 64 << 20,
@@ -202,13 +189,12 @@ pub(super) fn keyvalue_settings(
     })
 }
 
-/// A build from `cmd_flag` (`--build-cmd`) or the `[build]`-shaped table `file`, whose keys are
-/// named `KEY.…` in errors (`build`, `route[1].build`).
+/// A build from `cmd_flag` (`--build-cmd`) or the `[build]`-shaped table `file` (`[build]` or a
+/// `[route.build]`).
 pub(super) fn build_config(
     cmd_flag: Option<&String>,
     file: Option<&BuildSection>,
     l: Option<&Loaded>,
-    key: &str,
     mode: Mode,
     notes: &mut Vec<String>,
 ) -> Result<Option<BuildConfig>> {
@@ -253,18 +239,10 @@ pub(super) fn build_config(
     if !exclude_dir.iter().any(|d| d == "target") {
         exclude_dir.push("target".into());
     }
-    let delay = file_duration(
-        l,
-        &format!("{key}.delay"),
-        file.and_then(|b| b.delay.as_ref()),
-    )?
-    .unwrap_or(DEFAULT_BUILD_DELAY);
-    let timeout = file_duration(
-        l,
-        &format!("{key}.timeout"),
-        file.and_then(|b| b.timeout.as_ref()),
-    )?
-    .unwrap_or(DEFAULT_BUILD_TIMEOUT);
+    let delay = file.and_then(|b| b.delay).unwrap_or(DEFAULT_BUILD_DELAY);
+    let timeout = file
+        .and_then(|b| b.timeout)
+        .unwrap_or(DEFAULT_BUILD_TIMEOUT);
     Ok(Some(BuildConfig {
         cmd,
         dir,

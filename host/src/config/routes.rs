@@ -2,8 +2,8 @@
 //! own limits and build, from `COMPONENT`, `--route`, `[[route]]` or `--apps`.
 
 use super::{
-    BuildConfig, ComponentOrigin, GuestLimits, MAX_CONCURRENCY_LIMIT, file_duration, file_size,
-    in_file, parts,
+    BuildConfig, ComponentOrigin, DEFAULT_MAX_APPS, GuestLimits, MAX_CONCURRENCY_LIMIT, in_file,
+    parts,
 };
 use crate::cli::{Mode, ServeArgs};
 use crate::config::file::{FileConfig, Loaded, RouteSection};
@@ -11,8 +11,6 @@ use crate::wasi::outbound::OutboundPolicy;
 use anyhow::{Result, bail, ensure};
 use std::path::{Path, PathBuf};
 
-/// Default number of routes `--apps` serves at most.
-pub const DEFAULT_MAX_APPS: usize = 16;
 /// Name of the route at `/`, and the file of the app served there.
 pub const INDEX: &str = "index";
 
@@ -109,8 +107,6 @@ pub(super) fn assemble(
     notes: &mut Vec<String>,
 ) -> Result<(Vec<RouteConfig>, Option<AppsConfig>)> {
     let named_component = args.component.is_some();
-    let file_component = f.component.path.is_some() || f.component.source.is_some();
-    let file_name = || l.map(|l| l.path.display().to_string()).unwrap_or_default();
     ensure!(
         !named_component || args.routes.is_empty(),
         "a component and `--route` both say what to serve; pass `--route /=COMPONENT` for it instead"
@@ -119,37 +115,9 @@ pub(super) fn assemble(
         !(args.apps.is_some() && (named_component || !args.routes.is_empty())),
         "`--apps` serves a whole directory; it cannot be combined with a component or `--route`"
     );
-    let apps_dir = match (&args.apps, &f.apps.dir) {
-        (Some(dir), _) => Some(super::absolute(dir)?),
-        (None, Some(dir)) if !named_component && args.routes.is_empty() => {
-            Some(l.map(|l| l.resolve(dir)).unwrap_or_else(|| dir.clone()))
-        }
-        (None, _) => None,
-    };
-    if let Some(dir) = apps_dir {
-        ensure!(
-            args.apps.is_some() || !file_component && f.route.is_empty(),
-            "`apps.dir` and a component (`component.path`, `component.source` or `[[route]]`) in `{}` both say what to serve; keep one",
-            file_name()
-        );
-        ensure!(
-            dir.is_dir(),
-            "the apps directory `{}` does not exist",
-            dir.display()
-        );
-        ensure!(
-            args.build_cmd.is_none() && f.build.is_none(),
-            "a build command needs a single component to build into; `--apps` serves a directory"
-        );
-        let max_apps = args
-            .max_apps
-            .or(f.apps.max_apps)
-            .unwrap_or(DEFAULT_MAX_APPS);
-        ensure!(max_apps >= 1, "`--max-apps` must be at least 1");
-        check_pool(max_apps.saturating_mul(defaults.limits.max_concurrency))?;
-        return Ok((Vec::new(), Some(AppsConfig { dir, max_apps })));
+    if let Some(apps) = apps(args, f, l, defaults)? {
+        return Ok((Vec::new(), Some(apps)));
     }
-
     let routes = if !args.routes.is_empty() {
         ensure!(
             args.build_cmd.is_none(),
@@ -157,39 +125,14 @@ pub(super) fn assemble(
         );
         args.routes
             .iter()
-            .map(|spec| from_flag(spec, args, f, l, defaults))
+            .map(|spec| from_flag(spec, args, f, defaults))
             .collect::<Result<Vec<_>>>()?
     } else if !f.route.is_empty() && !named_component {
-        ensure!(
-            !file_component,
-            "`[[route]]` and `component.path`/`component.source` in `{}` both say what to serve; keep one (a `[[route]]` with `prefix = \"/\"` for the component)",
-            file_name()
-        );
-        ensure!(
-            f.build.is_none(),
-            "`[build]` in `{}` builds one component; with `[[route]]`, give each route its own `[route.build]`",
-            file_name()
-        );
-        ensure!(
-            args.build_cmd.is_none(),
-            "`--build-cmd` builds one component; with `[[route]]`, give each route a `[route.build]`"
-        );
-        f.route
-            .iter()
-            .enumerate()
-            .map(|(i, section)| from_section(i, section, args, f, l, mode, defaults, notes))
-            .collect::<Result<Vec<_>>>()?
+        from_sections(args, f, l, mode, defaults, notes)?
     } else {
         // One component at `/`: what `hotswap serve COMPONENT` has always been.
         let origin = parts::origin(args, f, l)?;
-        let build = parts::build_config(
-            args.build_cmd.as_ref(),
-            f.build.as_ref(),
-            l,
-            "build",
-            mode,
-            notes,
-        )?;
+        let build = parts::build_config(args.build_cmd.as_ref(), f.build.as_ref(), l, mode, notes)?;
         vec![RouteConfig::with_defaults(
             INDEX,
             "/".to_string(),
@@ -216,12 +159,81 @@ pub(super) fn assemble(
     Ok((routes, None))
 }
 
+/// The apps directory, if `--apps` or `apps.dir` (and nothing else) says what to serve.
+fn apps(
+    args: &ServeArgs,
+    f: &FileConfig,
+    l: Option<&Loaded>,
+    defaults: &RouteDefaults,
+) -> Result<Option<AppsConfig>> {
+    let named_component = args.component.is_some();
+    let file_component = f.component.path.is_some() || f.component.source.is_some();
+    let dir = match (&args.apps, &f.apps.dir) {
+        (Some(dir), _) => super::absolute(dir)?,
+        (None, Some(dir)) if !named_component && args.routes.is_empty() => {
+            l.map(|l| l.resolve(dir)).unwrap_or_else(|| dir.clone())
+        }
+        (None, _) => return Ok(None),
+    };
+    ensure!(
+        args.apps.is_some() || !file_component && f.route.is_empty(),
+        "`apps.dir` and a component (`component.path`, `component.source` or `[[route]]`) in `{}` both say what to serve; keep one",
+        l.map(|l| l.path.display().to_string()).unwrap_or_default()
+    );
+    ensure!(
+        dir.is_dir(),
+        "the apps directory `{}` does not exist",
+        dir.display()
+    );
+    ensure!(
+        args.build_cmd.is_none() && f.build.is_none(),
+        "a build command needs a single component to build into; `--apps` serves a directory"
+    );
+    let max_apps = args
+        .max_apps
+        .or(f.apps.max_apps)
+        .unwrap_or(DEFAULT_MAX_APPS);
+    ensure!(max_apps >= 1, "`--max-apps` must be at least 1");
+    check_pool(max_apps.saturating_mul(defaults.limits.max_concurrency))?;
+    Ok(Some(AppsConfig { dir, max_apps }))
+}
+
+/// The file's `[[route]]` tables.
+fn from_sections(
+    args: &ServeArgs,
+    f: &FileConfig,
+    l: Option<&Loaded>,
+    mode: Mode,
+    defaults: &RouteDefaults,
+    notes: &mut Vec<String>,
+) -> Result<Vec<RouteConfig>> {
+    let file_name = || l.map(|l| l.path.display().to_string()).unwrap_or_default();
+    ensure!(
+        f.component.path.is_none() && f.component.source.is_none(),
+        "`[[route]]` and `component.path`/`component.source` in `{}` both say what to serve; keep one (a `[[route]]` with `prefix = \"/\"` for the component)",
+        file_name()
+    );
+    ensure!(
+        f.build.is_none(),
+        "`[build]` in `{}` builds one component; with `[[route]]`, give each route its own `[route.build]`",
+        file_name()
+    );
+    ensure!(
+        args.build_cmd.is_none(),
+        "`--build-cmd` builds one component; with `[[route]]`, give each route a `[route.build]`"
+    );
+    f.route
+        .iter()
+        .enumerate()
+        .map(|(i, section)| from_section(i, section, args, f, l, mode, defaults, notes))
+        .collect()
+}
+
 /// `--route PREFIX=SOURCE`.
 fn from_flag(
     spec: &str,
     args: &ServeArgs,
     f: &FileConfig,
-    l: Option<&Loaded>,
     defaults: &RouteDefaults,
 ) -> Result<RouteConfig> {
     let Some((prefix, source)) = spec.split_once('=') else {
@@ -232,7 +244,7 @@ fn from_flag(
         "`--route {spec}` names no component after `=`"
     );
     let prefix = normalize_prefix(prefix).map_err(|e| anyhow::anyhow!("`--route {spec}`: {e}"))?;
-    let origin = parts::source(source, args, f, l, |p| p.to_path_buf())?;
+    let origin = parts::source(source, args, f, |p| p.to_path_buf())?;
     Ok(RouteConfig::with_defaults(
         &name_of(&prefix),
         prefix,
@@ -273,67 +285,12 @@ fn from_section(
         }
         None => name_of(&prefix),
     };
-    let resolve = |p: &Path| l.map(|l| l.resolve(p)).unwrap_or_else(|| p.to_path_buf());
-    let origin = match (&section.path, &section.source) {
-        (Some(path), None) => ComponentOrigin::File(super::absolute(&resolve(path))?),
-        (None, Some(source)) => {
-            ensure!(
-                crate::component::oci::parse(source).is_some(),
-                "{}",
-                in_file(
-                    l,
-                    &key("source"),
-                    format!("`{source}` is not an `oci://` reference (a file goes in `path`)")
-                )
-            );
-            parts::source(source, args, f, l, resolve)?
-        }
-        (Some(_), Some(_)) => {
-            return Err(in_file(
-                l,
-                &key("path"),
-                "`path` and `source` both name a component; keep one".into(),
-            ));
-        }
-        (None, None) => {
-            return Err(in_file(
-                l,
-                &key("path"),
-                format!("route `{prefix}` names no component: set `path` or `source`"),
-            ));
-        }
-    };
-    let d = &defaults.limits;
-    let limits = GuestLimits {
-        request_timeout: file_duration(
-            l,
-            &key("request_timeout"),
-            section.request_timeout.as_ref(),
-        )?
-        .unwrap_or(d.request_timeout),
-        max_memory: file_size(l, &key("max_memory"), section.max_memory.as_ref())?
-            .unwrap_or(d.max_memory),
-        max_concurrency: section.max_concurrency.unwrap_or(d.max_concurrency),
-        queue_timeout: file_duration(l, &key("queue_timeout"), section.queue_timeout.as_ref())?
-            .unwrap_or(d.queue_timeout),
-        max_body_size: file_size(l, &key("max_body_size"), section.max_body_size.as_ref())?
-            .unwrap_or(d.max_body_size),
-        instance_reuse: section.instance_reuse.unwrap_or(d.instance_reuse),
-        tier: section.tier.unwrap_or(d.tier),
-        instance_reuse_concurrency: section
-            .instance_reuse_concurrency
-            .unwrap_or(d.instance_reuse_concurrency),
-        max_guest_output: file_size(
-            l,
-            &key("max_guest_output"),
-            section.max_guest_output.as_ref(),
-        )?
-        .unwrap_or(d.max_guest_output),
-    };
+    let origin = section_origin(index, section, &prefix, args, f, l)?;
+    let limits = defaults.limits.with(&section.limits);
     limits
         .validate()
         .map_err(|e| in_file(l, &format!("route[{index}]"), format!("{e:#}")))?;
-    let outbound = match &section.allow_outbound {
+    let outbound = match &section.limits.allow_outbound {
         Some(allow) => OutboundPolicy::parse(allow)
             .map_err(|e| in_file(l, &key("allow_outbound"), format!("{e:#}")))?,
         None => defaults.outbound.clone(),
@@ -350,7 +307,7 @@ fn from_section(
         }
         None => parts::namespace(defaults.keyvalue_namespace.as_deref(), &origin),
     };
-    let build = parts::build_config(None, section.build.as_ref(), l, &key("build"), mode, notes)?;
+    let build = parts::build_config(None, section.build.as_ref(), l, mode, notes)?;
     Ok(RouteConfig {
         name,
         prefix,
@@ -361,6 +318,45 @@ fn from_section(
         keyvalue_namespace: namespace,
         build,
     })
+}
+
+/// Where `[[route]]` number `index` (prefix `prefix`) takes its component from: its `path`
+/// (relative to the file) or its `oci://` `source`, exactly one of them.
+fn section_origin(
+    index: usize,
+    section: &RouteSection,
+    prefix: &str,
+    args: &ServeArgs,
+    f: &FileConfig,
+    l: Option<&Loaded>,
+) -> Result<ComponentOrigin> {
+    let key = |k: &str| format!("route[{index}].{k}");
+    let resolve = |p: &Path| l.map(|l| l.resolve(p)).unwrap_or_else(|| p.to_path_buf());
+    match (&section.path, &section.source) {
+        (Some(path), None) => Ok(ComponentOrigin::File(super::absolute(&resolve(path))?)),
+        (None, Some(source)) => {
+            ensure!(
+                super::origin::parse(source).is_some(),
+                "{}",
+                in_file(
+                    l,
+                    &key("source"),
+                    format!("`{source}` is not an `oci://` reference (a file goes in `path`)")
+                )
+            );
+            parts::source(source, args, f, resolve)
+        }
+        (Some(_), Some(_)) => Err(in_file(
+            l,
+            &key("path"),
+            "`path` and `source` both name a component; keep one".into(),
+        )),
+        (None, None) => Err(in_file(
+            l,
+            &key("path"),
+            format!("route `{prefix}` names no component: set `path` or `source`"),
+        )),
+    }
 }
 
 /// `/api/` → `/api`; `/` stays; anything not starting with `/`, or with an empty, `.` or `..`
@@ -390,7 +386,7 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
 
 /// The default name of the route at `prefix`: `/` is `index`, `/api/v1` is `api-v1`.
 pub fn name_of(prefix: &str) -> String {
-    let name = super::name_chars(prefix.trim_matches('/'), '-');
+    let name = crate::names::name_chars(prefix.trim_matches('/'), '-');
     if name.is_empty() {
         INDEX.to_string()
     } else {

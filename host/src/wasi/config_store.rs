@@ -7,7 +7,6 @@
 //! component. Values are never logged, only the names of the keys that changed: they are
 //! where secrets go.
 
-use crate::config::file as config_file;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -15,6 +14,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi_config::WasiConfigVariables;
+
+/// Reads the values of a configuration file again (the configuration layer knows how).
+pub type Reread = Box<dyn Fn(&std::path::Path) -> anyhow::Result<ConfigValues> + Send + Sync>;
 
 /// A set of values; its `Debug` shows the keys only.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -58,19 +60,20 @@ pub struct GuestConfig {
     current: ArcSwap<Snapshot>,
     /// `--config-var` values, which every re-read keeps on top.
     overrides: ConfigValues,
-    /// The configuration file, if the values came from one.
-    file: Option<PathBuf>,
+    /// The configuration file, if the values came from one, and how to read them from it again.
+    file: Option<(PathBuf, Reread)>,
     metrics: Arc<Metrics>,
     /// Serialises re-reads, so "what changed" is always relative to the last one.
     reloading: Mutex<()>,
 }
 
 impl GuestConfig {
-    /// Values from `file_values` (read from `file`, if any) under `overrides`.
+    /// Values from `file_values` (read from `file`, if any, which `reread` reads again) under
+    /// `overrides`.
     pub fn new(
         file_values: ConfigValues,
         overrides: ConfigValues,
-        file: Option<PathBuf>,
+        file: Option<(PathBuf, Reread)>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let values = ConfigValues::merged(&file_values, &overrides);
@@ -91,12 +94,11 @@ impl GuestConfig {
     /// Re-reads `[component.config]` from the file and swaps in the new values if they differ.
     /// A file that cannot be read or parsed keeps the current values (and says why).
     pub fn reload(&self, trigger: &'static str) {
-        let Some(file) = &self.file else { return };
+        let Some((file, reread)) = &self.file else {
+            return;
+        };
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let read = config_file::load(Some(file)).and_then(|loaded| {
-            let loaded = loaded.ok_or_else(|| anyhow::anyhow!("the file is gone"))?;
-            config_file::config_values(&loaded)
-        });
+        let read = reread(file);
         let file_values = match read {
             Ok(values) => values,
             Err(err) => {

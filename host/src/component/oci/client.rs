@@ -15,8 +15,8 @@
 //! What worked is kept for the next requests, so a poll stays one `HEAD`.
 
 use super::access::Credentials;
-use super::reference::{Reference, is_sha256_digest};
 use super::{RegistryError, manifest, shorten};
+use crate::config::reference::{Reference, is_sha256_digest};
 use reqwest::header::{ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};

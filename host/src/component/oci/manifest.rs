@@ -2,8 +2,8 @@
 //! the one layer's descriptor) and the checks it must pass, the same for a manifest fresh from
 //! the registry and for the local copy of one.
 
-use super::reference::is_sha256_digest;
 use super::{RegistryError, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE, shorten};
+use crate::config::reference::is_sha256_digest;
 use serde::Deserialize;
 
 /// The manifest media types the host asks for: an OCI image manifest, or Docker's v2 schema 2

@@ -6,13 +6,13 @@
 //! per poll); only a new manifest digest is pulled. The layer's bytes are checked against the
 //! descriptor (size and sha256) before they go to the loader, like a file's bytes.
 //!
-//! Every read from a registry is bounded ([`client`]): a manifest by 4 MiB, an error body or a
+//! Every read from a registry is bounded (`client`): a manifest by 4 MiB, an error body or a
 //! token by 64 KiB, a layer by its descriptor's size (itself at most `--max-component-size`),
 //! streamed and hashed as it arrives; and a whole poll by `--registry-pull-timeout`. A registry
 //! that sends without end or trickles costs that much memory and time, then the poll fails with
 //! the reason and the last good generation serves on.
 //!
-//! Pulled manifests and layers are kept under the cache directory (`oci/`, see [`store`]), with
+//! Pulled manifests and layers are kept under the cache directory (`oci/`, see `store`), with
 //! the digest each reference last served, so a host restarted while the registry is down still
 //! serves the last good component it pulled; each copy is re-hashed before it is used.
 //!
@@ -24,74 +24,22 @@
 mod access;
 mod client;
 mod manifest;
-mod reference;
 mod store;
 
-pub use reference::Reference;
+pub use crate::config::reference::{Reference, is_sha256_digest};
+pub use crate::config::{OciSpec, SCHEME};
 
 use access::{Credentials, docker_config_auth};
 use client::Client;
-use std::fmt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 use store::{Store, Unusable};
 
-/// The scheme of a registry component reference.
-pub const SCHEME: &str = "oci://";
-/// Default time between two polls of a tag.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
-/// Default deadline of one poll, the pull of a new digest included.
-pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// The config media type of a wasm component artifact.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// The media type of the component layer.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
-
-/// Where a component comes from, as configured.
-#[derive(Clone)]
-pub struct OciSpec {
-    /// The reference without `oci://`.
-    pub reference: String,
-    /// Registries (`HOST[:PORT]`) reached over plain HTTP.
-    pub insecure: Vec<String>,
-    /// Time between two polls of a tag.
-    pub poll_interval: Duration,
-    /// Deadline of one poll, the pull of a new digest included.
-    pub pull_timeout: Duration,
-    /// Basic-auth user name, if given.
-    pub username: Option<String>,
-    /// Basic-auth password, if given.
-    pub password: Option<String>,
-}
-
-impl fmt::Debug for OciSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OciSpec")
-            .field("reference", &self.reference)
-            .field("insecure", &self.insecure)
-            .field("poll_interval", &self.poll_interval)
-            .field("pull_timeout", &self.pull_timeout)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-/// Parses `oci://REGISTRY/REPO[:TAG][@sha256:…]`; `None` if `s` is not an `oci://` reference.
-pub fn parse(s: &str) -> Option<Result<Reference, String>> {
-    let rest = s.strip_prefix(SCHEME)?;
-    Some(parse_reference(rest))
-}
-
-fn parse_reference(rest: &str) -> Result<Reference, String> {
-    if !rest.contains('/') {
-        return Err(format!(
-            "`{SCHEME}{rest}` needs a registry and a repository, e.g. `{SCHEME}registry.example.com/app:v1`"
-        ));
-    }
-    Reference::parse(rest).map_err(|e| format!("invalid OCI reference `{SCHEME}{rest}`: {e}"))
-}
 
 /// Why a poll or a pull failed. The serving generation is never touched by one.
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +206,8 @@ impl Registry {
     pub fn new(spec: &OciSpec, cache_dir: Option<&Path>, max_bytes: u64) -> anyhow::Result<Self> {
         // One TLS provider for the process; a second install (another route) is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let reference = parse_reference(&spec.reference).map_err(anyhow::Error::msg)?;
+        let reference =
+            crate::config::origin::parse_reference(&spec.reference).map_err(anyhow::Error::msg)?;
         let host = reference.api_host().to_string();
         let credentials = match (&spec.username, &spec.password) {
             (Some(user), Some(password)) => Some(Credentials {
@@ -436,7 +385,7 @@ impl Registry {
 
     /// The file name of this reference's record of the digest it last served.
     fn ref_name(&self) -> String {
-        crate::config::name_chars(self.display.trim_start_matches(SCHEME), '_')
+        crate::names::name_chars(self.display.trim_start_matches(SCHEME), '_')
     }
 }
 
@@ -469,22 +418,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_parse_and_name_what_is_missing() {
-        let r = parse("oci://127.0.0.1:5000/apps/hello:v1")
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.registry(), "127.0.0.1:5000");
-        assert_eq!(r.repository(), "apps/hello");
-        assert_eq!(r.tag(), Some("v1"));
-        let pinned = format!("oci://ghcr.io/org/app@sha256:{}", "a".repeat(64));
-        assert!(parse(&pinned).unwrap().unwrap().digest().is_some());
-        assert!(parse("app.wasm").is_none());
-        let err = parse("oci://app").unwrap().unwrap_err();
-        assert!(err.contains("needs a registry and a repository"), "{err}");
-        assert!(parse("oci://host/UPPER:case").unwrap().is_err());
-    }
 
     #[test]
     fn what_a_registry_said_is_quoted_on_one_line_and_short() {

@@ -11,7 +11,7 @@
 //! the manifest's bytes hash to it, and the layer it names hashes to the digest it gives.
 
 use super::manifest::{self, Descriptor};
-use super::reference::is_sha256_digest;
+use crate::config::reference::is_sha256_digest;
 use sha2::{Digest, Sha256};
 use std::io;
 use std::path::{Path, PathBuf};
