@@ -21,14 +21,15 @@
 //! | `POST /reload` | reload every route |
 //! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
 
-use crate::guest::body::{ResponseBody, full};
 use crate::config::ConnLimits;
-use crate::wasi::config_store::GuestConfig;
-use crate::http::handler::{check_head, plain};
-use crate::metrics::Metrics;
-use crate::reload::{Report, Trigger};
-use crate::route::{Route, RouteTable};
+use crate::guest::body::{ResponseBody, full};
+use crate::guest::respond::plain;
 use crate::guest::slot::Generation;
+use crate::http::handler::check_head;
+use crate::metrics::Metrics;
+use crate::reload::{Outcome, Report, Trigger};
+use crate::route::{Route, RouteTable};
+use crate::wasi::config_store::GuestConfig;
 use anyhow::{Context, Result};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -210,7 +211,7 @@ impl Admin {
                 self.guest_config.reload("admin reload");
                 reload(route).await
             }
-            "rollback" => self.rollback(route, req.uri().query()),
+            "rollback" => self.rollback(route, req.uri().query()).await,
             _ => self.upload(route, req).await,
         }
     }
@@ -261,7 +262,7 @@ impl Admin {
             let (tx, rx) = oneshot::channel();
             let report = match run(route, Trigger::Admin(tx), rx).await {
                 Ok(report) => {
-                    failed |= report.result == "failed";
+                    failed |= report.result == Outcome::Failed;
                     serde_json::to_value(report).unwrap_or_default()
                 }
                 Err(reason) => {
@@ -321,7 +322,7 @@ impl Admin {
         report_response(run(route, Trigger::Upload(bytes, tx), rx).await)
     }
 
-    fn rollback(&self, route: &Route, query: Option<&str>) -> Response<ResponseBody> {
+    async fn rollback(&self, route: &Route, query: Option<&str>) -> Response<ResponseBody> {
         let target =
             match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("generation="))) {
                 Some(n) => match n.parse::<u64>() {
@@ -335,19 +336,19 @@ impl Admin {
                 },
                 None => None,
             };
-        match route.slot.rollback(target) {
-            Ok(generation) => {
-                route.metrics.serving(&generation);
-                tracing::info!(route = %route.name, generation = generation.number, sha256 = %generation.short_hash(), "rolled back to generation {}", generation.number);
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "result": "rolled back", "route": &*route.name, "generation": generation.number }),
-                )
-            }
-            Err(reason) => json(
-                StatusCode::CONFLICT,
-                &serde_json::json!({ "result": "failed", "route": &*route.name, "error": reason }),
+        // A rollback is a trigger of the route's reloader like any other: it installs the
+        // kept generation the way every generation starts serving.
+        let (tx, rx) = oneshot::channel();
+        match run(route, Trigger::Rollback(target, tx), rx).await {
+            Ok(report) if report.result == Outcome::RolledBack => json(
+                StatusCode::OK,
+                &serde_json::json!({ "result": report.result, "route": &*route.name, "generation": report.generation }),
             ),
+            Ok(report) => json(
+                StatusCode::CONFLICT,
+                &serde_json::json!({ "result": report.result, "route": &*route.name, "error": report.error }),
+            ),
+            Err(reason) => plain(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
         }
     }
 
@@ -412,7 +413,7 @@ fn report_response(report: Result<Report, &'static str>) -> Response<ResponseBod
         Ok(report) => {
             let status = if report.not_saved {
                 StatusCode::INSUFFICIENT_STORAGE
-            } else if report.result == "failed" {
+            } else if report.result == Outcome::Failed {
                 StatusCode::UNPROCESSABLE_ENTITY
             } else {
                 StatusCode::OK

@@ -1,6 +1,7 @@
-//! Compiler tiers: which compiler makes a new generation's code ([`first_tier`]), and the
-//! tier-up ([`spawn_tier_up`]) that replaces a Winch build by its Cranelift build once that is
-//! ready.
+//! Compiler tiers: which compiler makes a new generation's code ([`first_tier`], [`load_first`]),
+//! whether it is tiered up later ([`tiers_up`]: the reload pipeline's `tier_up` replaces a
+//! Winch build by its Cranelift build once that is ready), and the threads that tier-up
+//! compiles on ([`background_pool`]).
 //!
 //! Strategy: a large component never seen before (`--tier auto`, the default) is compiled with
 //! Winch, validated and swapped in like any build, so it serves within a fraction of its
@@ -10,14 +11,13 @@
 //! failed tier-up leaves the Winch build serving. A newer generation arriving first makes the
 //! tier-up moot: it is dropped once the generation is no longer kept.
 
-use crate::component::cache::CompileCache;
 use crate::cli::TierMode;
-use crate::engine::{Runtime, Tier};
-use crate::engine::incremental;
+use crate::component::cache::CompileCache;
 use crate::component::load::{self as loader, Compiled, LoadError};
-use crate::route::Route;
+use crate::engine::incremental;
+use crate::engine::{Runtime, StoreSettings};
+use crate::kind::Tier;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Under `--tier auto`, components at least this large are compiled with Winch first (unless
 /// their Cranelift build is in the compile cache, or their code was compiled with Cranelift
@@ -39,7 +39,7 @@ const BACKGROUND_NICE: libc::c_int = 10;
 /// the reloader's compiles made a new Winch build queue behind every function of the tier-up
 /// still under way: a JavaScript edit served in 34 s instead of 5 (`bench/edit_swap.py`,
 /// one core). On a pool of its own, the tier-up only gets the CPU the rest leaves.
-fn background_pool() -> Option<&'static rayon::ThreadPool> {
+pub fn background_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -98,7 +98,8 @@ pub fn first_tier(
 pub async fn load_first(
     mode: TierMode,
     runtime: &Arc<Runtime>,
-    route: &Route,
+    store: &StoreSettings,
+    route: &str,
     bytes: Arc<Vec<u8>>,
     sha256: [u8; 32],
     cache: Option<Arc<CompileCache>>,
@@ -114,7 +115,7 @@ pub async fn load_first(
     };
     let loaded = loader::load(
         runtime,
-        &route.store,
+        store,
         bytes.clone(),
         sha256,
         cache.clone(),
@@ -124,17 +125,8 @@ pub async fn load_first(
     .await;
     match loaded {
         Err(LoadError::Compile(err)) if mode == TierMode::Auto && tier == Tier::Fast => {
-            tracing::info!(route = %route.name, error = %format!("{err:#}"), "Winch cannot compile the component; compiling it with Cranelift");
-            loader::load(
-                runtime,
-                &route.store,
-                bytes,
-                sha256,
-                cache,
-                Tier::Optimized,
-                None,
-            )
-            .await
+            tracing::info!(route = %route, error = %format!("{err:#}"), "Winch cannot compile the component; compiling it with Cranelift");
+            loader::load(runtime, store, bytes, sha256, cache, Tier::Optimized, None).await
         }
         other => other,
     }
@@ -143,71 +135,4 @@ pub async fn load_first(
 /// Whether a generation compiled at `tier` under `mode` is tiered up afterwards.
 pub fn tiers_up(mode: TierMode, tier: Tier) -> bool {
     mode == TierMode::Auto && tier == Tier::Fast
-}
-
-/// Compiles generation `number` of `route` (whose component is `bytes`, hashing to `sha256`)
-/// with Cranelift in the background, and serves that build as the same generation once it
-/// validates.
-pub fn spawn_tier_up(
-    runtime: Arc<Runtime>,
-    route: Arc<Route>,
-    number: u64,
-    bytes: Arc<Vec<u8>>,
-    sha256: [u8; 32],
-    cache: Option<Arc<CompileCache>>,
-) {
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let compiled = loader::load(
-            &runtime,
-            &route.store,
-            bytes,
-            sha256,
-            cache,
-            Tier::Optimized,
-            background_pool(),
-        )
-        .await;
-        match compiled {
-            Ok(mut compiled) => {
-                let unsaved = compiled.unsaved.take();
-                let tiered_up = route.slot.tier_up(number, compiled);
-                let serving_after = started.elapsed();
-                if let Some(unsaved) = unsaved {
-                    unsaved.write().await;
-                }
-                match tiered_up {
-                    Some(generation) => {
-                        route.metrics.tier_up("serving");
-                        if route
-                            .slot
-                            .current()
-                            .is_some_and(|c| Arc::ptr_eq(&c, &generation))
-                        {
-                            route.metrics.serving(&generation);
-                        }
-                        tracing::info!(
-                            route = %route.name,
-                            generation = number,
-                            tier = Tier::Optimized.as_str(),
-                            compile_ms = generation.compile_time.as_millis() as u64,
-                            total_ms = serving_after.as_millis() as u64,
-                            cache_hit = generation.code_source.cache_hit(),
-                            "tiered up generation {number}: its Cranelift build serves now \
-                             (compiled in {} ms); requests in flight finish on the Winch build",
-                            generation.compile_time.as_millis()
-                        );
-                    }
-                    None => {
-                        route.metrics.tier_up("dropped");
-                        tracing::debug!(route = %route.name, generation = number, "generation {number} is no longer kept; dropping its Cranelift build");
-                    }
-                }
-            }
-            Err(err) => {
-                route.metrics.tier_up("failed");
-                tracing::warn!(route = %route.name, generation = number, error = %err, "tier-up of generation {number} failed; its Winch build keeps serving: {err}");
-            }
-        }
-    });
 }

@@ -1,54 +1,49 @@
-//! The reload pipeline: trigger → read → compile (or cache) → validate → swap.
+//! The reload pipeline: trigger → read → compile (or cache) → validate → install.
 //!
 //! Strategy: everything that can ask for a reload (the file watcher, a finished build, SIGHUP,
-//! the admin API, startup) sends a [`Trigger`] into one bounded channel of capacity one, so a
-//! burst of file events while a reload runs collapses into exactly one more reload. A single
-//! task drains the channel and runs one reload at a time: it reads the whole file into memory
-//! (never mmap a file that can change under us), skips content whose sha256 matches the
+//! the admin API, startup, a rollback) sends a [`Trigger`] into one bounded channel of capacity
+//! one, so a burst of file events while a reload runs collapses into exactly one more reload. A
+//! single task drains the channel and runs one reload at a time: it reads the whole file into
+//! memory (never mmap a file that can change under us), skips content whose sha256 matches the
 //! serving generation, reuses a kept generation or the on-disk cache when the content was seen
 //! before, otherwise compiles on a blocking thread, instantiates once as a check, and only then
-//! swaps the slot. Any failure is logged with the path and the reason and leaves the serving
-//! generation untouched. Admin calls carry a reply channel and get the [`Report`] back.
+//! [`install`]s it: the one way a generation starts serving, for new builds, tier-ups
+//! (`tier_up`) and rollbacks alike. Any failure is logged with the path and the reason and
+//! leaves the serving generation untouched. Admin calls carry a reply channel and get the
+//! [`Report`] back.
+//!
+//! The pipeline holds what it needs of its route ([`Target`]), not the route.
 //!
 //! A component from a registry ([`Origin::Registry`]) takes the same path from "bytes" on: the
-//! reloader polls the tag itself every `--poll-interval` (backing off while the registry fails),
-//! pulls a new manifest digest, and swaps it in; a digest that failed is not pulled again until
-//! the tag moves. At startup with the registry unreachable it serves the last component it
-//! pulled (kept under the cache directory).
+//! reloader polls the tag itself every `--poll-interval` (backing off while the registry
+//! fails), pulls a new manifest digest, and installs it; a digest that failed is not pulled
+//! again until the tag moves (`registry`). At startup with the registry unreachable it serves
+//! the last component it pulled (kept under the cache directory).
 
-use crate::component::cache::CompileCache;
-use crate::engine::Runtime;
-use crate::component::load::{self as loader, Compiled, Source};
-use crate::component::oci::{self, Registry};
-use crate::route::Route;
-use crate::guest::slot::Generation;
+pub mod builder;
+mod install;
+mod registry;
+mod target;
+mod tier_up;
+mod trigger;
+
+pub use install::{Change, install};
+pub use target::{Pipeline, Target};
+pub use trigger::{Cause, Origin, Outcome, Report, Trigger, TriggerSender, channel};
+
 use crate::component::tier;
+use crate::digest;
+use crate::guest::slot::Generation;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-pub mod builder;
-mod trigger;
-pub use trigger::{Origin, Report, Trigger, TriggerSender, channel};
-
-/// The trigger name of watcher events.
-const FILE_CHANGE: &str = "file change";
-/// The trigger name of registry polls.
-const POLL: &str = "registry poll";
-/// Longest wait between two polls of a registry that keeps failing.
-const MAX_POLL_BACKOFF: Duration = Duration::from_secs(300);
-
-/// Default largest component (file, upload or registry layer) the host will read.
-pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
-
 /// Runs reloads for one route's component.
 pub struct Reloader {
-    runtime: Arc<Runtime>,
-    route: Arc<Route>,
+    pipeline: Arc<Pipeline>,
     origin: Origin,
     max_bytes: u64,
-    cache: Option<Arc<CompileCache>>,
     /// sha256 of the content that failed last, so the second file event of one bad deploy does
     /// not validate and log it again.
     last_failed: Option<[u8; 32]>,
@@ -59,7 +54,7 @@ pub struct Reloader {
     /// still loads the file.
     file_loaded: Option<[u8; 32]>,
     /// The registry's counterpart of `file_loaded`: the manifest digest last loaded. (The
-    /// digest refused last is the registry's to remember: [`Registry::refuse`].)
+    /// digest refused last is the registry's to remember.)
     digest_loaded: Option<String>,
     /// Registry polls that failed in a row (the next poll backs off).
     poll_failures: u32,
@@ -69,27 +64,22 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for `route`'s component from `origin` (at most `max_bytes`), swapping into
-    /// the route's slot.
-    pub fn new(
-        runtime: Arc<Runtime>,
-        route: Arc<Route>,
-        origin: Origin,
-        max_bytes: u64,
-        cache: Option<Arc<CompileCache>>,
-    ) -> Self {
+    /// A reloader for the pipeline's route, its component from `origin` (at most `max_bytes`).
+    pub fn new(pipeline: Arc<Pipeline>, origin: Origin, max_bytes: u64) -> Self {
         Reloader {
-            runtime,
-            route,
+            pipeline,
             origin,
             max_bytes,
-            cache,
             last_failed: None,
             file_loaded: None,
             digest_loaded: None,
             poll_failures: 0,
             last_reason: None,
         }
+    }
+
+    fn target(&self) -> &Target {
+        &self.pipeline.target
     }
 
     /// Handles triggers until every sender is gone, and polls a registry tag in between.
@@ -110,169 +100,64 @@ impl Reloader {
         }
     }
 
-    /// When to poll next: `None` for a file or a pinned digest; the interval, doubled per
-    /// failure in a row up to 8× (and at most [`MAX_POLL_BACKOFF`]) while the registry fails.
-    fn next_poll(&self) -> Option<Duration> {
-        let Origin::Registry(registry) = &self.origin else {
-            return None;
-        };
-        if registry.pinned() && self.digest_loaded.is_some() {
-            return None;
-        }
-        let interval = registry.poll_interval();
-        let factor = 1u32 << self.poll_failures.min(3);
-        Some(
-            interval
-                .saturating_mul(factor)
-                .min(MAX_POLL_BACKOFF.max(interval)),
-        )
-    }
-
-    /// Handles one trigger and returns what happened.
+    /// Handles one trigger and returns what happened (an admin trigger's caller gets the same
+    /// report).
     pub async fn handle(&mut self, trigger: Trigger) -> Report {
-        let name = trigger.name();
-        match trigger {
-            Trigger::Admin(reply) => {
-                let report = self.reload(name).await;
-                let _ = reply.send(report.clone());
-                report
-            }
-            Trigger::Upload(bytes, reply) => {
-                let report = self.upload(bytes).await;
-                let _ = reply.send(report.clone());
-                report
-            }
-            _ => self.reload(name).await,
-        }
-    }
-
-    async fn reload(&mut self, trigger: &'static str) -> Report {
-        match &self.origin {
-            Origin::File(path) => {
-                let path = path.clone();
-                self.reload_file(&path, trigger).await
-            }
-            Origin::Registry(registry) => {
-                let registry = registry.clone();
-                self.reload_registry(&registry, trigger).await
-            }
-        }
-    }
-
-    async fn reload_registry(&mut self, registry: &Registry, trigger: &'static str) -> Report {
-        let started = Instant::now();
-        // A poll compares with what was last pulled, so a rollback holds until the tag moves;
-        // an explicit reload compares with what serves, so it undoes a rollback.
-        // Only a poll skips the digest refused last; an explicit reload tries it again.
-        let (known, skip_refused) = match trigger {
-            POLL => (self.digest_loaded.clone(), true),
-            "startup" => (self.digest_loaded.clone(), false),
-            _ => (
-                self.route.slot.current().and_then(|g| g.digest.clone()),
-                false,
-            ),
+        let cause = trigger.cause();
+        let (report, reply) = match trigger {
+            Trigger::Admin(reply) => (self.reload(cause).await, Some(reply)),
+            Trigger::Upload(bytes, reply) => (self.upload(bytes).await, Some(reply)),
+            Trigger::Rollback(to, reply) => (self.rollback(to).await, Some(reply)),
+            _ => (self.reload(cause).await, None),
         };
-        let polled = registry.poll(known.as_deref(), skip_refused).await;
-        if polled.is_ok() {
-            // The registry answered: a failure after this one is news, logged as a warning.
-            self.last_reason = None;
-        }
-        let pulled = match polled {
-            Ok(oci::Poll::Unchanged(digest)) => {
-                self.route.metrics.registry_poll("unchanged");
-                self.poll_failures = 0;
-                if let Some(current) = self.route.slot.current() {
-                    tracing::debug!(route = %self.route.name, reference = registry.display(), %digest, "tag unchanged");
-                    let sha = current.sha256;
-                    return self.unchanged(&current, &sha);
-                }
-                return self.fail(trigger, format!("{digest} is not loaded"), None);
-            }
-            Ok(oci::Poll::StillBad(digest)) => {
-                self.route.metrics.registry_poll("unchanged");
-                self.poll_failures = 0;
-                tracing::debug!(route = %self.route.name, reference = registry.display(), %digest, "digest unchanged since its last failure");
-                return Report {
-                    result: "failed",
-                    generation: self.route.slot.current().map(|g| g.number),
-                    sha256: None,
-                    error: Some(format!("{digest} was refused before; push a new version")),
-                    cache_hit: false,
-                    not_saved: false,
-                };
-            }
-            Ok(oci::Poll::New(pulled)) => {
-                self.route.metrics.registry_poll("new");
-                self.poll_failures = 0;
-                pulled
-            }
-            Err(err) => {
-                self.route.metrics.registry_poll("error");
-                self.route.metrics.registry_error(err.kind());
-                if err.is_registry_failure() {
-                    self.poll_failures = self.poll_failures.saturating_add(1);
-                }
-                let reason = err.to_string();
-                // Nothing serves yet (a start with the registry down): the last pull will do.
-                if self.route.slot.current().is_none()
-                    && let Some(pulled) = registry.last_pulled()
-                {
-                    tracing::warn!(route = %self.route.name, reference = registry.display(), digest = %pulled.digest, "cannot poll the registry: {reason}; serving the component last pulled from it");
-                    return self
-                        .swap_in_pulled(registry, trigger, pulled, started)
-                        .await;
-                }
-                return self.fail(trigger, reason, None);
-            }
-        };
-        self.route.metrics.phase("read", started.elapsed());
-        self.swap_in_pulled(registry, trigger, pulled, started)
-            .await
-    }
-
-    async fn swap_in_pulled(
-        &mut self,
-        registry: &Registry,
-        trigger: &'static str,
-        pulled: oci::Pulled,
-        started: Instant,
-    ) -> Report {
-        let sha256 = loader::sha256(&pulled.bytes);
-        let digest = pulled.digest;
-        let report = self
-            .swap_in(trigger, pulled.bytes, sha256, Some(digest.clone()), started)
-            .await;
-        if report.result == "failed" {
-            registry.refuse(&digest);
-        } else {
-            registry.served(&digest);
-            self.digest_loaded = Some(digest);
+        if let Some(reply) = reply {
+            let _ = reply.send(report.clone());
         }
         report
     }
 
-    async fn reload_file(&mut self, path: &Path, trigger: &'static str) -> Report {
+    async fn reload(&mut self, cause: Cause) -> Report {
+        match &self.origin {
+            Origin::File(path) => {
+                let path = path.clone();
+                self.reload_file(&path, cause).await
+            }
+            Origin::Registry(registry) => {
+                let registry = registry.clone();
+                self.reload_registry(&registry, cause).await
+            }
+        }
+    }
+
+    async fn reload_file(&mut self, path: &Path, cause: Cause) -> Report {
         let started = Instant::now();
         let bytes = match read_component(path, self.max_bytes).await {
             Ok(bytes) => bytes,
             Err(reason) => {
                 self.file_loaded = None;
-                return self.fail(trigger, reason, None);
+                return self.fail(cause, reason, None);
             }
         };
-        self.route.metrics.phase("read", started.elapsed());
-        let sha256 = loader::sha256(&bytes);
+        self.target().metrics.phase("read", started.elapsed());
+        let sha256 = digest::sha256(&bytes);
         // What was last loaded from the file: nothing to do, whether that content is serving or
         // a rollback made another generation current.
-        if trigger == FILE_CHANGE
+        if cause == Cause::FileChanged
             && self.file_loaded == Some(sha256)
-            && let Some(current) = self.route.slot.current()
+            && let Some(current) = self.target().slot.current()
         {
-            tracing::debug!(route = %self.route.name, path = %path.display(), serving = current.number, "file unchanged since it was last loaded; still serving generation {}", current.number);
+            tracing::debug!(route = %self.target().name, path = %path.display(), serving = current.number, "file unchanged since it was last loaded; still serving generation {}", current.number);
             return self.unchanged(&current, &sha256);
         }
-        let report = self.swap_in(trigger, bytes, sha256, None, started).await;
-        if report.result != "failed" {
+        let new = New {
+            bytes,
+            sha256,
+            digest: None,
+            cause,
+            started,
+        };
+        let report = self.swap_in(new, None).await;
+        if report.result != Outcome::Failed {
             self.file_loaded = Some(sha256);
         }
         report
@@ -287,218 +172,182 @@ impl Reloader {
                 "the component comes from `{}`: push a new version to the registry instead",
                 self.origin.display()
             );
-            return self.fail("admin upload", reason, None);
+            return self.fail(Cause::Upload, reason, None);
         };
         let path = path.clone();
-        let started = Instant::now();
-        let sha256 = loader::sha256(&bytes);
-        let report = self
-            .swap_in_saving("admin upload", bytes, sha256, started, Some(&path))
-            .await;
-        if report.result != "failed" {
+        let sha256 = digest::sha256(&bytes);
+        let new = New {
+            bytes,
+            sha256,
+            digest: None,
+            cause: Cause::Upload,
+            started: Instant::now(),
+        };
+        let report = self.swap_in(new, Some(&path)).await;
+        if report.result != Outcome::Failed {
             self.file_loaded = Some(sha256);
         }
         report
     }
 
-    /// The report of a trigger that changes nothing: `current` keeps serving.
-    fn unchanged(&self, current: &Generation, sha256: &[u8; 32]) -> Report {
-        self.route.metrics.reload("unchanged");
-        Report {
-            result: "unchanged",
-            generation: Some(current.number),
-            sha256: Some(hex::encode(&sha256[..6])),
-            error: None,
-            cache_hit: false,
-            not_saved: false,
+    /// A rollback: a kept generation serves again, until the component file gets new content
+    /// (file events for the same content leave it alone, `file_loaded` says which) or the
+    /// registry tag moves.
+    async fn rollback(&mut self, to: Option<u64>) -> Report {
+        match install(&self.pipeline, Change::Rollback { to }).await {
+            Ok(generation) => Report::new(Outcome::RolledBack, Some(generation.number)),
+            Err(reason) => Report::failed(self.target().slot.current().map(|g| g.number), reason),
         }
     }
 
-    async fn swap_in(
-        &mut self,
-        trigger: &'static str,
-        bytes: Vec<u8>,
-        sha256: [u8; 32],
-        digest: Option<String>,
-        started: Instant,
-    ) -> Report {
-        self.swap_in_with(trigger, bytes, sha256, digest, started, None)
-            .await
-    }
-
-    /// [`Reloader::swap_in`] of an upload, which is saved to `save_to` after it validates and
-    /// before it serves.
-    async fn swap_in_saving(
-        &mut self,
-        trigger: &'static str,
-        bytes: Vec<u8>,
-        sha256: [u8; 32],
-        started: Instant,
-        save_to: Option<&Path>,
-    ) -> Report {
-        self.swap_in_with(trigger, bytes, sha256, None, started, save_to)
-            .await
-    }
-
-    async fn swap_in_with(
-        &mut self,
-        trigger: &'static str,
-        bytes: Vec<u8>,
-        sha256: [u8; 32],
-        digest: Option<String>,
-        started: Instant,
-        save_to: Option<&Path>,
-    ) -> Report {
-        let short = hex::encode(&sha256[..6]);
-        let current = self.route.slot.current();
-        if let Some(generation) = current
-            .as_ref()
-            .filter(|g| g.sha256 == sha256 && g.digest == digest)
-        {
-            tracing::debug!(route = %self.route.name, origin = %self.origin.display(), trigger, "component unchanged; no new generation");
-            if let Some(path) = save_to
-                && let Err(reason) = save(path, Arc::new(bytes)).await
-            {
-                return self.not_saved(trigger, path, reason, short);
-            }
-            return self.unchanged(generation, &sha256);
+    /// Compiles and validates `new` (unless it serves already, or a kept generation has it),
+    /// saves it first to `save_to` if given (an upload), and installs it.
+    async fn swap_in(&mut self, new: New, save_to: Option<&Path>) -> Report {
+        let short = digest::short(&new.sha256);
+        if let Some(report) = self.nothing_to_do(&new, save_to).await {
+            return report;
         }
-        if trigger == FILE_CHANGE && self.last_failed == Some(sha256) {
-            tracing::debug!(route = %self.route.name, origin = %self.origin.display(), "content unchanged since its last failure");
-            return Report {
-                result: "failed",
-                generation: current.map(|g| g.number),
-                sha256: Some(short),
-                error: Some("unchanged since the last failed attempt".into()),
-                cache_hit: false,
-                not_saved: false,
-            };
-        }
-        let size = bytes.len();
-        if current.is_none() {
-            self.route.slot.set_unavailable_reason(format!(
-                "compiling `{}` ({} KiB)",
-                self.origin.display(),
-                size.div_ceil(1024)
-            ));
-        }
-        let bytes = Arc::new(bytes);
-        let mode = self.route.limits.tier;
-        let compiled = match self.route.slot.find_by_hash(&sha256) {
-            Some(kept) => Ok(reuse(&kept)),
-            None => {
-                tier::load_first(
-                    mode,
-                    &self.runtime,
-                    &self.route,
-                    bytes.clone(),
-                    sha256,
-                    self.cache.clone(),
-                )
-                .await
+        let bytes = Arc::new(new.bytes);
+        let compiled = match self.compile(&bytes, new.sha256).await {
+            Ok(compiled) => compiled,
+            Err(err) => {
+                self.last_failed = Some(new.sha256);
+                return self.fail(new.cause, err.to_string(), Some(short));
             }
         };
-        if let (Ok(_), Some(path)) = (&compiled, save_to)
+        if let Some(path) = save_to
             && let Err(reason) = save(path, bytes.clone()).await
         {
-            return self.not_saved(trigger, path, reason, short);
+            return self.not_saved(new.cause, path, reason, short);
         }
-        match compiled {
-            Ok(mut compiled) => {
-                let unsaved = compiled.unsaved.take();
-                self.route.metrics.phase(
-                    if compiled.source.cache_hit() {
-                        "cache"
-                    } else {
-                        "compile"
-                    },
-                    compiled.compile_time,
-                );
-                self.route.metrics.phase("validate", compiled.validate_time);
-                self.last_failed = None;
-                self.last_reason = None;
-                let generation =
-                    self.route
-                        .slot
-                        .install(compiled, sha256, size, self.origin.display(), digest);
-                self.route.metrics.reload("loaded");
-                self.route.metrics.serving(&generation);
-                if let Some(oldest) = self.route.slot.history().first() {
-                    self.route.metrics.forget_generations_below(oldest.number);
-                }
-                let serving_after = started.elapsed();
-                // The new code serves; only now write it to the compile cache, and log once it
-                // is written (a host stopped after that line finds the entry on its restart).
-                if let Some(unsaved) = unsaved {
-                    unsaved.write().await;
-                }
-                log_loaded(&self.route.name, &generation, trigger, serving_after);
-                if tier::tiers_up(mode, generation.tier) {
-                    tier::spawn_tier_up(
-                        self.runtime.clone(),
-                        self.route.clone(),
-                        generation.number,
-                        bytes,
-                        sha256,
-                        self.cache.clone(),
-                    );
-                }
+        let metrics = &self.pipeline.target.metrics;
+        let phase = if compiled.source.cache_hit() {
+            "cache"
+        } else {
+            "compile"
+        };
+        metrics.phase(phase, compiled.compile_time);
+        metrics.phase("validate", compiled.validate_time);
+        self.last_failed = None;
+        self.last_reason = None;
+        let change = Change::New {
+            compiled,
+            bytes,
+            sha256: new.sha256,
+            digest: new.digest,
+            cause: new.cause,
+            started: new.started,
+        };
+        match install(&self.pipeline, change).await {
+            Ok(generation) => {
+                self.target().metrics.reload(Outcome::Loaded.as_str());
                 Report {
-                    result: "loaded",
-                    generation: Some(generation.number),
-                    sha256: Some(short),
-                    error: None,
                     cache_hit: generation.code_source.cache_hit(),
-                    not_saved: false,
+                    ..Report::new(Outcome::Loaded, Some(generation.number)).of(Some(short))
                 }
             }
-            Err(err) => {
-                self.last_failed = Some(sha256);
-                self.fail(trigger, err.to_string(), Some(short))
-            }
+            Err(reason) => self.fail(new.cause, reason, Some(short)),
         }
+    }
+
+    /// The report of `new` when it needs no compile: it serves already (an upload of it is
+    /// still saved), or it failed last time and a file event brings it again.
+    async fn nothing_to_do(&mut self, new: &New, save_to: Option<&Path>) -> Option<Report> {
+        let short = digest::short(&new.sha256);
+        let target = &self.pipeline.target;
+        let current = target.slot.current();
+        if let Some(generation) = current
+            .as_ref()
+            .filter(|g| g.sha256 == new.sha256 && g.digest == new.digest)
+        {
+            tracing::debug!(route = %target.name, origin = %self.origin.display(), trigger = new.cause.name(), "component unchanged; no new generation");
+            if let Some(path) = save_to
+                && let Err(reason) = save(path, Arc::new(new.bytes.clone())).await
+            {
+                return Some(self.not_saved(new.cause, path, reason, short));
+            }
+            return Some(self.unchanged(generation, &new.sha256));
+        }
+        if new.cause == Cause::FileChanged && self.last_failed == Some(new.sha256) {
+            tracing::debug!(route = %target.name, origin = %self.origin.display(), "content unchanged since its last failure");
+            let report = Report::failed(
+                current.map(|g| g.number),
+                "unchanged since the last failed attempt".into(),
+            );
+            return Some(report.of(Some(short)));
+        }
+        if current.is_none() {
+            target.slot.set_unavailable_reason(format!(
+                "compiling `{}` ({} KiB)",
+                self.origin.display(),
+                new.bytes.len().div_ceil(1024)
+            ));
+        }
+        None
+    }
+
+    /// The validated build of `bytes`: a kept generation's, or compiled (or taken from the
+    /// compile cache) at the tier the route's mode gives it.
+    async fn compile(
+        &self,
+        bytes: &Arc<Vec<u8>>,
+        sha256: [u8; 32],
+    ) -> Result<crate::component::load::Compiled, crate::component::load::LoadError> {
+        let target = &self.pipeline.target;
+        if let Some(kept) = target.slot.find_by_hash(&sha256) {
+            return Ok(install::reuse(&kept));
+        }
+        tier::load_first(
+            target.tier,
+            &self.pipeline.runtime,
+            &target.store,
+            &target.name,
+            bytes.clone(),
+            sha256,
+            self.pipeline.cache.clone(),
+        )
+        .await
+    }
+
+    /// The report of a trigger that changes nothing: `current` keeps serving.
+    fn unchanged(&self, current: &Generation, sha256: &[u8; 32]) -> Report {
+        self.target().metrics.reload(Outcome::Unchanged.as_str());
+        Report::new(Outcome::Unchanged, Some(current.number)).of(Some(digest::short(sha256)))
     }
 
     /// The report of a validated upload that could not be saved: nothing changes.
-    fn not_saved(
-        &mut self,
-        trigger: &'static str,
-        path: &Path,
-        reason: String,
-        sha256: String,
-    ) -> Report {
-        let current = self.route.slot.current();
-        tracing::warn!(route = %self.route.name, path = %path.display(), trigger, serving = current.as_ref().map(|g| g.number), "upload refused: {reason}; the file and the serving generation are unchanged");
-        self.route.metrics.reload("failed");
+    fn not_saved(&mut self, cause: Cause, path: &Path, reason: String, sha256: String) -> Report {
+        let current = self.target().slot.current();
+        self.target().metrics.reload(Outcome::Failed.as_str());
+        tracing::warn!(route = %self.target().name, path = %path.display(), trigger = cause.name(), serving = current.as_ref().map(|g| g.number), "upload refused: {reason}; the file and the serving generation are unchanged");
         Report {
-            result: "failed",
-            generation: current.map(|g| g.number),
-            sha256: Some(sha256),
-            error: Some(format!(
-                "{reason}; the upload does not serve and the file is unchanged"
-            )),
-            cache_hit: false,
             not_saved: true,
+            ..Report::failed(
+                current.map(|g| g.number),
+                format!("{reason}; the upload does not serve and the file is unchanged"),
+            )
+            .of(Some(sha256))
         }
     }
 
-    fn fail(&mut self, trigger: &'static str, reason: String, sha256: Option<String>) -> Report {
-        self.route.metrics.reload("failed");
+    fn fail(&mut self, cause: Cause, reason: String, sha256: Option<String>) -> Report {
         let path = self.origin.display();
-        let current = self.route.slot.current();
-        // The same reason again from a file event (one deploy raises several) or a poll (a
-        // registry that stays down, or too slow, fails every poll) is logged at debug: the
-        // first one was a warning, and a failure that lasts must not flood the log. Explicit
-        // reloads (admin, SIGHUP, build) always warn.
-        let repeated =
-            matches!(trigger, FILE_CHANGE | POLL) && self.last_reason.as_ref() == Some(&reason);
+        let target = &self.pipeline.target;
+        target.metrics.reload(Outcome::Failed.as_str());
+        let current = target.slot.current();
+        // The same reason again from a cause that repeats by itself (one deploy raises several
+        // file events; a registry that stays down, or too slow, fails every poll) is logged at
+        // debug: the first one was a warning, and a failure that lasts must not flood the log.
+        // Explicit reloads (admin, SIGHUP, build) always warn.
+        let repeated = cause.repeats() && self.last_reason.as_ref() == Some(&reason);
         self.last_reason = Some(reason.clone());
+        let trigger = cause.name();
         match &current {
             _ if repeated => {
-                tracing::debug!(route = %self.route.name, path = %path, trigger, "reload failed again: {reason}")
+                tracing::debug!(route = %target.name, path = %path, trigger, "reload failed again: {reason}")
             }
             Some(generation) => tracing::warn!(
-                route = %self.route.name,
+                route = %target.name,
                 path = %path,
                 trigger,
                 serving = generation.number,
@@ -506,77 +355,23 @@ impl Reloader {
                 generation.number
             ),
             None => {
-                tracing::warn!(route = %self.route.name, path = %path, trigger, "reload failed: {reason}; no component is being served (503)");
-                self.route
+                tracing::warn!(route = %target.name, path = %path, trigger, "reload failed: {reason}; no component is being served (503)");
+                target
                     .slot
                     .set_unavailable_reason(format!("no valid component at `{path}`: {reason}"));
             }
         }
-        Report {
-            result: "failed",
-            generation: current.map(|g| g.number),
-            sha256,
-            error: Some(reason),
-            cache_hit: false,
-            not_saved: false,
-        }
+        Report::failed(current.map(|g| g.number), reason).of(sha256)
     }
 }
 
-/// A kept generation's compiled code, reused for content seen before.
-fn reuse(kept: &Generation) -> Compiled {
-    Compiled {
-        pre: kept.pre.clone(),
-        compile_time: Duration::ZERO,
-        validate_time: Duration::ZERO,
-        source: Source::Memory,
-        incremental: None,
-        tier: kept.tier,
-        unsaved: None,
-    }
-}
-
-fn log_loaded(route: &str, generation: &Generation, trigger: &'static str, total: Duration) {
-    let how = match (generation.code_source, generation.incremental) {
-        (Source::Compiled, Some(c)) if c.hits > 0 => format!(
-            "compiled in {} ms, {} of {} functions from the incremental cache ({} untranslated)",
-            generation.compile_time.as_millis(),
-            c.hits,
-            c.hits + c.misses,
-            c.untranslated
-        ),
-        (Source::Compiled, _) => {
-            format!("compiled in {} ms", generation.compile_time.as_millis())
-        }
-        (Source::DiskCache, _) => format!(
-            "cache hit, loaded in {} ms",
-            generation.compile_time.as_millis()
-        ),
-        (Source::Memory, _) => "cache hit, reused from memory".to_string(),
-    };
-    tracing::info!(
-        route = %route,
-        generation = generation.number,
-        world = generation.world().as_str(),
-        sha256 = %generation.short_hash(),
-        size = generation.size,
-        compile_ms = generation.compile_time.as_millis() as u64,
-        cache_hit = generation.code_source.cache_hit(),
-        incremental_hits = generation.incremental.map(|c| c.hits),
-        incremental_misses = generation.incremental.map(|c| c.misses),
-        incremental_untranslated = generation.incremental.map(|c| c.untranslated),
-        total_ms = total.as_millis() as u64,
-        trigger,
-        path = %generation.origin,
-        digest = generation.digest.as_deref(),
-        tier = generation.tier.as_str(),
-        "loaded generation {} ({}, {}, {}, {} bytes, {how})",
-        generation.number,
-        generation.world().as_str(),
-        generation.tier.compiler(),
-        generation.short_hash(),
-        generation.size,
-    );
+/// A component read (or pulled) to be swapped in, and why.
+struct New {
+    bytes: Vec<u8>,
+    sha256: [u8; 32],
+    digest: Option<String>,
+    cause: Cause,
+    started: Instant,
 }
 
 async fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {

@@ -1,7 +1,7 @@
-//! What asks a route's reloader for a reload ([`Trigger`], through one bounded channel) and what
-//! an admin call gets back ([`Report`]).
+//! What asks a route's reloader for a reload ([`Trigger`], through one bounded channel), why
+//! ([`Cause`]), and what an admin call gets back ([`Report`], whose [`Outcome`] says what
+//! happened).
 
-use super::{FILE_CHANGE, POLL};
 use crate::component::oci::Registry;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ impl Origin {
     }
 }
 
-/// Why a reload was asked for.
+/// Why a reload was asked for, and what an admin call waits with.
 pub enum Trigger {
     /// Host startup.
     Startup,
@@ -40,23 +40,71 @@ pub enum Trigger {
     Poll,
     /// `POST /reload` on the admin API.
     Admin(oneshot::Sender<Report>),
-    /// `PUT /component` on the admin API: these bytes, to be validated, swapped in and then
-    /// written to the component path.
+    /// `PUT /component` on the admin API: these bytes, to be validated, saved to the component
+    /// path and then served.
     Upload(Vec<u8>, oneshot::Sender<Report>),
+    /// `POST /rollback[?generation=N]` on the admin API: serve kept generation N again, or the
+    /// newest one older than the current.
+    Rollback(Option<u64>, oneshot::Sender<Report>),
 }
 
 impl Trigger {
-    /// The trigger's name in logs and metrics.
-    pub(super) fn name(&self) -> &'static str {
+    /// The trigger without what it carries.
+    pub fn cause(&self) -> Cause {
         match self {
-            Trigger::Startup => "startup",
-            Trigger::FileChanged => FILE_CHANGE,
-            Trigger::Built => "build",
-            Trigger::Signal => "SIGHUP",
-            Trigger::Poll => POLL,
-            Trigger::Admin(_) => "admin reload",
-            Trigger::Upload(..) => "admin upload",
+            Trigger::Startup => Cause::Startup,
+            Trigger::FileChanged => Cause::FileChanged,
+            Trigger::Built => Cause::Built,
+            Trigger::Signal => Cause::Signal,
+            Trigger::Poll => Cause::Poll,
+            Trigger::Admin(_) => Cause::Admin,
+            Trigger::Upload(..) => Cause::Upload,
+            Trigger::Rollback(..) => Cause::Rollback,
         }
+    }
+}
+
+/// Why a reload runs: what the pipeline branches on and what its log lines name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Host startup.
+    Startup,
+    /// The watcher saw the component file change.
+    FileChanged,
+    /// A build finished successfully.
+    Built,
+    /// SIGHUP.
+    Signal,
+    /// A registry poll.
+    Poll,
+    /// An admin reload.
+    Admin,
+    /// An admin upload.
+    Upload,
+    /// An admin rollback.
+    Rollback,
+}
+
+impl Cause {
+    /// The cause's name in logs (`trigger` field).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Startup => "startup",
+            Cause::FileChanged => "file change",
+            Cause::Built => "build",
+            Cause::Signal => "SIGHUP",
+            Cause::Poll => "registry poll",
+            Cause::Admin => "admin reload",
+            Cause::Upload => "admin upload",
+            Cause::Rollback => "admin rollback",
+        }
+    }
+
+    /// Whether this cause comes back by itself, so that a failure it meets again is logged
+    /// once (one deploy raises several file events; a registry that stays down fails every
+    /// poll), while explicit reloads always say why they failed.
+    pub fn repeats(self) -> bool {
+        matches!(self, Cause::FileChanged | Cause::Poll)
     }
 }
 
@@ -83,11 +131,40 @@ pub fn channel() -> (TriggerSender, mpsc::Receiver<Trigger>) {
     (TriggerSender(tx), rx)
 }
 
+/// What one reload attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    /// A new generation serves.
+    #[serde(rename = "loaded")]
+    Loaded,
+    /// Nothing changed: what was asked for already serves.
+    #[serde(rename = "unchanged")]
+    Unchanged,
+    /// Nothing changed: the new content was refused (the report says why).
+    #[serde(rename = "failed")]
+    Failed,
+    /// A kept generation serves again.
+    #[serde(rename = "rolled back")]
+    RolledBack,
+}
+
+impl Outcome {
+    /// The outcome as metrics label it (`hotswap_reloads_total{result}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Loaded => "loaded",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled back",
+        }
+    }
+}
+
 /// What one reload attempt did, as the admin API reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `loaded`, `unchanged` or `failed`.
-    pub result: &'static str,
+    /// What happened.
+    pub result: Outcome,
     /// The generation serving after the attempt, if any.
     pub generation: Option<u64>,
     /// Short sha256 of the content tried.
@@ -99,4 +176,31 @@ pub struct Report {
     /// A validated upload could not be saved to disk (507).
     #[serde(skip)]
     pub not_saved: bool,
+}
+
+impl Report {
+    /// A report of `result` with generation `generation` serving after it.
+    pub fn new(result: Outcome, generation: Option<u64>) -> Report {
+        Report {
+            result,
+            generation,
+            sha256: None,
+            error: None,
+            cache_hit: false,
+            not_saved: false,
+        }
+    }
+
+    /// A failure, with `generation` still serving.
+    pub fn failed(generation: Option<u64>, error: String) -> Report {
+        Report {
+            error: Some(error),
+            ..Report::new(Outcome::Failed, generation)
+        }
+    }
+
+    /// The same report, naming the content tried by its short sha256.
+    pub fn of(self, sha256: Option<String>) -> Report {
+        Report { sha256, ..self }
+    }
 }
