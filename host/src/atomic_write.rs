@@ -7,7 +7,7 @@
 //! process or any other: two containers each running hotswap as PID 1 over one shared volume
 //! have the same PID, so the name also carries a number drawn at random once per process.
 //!
-//! [`write`] also makes the replacement durable: the new file's bytes are synced before the
+//! [`write()`] also makes the replacement durable: the new file's bytes are synced before the
 //! rename (otherwise a crash can leave the new name on an empty or partial file), and the
 //! directory after it (otherwise the rename itself can be lost, and a restart finds the old
 //! file: an upload reported as saved would silently go back a version). Uploads, registry copies
@@ -52,7 +52,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(path, bytes, true)
 }
 
-/// [`write`] without the syncs: whole or not at all for readers, but not durable across a
+/// [`write()`] without the syncs: whole or not at all for readers, but not durable across a
 /// crash. Only for entries that carry their own checksum (see the module docs).
 pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(path, bytes, false)

@@ -8,7 +8,7 @@
 //! - *Symbolic links on the way.* A Kubernetes ConfigMap, Secret or projected volume publishes
 //!   `app.wasm -> ..data/app.wasm` with `..data -> ..2026_12_07_…`, and delivers a new version
 //!   by renaming a new `..data` link over the old one: `app.wasm` itself never changes. So the
-//!   path is resolved link by link ([`Chain`]), the directory of every link on the way and of
+//!   path is resolved link by link (`Chain`), the directory of every link on the way and of
 //!   the file it ends at is watched, and a change to any of them fires; the chain is resolved
 //!   again after each change, so the next version's directory is watched in turn.
 //! - *Directories that go away.* The parent of the file's directory is watched too, for that

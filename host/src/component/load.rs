@@ -8,12 +8,13 @@
 //! the previous generation.
 
 use crate::component::cache::{CompileCache, Lookup};
-use crate::engine::{HostState, Runtime, StoreSettings, Tier};
 use crate::engine::incremental::Counts;
-use sha2::{Digest, Sha256};
+use crate::engine::{HostState, Runtime, StoreSettings};
+use crate::kind::{Tier, World};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
+use wasmtime_wasi_http::handler::ProxyPre;
 use wasmtime_wasi_http::{p2, p3};
 
 /// How long a trial instantiation may take before the component is rejected.
@@ -71,65 +72,39 @@ impl Source {
     }
 }
 
-/// A pre-instantiated component of either world; each request instantiates from it.
-#[derive(Clone)]
-pub enum GuestPre {
-    /// A `wasi:http/proxy` (0.2) component.
-    P2(p2::bindings::ProxyPre<HostState>),
-    /// A `wasi:http/service` (0.3) component.
-    P3(p3::bindings::ServicePre<HostState>),
-}
+/// A pre-instantiated component of either world (wasmtime-wasi-http's own enum of the 0.2
+/// `ProxyPre` and the 0.3 `ServicePre`); each request instantiates from it.
+pub type GuestPre = ProxyPre<HostState>;
 
-impl GuestPre {
-    /// Instantiates the component in `store`, dropping the bindings: a validation only needs
-    /// to know that it can be done.
-    async fn instantiate(&self, store: &mut wasmtime::Store<HostState>) -> wasmtime::Result<()> {
-        match self {
-            GuestPre::P2(pre) => pre.instantiate_async(store).await.map(drop),
-            GuestPre::P3(pre) => pre.instantiate_async(store).await.map(drop),
-        }
-    }
-
+/// What the host asks of a [`GuestPre`] beyond instantiating it.
+pub trait PreExt {
     /// The engine the component was compiled in; its stores must be made in it.
-    pub fn engine(&self) -> &wasmtime::Engine {
-        match self {
-            GuestPre::P2(pre) => pre.engine(),
-            GuestPre::P3(pre) => pre.engine(),
-        }
-    }
-
+    fn engine(&self) -> &wasmtime::Engine;
     /// Which `wasi:http` the component speaks.
-    pub fn world(&self) -> World {
+    fn world(&self) -> World;
+}
+
+impl PreExt for GuestPre {
+    fn engine(&self) -> &wasmtime::Engine {
         match self {
-            GuestPre::P2(_) => World::P2,
-            GuestPre::P3(_) => World::P3,
+            ProxyPre::P2(pre) => pre.engine(),
+            ProxyPre::P3(pre) => pre.engine(),
         }
     }
-}
 
-/// Which `wasi:http` a component speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum World {
-    /// WASI 0.2: exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
-    P2,
-    /// WASI 0.3: exports `wasi:http/handler` (the `wasi:http/service` world).
-    P3,
-}
-
-impl World {
-    /// How `/status`, metrics and logs name the world: `wasi:http@0.2` or `wasi:http@0.3`.
-    pub fn as_str(self) -> &'static str {
+    fn world(&self) -> World {
         match self {
-            World::P2 => "wasi:http@0.2",
-            World::P3 => "wasi:http@0.3",
+            ProxyPre::P2(_) => World::P2,
+            ProxyPre::P3(_) => World::P3,
         }
     }
 }
 
 /// A component that passed every check, ready to be served.
 pub struct Compiled {
-    /// Pre-instantiated component: each request instantiates from it.
-    pub pre: GuestPre,
+    /// Pre-instantiated component: each request instantiates from it. (Shared: generations
+    /// that reuse a kept build, and a generation's reused instances, hold the same one.)
+    pub pre: Arc<GuestPre>,
     /// How long compilation (or loading from the cache) took.
     pub compile_time: Duration,
     /// How long linking and the trial instantiation took.
@@ -177,11 +152,6 @@ impl Unsaved {
             }
         }
     }
-}
-
-/// The sha256 of a component's bytes.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 /// Rejects byte strings that cannot be a component before handing them to the compiler, so
@@ -289,14 +259,14 @@ pub fn compile(
         .linker
         .instantiate_pre(&component)
         .map_err(LoadError::Link)?;
-    let pre = match world {
+    let pre = Arc::new(match world {
         World::P3 => p3::bindings::ServicePre::new(instance_pre)
-            .map(GuestPre::P3)
+            .map(ProxyPre::P3)
             .map_err(LoadError::NotProxy)?,
         World::P2 => p2::bindings::ProxyPre::new(instance_pre)
-            .map(GuestPre::P2)
+            .map(ProxyPre::P2)
             .map_err(LoadError::NotProxy)?,
-    };
+    });
     let unsaved = cache
         .filter(|_| source == Source::Compiled)
         .map(|cache| Unsaved {
@@ -330,7 +300,7 @@ pub async fn trial_instantiate(
         Instant::now() + VALIDATION_TIMEOUT,
         &tracing::Span::none(),
     );
-    match tokio::time::timeout(VALIDATION_TIMEOUT, pre.instantiate(&mut store)).await {
+    match tokio::time::timeout(VALIDATION_TIMEOUT, pre.instantiate_async(&mut store)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(err)) => Err(LoadError::Instantiate(err)),
         Err(_) => Err(LoadError::Instantiate(wasmtime::format_err!(

@@ -12,14 +12,14 @@ pub mod incremental;
 pub mod slices;
 
 use crate::config::{Config, RouteConfig};
-use crate::wasi::config_store::{GuestConfig, Snapshot};
-use crate::wasi::stdio::{GuestLog, OutputBudget, RequestTag};
 use crate::engine::incremental::DiskStore;
-use crate::wasi::keyvalue::{KeyValue, KvView};
-use crate::component::load::World;
-use crate::metrics::Metrics;
-use crate::wasi::outbound::{OutboundHooks, OutboundPolicy};
 use crate::engine::slices::{SliceState, Slicer, Turn};
+use crate::kind::{Tier, World};
+use crate::metrics::Metrics;
+use crate::wasi::config_store::{GuestConfig, Snapshot};
+use crate::wasi::keyvalue::{KeyValue, KvView};
+use crate::wasi::outbound::{OutboundHooks, OutboundPolicy};
+use crate::wasi::stdio::{GuestLog, OutputBudget, RequestTag};
 use anyhow::{Context, Result};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -52,35 +52,6 @@ const TABLE_KEEP_RESIDENT: usize = 16 << 10;
 /// create. A componentize-py guest has 14 core instances (one per library it links), most
 /// others 3 or 4; every pool slot has room for this many.
 const MAX_STORE_OBJECTS: usize = 100;
-
-/// Which compiler made a generation's machine code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// Winch, a baseline compiler: compiles several times faster than Cranelift, and its code
-    /// runs slower. Used first for large components under `--tier auto`, or always with
-    /// `--tier fast`.
-    Fast,
-    /// Cranelift, an optimising compiler.
-    Optimized,
-}
-
-impl Tier {
-    /// How `/status`, metrics and logs name the tier: `fast` or `optimized`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Fast => "fast",
-            Tier::Optimized => "optimized",
-        }
-    }
-
-    /// The compiler of the tier: `Winch` or `Cranelift`.
-    pub fn compiler(self) -> &'static str {
-        match self {
-            Tier::Fast => "Winch",
-            Tier::Optimized => "Cranelift",
-        }
-    }
-}
 
 /// The engines of the process, one per world and tier; all but the 0.2 Cranelift one are made
 /// when the first component that needs them loads.
@@ -273,7 +244,11 @@ impl Runtime {
         let guest_config = Arc::new(GuestConfig::new(
             config.config_values.clone(),
             config.config_overrides.clone(),
-            config.config_file.clone(),
+            config.config_file.clone().map(|file| {
+                let reread: crate::wasi::config_store::Reread =
+                    Box::new(crate::config::file::values_of);
+                (file, reread)
+            }),
             metrics.clone(),
         ));
         let keyvalue = Arc::new(KeyValue::new(config.keyvalue.clone(), metrics)?);
@@ -313,11 +288,11 @@ impl Runtime {
         })
     }
 
-    /// A request for `route` arrived: while requests of more than one route arrive, guests
-    /// run in fine slices ([`crate::engine::slices`]).
-    pub fn route_request(&self, route: &crate::route::Route) {
-        self.slicer
-            .route_request(std::ptr::from_ref(route) as usize);
+    /// A request for route `route` (its id: a number no other route has) arrived: while
+    /// requests of more than one route arrive, guests run in fine slices
+    /// ([`slices`]).
+    pub fn route_request(&self, route: usize) {
+        self.slicer.route_request(route);
     }
 
     /// Starts the thread that advances the engine's epoch, at the pace [`Slicer::next_tick`]

@@ -86,7 +86,7 @@ where
 
 /// A guest's run, polled by the request handler on the connection's task until the guest has
 /// set its response head; a run still going then is detached to a task of its own
-/// ([`GuestRun::detach`], [`GuardedBody`]). It resolves to `Ok` if the guest finished without
+/// (`GuestRun::detach`, [`GuardedBody`]). It resolves to `Ok` if the guest finished without
 /// error, else to what went wrong.
 ///
 /// Dropped before it has finished (the client went away, the guest answered with an error code
@@ -169,7 +169,7 @@ enum Guest<E: Send + 'static> {
 /// A guest's response body that ends cleanly only if the guest finished cleanly.
 ///
 /// A guest that is still running once it has set its response head (it streams its body, or
-/// does more work after it) goes on on a task of its own ([`GuestRun::detach`]). It must not be
+/// does more work after it) goes on on a task of its own (`GuestRun::detach`). It must not be
 /// polled only from the body: a client that stops reading makes hyper stop polling the body,
 /// and the guest would then hold its instance and concurrency slot past its deadline for as
 /// long as the client keeps the connection open. A guest that ended before its head was

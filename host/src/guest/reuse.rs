@@ -15,8 +15,8 @@
 //!
 //! [`Generation`]: crate::guest::slot::Generation
 
-use crate::guest::body::ResponseBody;
 use crate::engine::{HostState, Runtime, StoreSettings};
+use crate::guest::body::ResponseBody;
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

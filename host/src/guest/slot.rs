@@ -4,10 +4,10 @@
 //! never disturbs a request in flight, and an old generation (its compiled code included) is
 //! freed when its last request ends.
 
-use crate::engine::Tier;
+use crate::component::load::{Compiled, GuestPre, PreExt, Source};
 use crate::engine::incremental::Counts;
-use crate::component::load::{Compiled, GuestPre, Source, World};
 use crate::guest::reuse::Pool;
+use crate::kind::{Tier, World};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ pub struct Generation {
     /// Counts up from 1 per successful load.
     pub number: u64,
     /// Pre-instantiated component, of either world; each request instantiates from it.
-    pub pre: GuestPre,
+    pub pre: Arc<GuestPre>,
     /// sha256 of the component bytes.
     pub sha256: [u8; 32],
     /// Size of the component bytes.

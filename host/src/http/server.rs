@@ -16,8 +16,8 @@
 //! cuts one; but a connection still open [`CLOSE_GRACE`] after a graceful shutdown of an idle
 //! connection (a client that stalls mid-handshake never reads the `GOAWAY`) is dropped.
 
-use crate::guest::body::ResponseBody;
 use crate::config::ConnLimits;
+use crate::guest::body::ResponseBody;
 use crate::http::conn_io::{ConnIo, WaitingReads};
 use bytes::Bytes;
 use http::{Request, Response};

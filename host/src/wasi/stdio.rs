@@ -3,7 +3,7 @@
 //! What one request may log is bounded ([`OutputBudget`], `--max-guest-output`, stdout and
 //! stderr together): beyond it, output is counted and dropped, and one line says how much when
 //! the request ends. A guest that writes 100 MB costs neither 100 MB of memory (lines are cut
-//! at [`MAX_LINE`]) nor 100 MB of log.
+//! at `MAX_LINE`) nor 100 MB of log.
 
 use bytes::Bytes;
 use std::io;

@@ -8,7 +8,7 @@
 //! A name is not an address: whoever owns `api.example.com` decides what it resolves to, and
 //! can point it at `127.0.0.1` (the admin listener, a sidecar) or at `169.254.169.254` (a cloud
 //! metadata service). So the host resolves the name itself, checks every address it got, and
-//! connects to an address it checked ([`send`]), never looking the name up twice. Loopback,
+//! connects to an address it checked (`send`), never looking the name up twice. Loopback,
 //! link-local, unspecified, multicast and broadcast addresses are refused unless the rule that
 //! allowed the request names that address, or `localhost`, literally (`--allow-outbound
 //! localhost:3000` keeps a dev loop working). Private ranges (10/8, 172.16/12, 192.168/16,

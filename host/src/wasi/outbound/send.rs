@@ -165,23 +165,10 @@ pub(super) async fn send(
     let tls = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
 
     let tcp = connect(addresses, connect_timeout).await?;
-    let handshake = async {
-        if tls {
-            let stream = tls_connect(destination, tcp).await?;
-            hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map(|(sender, conn)| (sender, conn_task(conn)))
-                .map_err(Error::from)
-        } else {
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map(|(sender, conn)| (sender, conn_task(conn)))
-                .map_err(Error::from)
-        }
-    };
-    let (mut sender, conn) = tokio::time::timeout(connect_timeout, handshake)
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
+    let (mut sender, conn) =
+        tokio::time::timeout(connect_timeout, handshake(destination, tcp, tls))
+            .await
+            .map_err(|_| Error::ConnectionTimeout)??;
 
     // The request line carries the path only (the authority travels in `Host`, which
     // wasi:http sets), as for any request not sent through a proxy.
@@ -240,6 +227,26 @@ pub(super) async fn send(
             }
         }),
     ))
+}
+
+/// An HTTP/1.1 client connection on `tcp`, over TLS for `destination` if `tls`.
+async fn handshake(
+    destination: &Destination,
+    tcp: TcpStream,
+    tls: bool,
+) -> Result<(hyper::client::conn::http1::SendRequest<WasiBody>, ConnTask), Error> {
+    if tls {
+        let stream = tls_connect(destination, tcp).await?;
+        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map(|(sender, conn)| (sender, conn_task(conn)))
+            .map_err(Error::from)
+    } else {
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map(|(sender, conn)| (sender, conn_task(conn)))
+            .map_err(Error::from)
+    }
 }
 
 /// The TLS session for `destination` on `tcp`: webpki's roots, the host name for SNI and for
