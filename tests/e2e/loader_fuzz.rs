@@ -5,9 +5,10 @@
 
 use clap::Parser as _;
 use hotswap::cli::{Cli, Command};
-use hotswap::config::Config;
-use hotswap::engine::{Runtime, Tier};
 use hotswap::component::load::{self as loader, LoadError};
+use hotswap::config::Config;
+use hotswap::engine::Runtime;
+use hotswap::kind::Tier;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -36,7 +37,7 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 /// Compiles `bytes` with both compilers: neither may panic, and they must agree on whether
 /// the bytes are a component.
 fn compile(bytes: &[u8]) -> Result<(), LoadError> {
-    let sha = loader::sha256(bytes);
+    let sha = hotswap::digest::sha256(bytes);
     let optimized = loader::compile(&RUNTIME, bytes, &sha, None, Tier::Optimized).map(drop);
     let fast = loader::compile(&RUNTIME, bytes, &sha, None, Tier::Fast).map(drop);
     assert_eq!(

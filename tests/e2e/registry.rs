@@ -394,7 +394,7 @@ async fn pinned_digests_layers_that_do_not_match_and_oversize_layers() {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    hotswap::component::load::sha256(bytes)
+    hotswap::digest::sha256(bytes)
         .iter()
         .fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02x}");

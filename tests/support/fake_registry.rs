@@ -170,7 +170,7 @@ impl Drop for FakeRegistry {
 /// `sha256:HEX` of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    hotswap::component::load::sha256(bytes)
+    hotswap::digest::sha256(bytes)
         .iter()
         .fold(String::from("sha256:"), |mut s, b| {
             let _ = write!(s, "{b:02x}");
