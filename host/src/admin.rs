@@ -61,6 +61,11 @@ pub struct Admin {
     pub limits: ConnLimits,
     /// Deadline of one call.
     pub timeout: Duration,
+    /// Serve HTTPS, requiring client certificates (`--admin-client-ca`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The public listener's certificates, if it serves HTTPS: shown in `/status`, reloaded by
+    /// `POST /reload`.
+    pub certificates: Option<Arc<crate::http::tls::Certificates>>,
 }
 
 /// Binds the admin listener (before anything is served, so a bad address fails startup).
@@ -79,6 +84,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
         limits: admin.limits.clone(),
         max_connections: Some(MAX_CONNECTIONS),
         name: "admin",
+        tls: admin.tls.clone(),
     };
     let connections = crate::http::server::Connections::default();
     crate::http::server::accept(listener, admin, accept, connections, std::future::pending()).await;
@@ -209,6 +215,7 @@ impl Admin {
         match call {
             "reload" => {
                 self.guest_config.reload("admin reload");
+                self.reload_certificates();
                 reload(route).await
             }
             "rollback" => self.rollback(route, req.uri().query()).await,
@@ -254,8 +261,16 @@ impl Admin {
         plain(StatusCode::OK, format!("ready: {}\n", serving.join(", ")))
     }
 
+    /// `POST /reload` also reloads the TLS certificates, if the host serves HTTPS.
+    fn reload_certificates(&self) {
+        if let Some(certificates) = &self.certificates {
+            certificates.reload_and_log("admin reload", &self.metrics);
+        }
+    }
+
     async fn reload_all(&self, routes: &[Arc<Route>]) -> Response<ResponseBody> {
         self.guest_config.reload("admin reload");
+        self.reload_certificates();
         let mut reports = serde_json::Map::new();
         let mut failed = false;
         for route in routes {
@@ -355,7 +370,7 @@ impl Admin {
     fn status(&self) -> serde_json::Value {
         let routes = self.routes.all();
         let statuses: Vec<serde_json::Value> = routes.iter().map(|r| route_status(r)).collect();
-        match statuses.as_slice() {
+        let mut value = match statuses.as_slice() {
             // One route: its fields at the top level too, as before routes existed.
             [only] => {
                 let mut value = only.clone();
@@ -365,7 +380,11 @@ impl Admin {
                 value
             }
             _ => serde_json::json!({ "routes": statuses }),
+        };
+        if let (Some(certificates), Some(map)) = (&self.certificates, value.as_object_mut()) {
+            map.insert("tls".into(), serde_json::json!(certificates.infos()));
         }
+        value
     }
 
     fn routes(&self) -> serde_json::Value {

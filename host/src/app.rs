@@ -6,6 +6,7 @@ use crate::component::cache::CompileCache;
 use crate::config::Config;
 use crate::http::handler::Dispatcher;
 use crate::http::server;
+use crate::http::tls::Certificates;
 use crate::{admin, engine, metrics, private_dir, reload, route, signals, telemetry, watcher};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -97,6 +98,9 @@ struct Started {
     routes: Arc<route::RouteTable>,
     listener: tokio::net::TcpListener,
     admin: Option<(tokio::net::TcpListener, Arc<admin::Admin>)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    certificates: Option<Arc<Certificates>>,
+    _certificate_watch: Vec<watcher::FileWatcher>,
     _route_tasks: Vec<route::RouteTasks>,
     _apps: Option<route::apps::AppsWatcher>,
     _config_watcher: Option<watcher::FileWatcher>,
@@ -107,6 +111,30 @@ struct Started {
 async fn start(mut config: Config) -> Result<Started> {
     let cache = open_cache(&mut config);
     let metrics = Arc::new(metrics::Metrics::default());
+    // A certificate that does not check out is a startup error, before anything binds.
+    let certificates = match config.tls.as_slice() {
+        [] => None,
+        pairs => {
+            let certificates = Certificates::load(pairs.to_vec())?;
+            crate::http::tls::record(&certificates.infos(), &metrics);
+            Some(certificates)
+        }
+    };
+    let tls = certificates
+        .as_ref()
+        .map(|c| c.server_config(None))
+        .transpose()?;
+    let admin_tls = match (
+        &certificates,
+        config.admin.as_ref().and_then(|a| a.client_ca.as_ref()),
+    ) {
+        (Some(certificates), Some(ca)) => Some(certificates.server_config(Some(ca))?),
+        _ => None,
+    };
+    let certificate_watch = match (&certificates, config.watch) {
+        (Some(certificates), true) => certificates.watch(config.debounce, metrics.clone())?,
+        _ => Vec::new(),
+    };
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
     runtime.start_epoch_ticker()?;
     // Bind the admin listener early: a bad address must fail startup before anything serves.
@@ -139,12 +167,15 @@ async fn start(mut config: Config) -> Result<Started> {
                 max_component_size: config.max_component_size,
                 limits: config.conn.clone(),
                 timeout: settings.timeout,
+                tls: admin_tls,
+                certificates: certificates.clone(),
             });
             let admin_addr = listener
                 .local_addr()
                 .context("failed to read the admin address")?;
+            let scheme = if admin.tls.is_some() { "https" } else { "http" };
             tracing::info!(addr = %admin_addr, "admin listener ready");
-            println!("Admin API on http://{admin_addr}/");
+            println!("Admin API on {scheme}://{admin_addr}/");
             Some((listener, admin))
         }
         _ => None,
@@ -152,7 +183,10 @@ async fn start(mut config: Config) -> Result<Started> {
     for route in routes.table.all().iter() {
         tracing::info!(%addr, route = %route.name, prefix = %route.prefix, component = %route.source, mode = ?config.mode, "listening");
     }
-    println!("Serving HTTP on http://{addr}/");
+    match tls {
+        Some(_) => println!("Serving HTTPS on https://{addr}/"),
+        None => println!("Serving HTTP on http://{addr}/"),
+    }
     std::io::stdout()
         .flush()
         .context("failed to write to stdout")?;
@@ -164,6 +198,9 @@ async fn start(mut config: Config) -> Result<Started> {
         routes: routes.table,
         listener,
         admin,
+        tls,
+        certificates,
+        _certificate_watch: certificate_watch,
         _route_tasks: routes.tasks,
         _apps: routes.apps,
         _config_watcher: config_watcher,
@@ -278,8 +315,12 @@ impl Started {
     async fn run(self, signals: signals::Signals) -> Result<()> {
         {
             let (routes, guest_config) = (self.routes.clone(), self.runtime.guest_config.clone());
+            let (certificates, metrics) = (self.certificates.clone(), self.metrics.clone());
             signals.on_hangup(move || {
                 guest_config.reload("SIGHUP");
+                if let Some(certificates) = &certificates {
+                    certificates.reload_and_log("SIGHUP", &metrics);
+                }
                 for route in routes.all().iter() {
                     route.triggers.send(reload::Trigger::Signal);
                 }
@@ -299,6 +340,7 @@ impl Started {
             limits: self.config.conn.clone(),
             max_connections: None,
             name: "public",
+            tls: self.tls,
         };
         server::accept(
             self.listener,

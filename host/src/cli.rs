@@ -92,6 +92,29 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", env = "HOTSWAP_ADDR")]
     pub addr: Option<SocketAddr>,
 
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first), with
+    /// `--tls-key`. Reloaded, without a restart, when the file changes (a Kubernetes Secret's
+    /// `..data` swap included), on SIGHUP and on `POST /reload`; a pair that does not check
+    /// out (parse, key matching the certificate, valid now) never replaces a good one. More
+    /// pairs, chosen by the name a client asks for (SNI): `[[server.tls.certificate]]` in the
+    /// file. File: `server.tls.cert`.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "HOTSWAP_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1). File: `server.tls.key`.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "HOTSWAP_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
     /// Exit with an error at startup if the component is missing or invalid, instead of
     /// serving 503 until a valid one lands. File: `component.require`.
     #[arg(long, env = "HOTSWAP_REQUIRE_COMPONENT")]
@@ -331,6 +354,12 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+
+    /// Accept only admin clients that present a certificate signed by the CA in this PEM file
+    /// (mutual TLS): the admin listener then serves HTTPS with the `--tls-cert` certificates,
+    /// and can leave loopback safely. File: `admin.client_ca`.
+    #[arg(long, value_name = "PATH", env = "HOTSWAP_ADMIN_CLIENT_CA")]
+    pub admin_client_ca: Option<PathBuf>,
 
     /// Deadline of one admin call, from its arrival to its answer (an upload: reading, compiling
     /// and saving it). A call past it is answered 503; a reload it started goes on and is

@@ -116,6 +116,15 @@ pub struct RegistryErrorLabel {
     pub kind: &'static str,
 }
 
+/// Labels of the certificate expiry gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    /// The certificate file.
+    pub file: String,
+    /// Its subject.
+    pub subject: String,
+}
+
 /// Every metric the host exports. Per-route series are written through a [`RouteMetrics`].
 pub struct Metrics {
     registry: Registry,
@@ -155,6 +164,10 @@ pub struct Metrics {
     pub serving_tier: Family<TierLabel, Gauge>,
     /// Tier-ups (a Winch build replaced by its Cranelift build) by route and result.
     pub tier_ups: Family<RouteResultLabels, Counter>,
+    /// Reloads of the TLS certificates by result (`loaded`, `failed`).
+    pub tls_reloads: Family<ResultLabel, Counter>,
+    /// The `notAfter` of each certificate that serves, in seconds since the Unix epoch.
+    pub tls_expiry: Family<CertLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -268,7 +281,21 @@ impl Default for Metrics {
             "Tier-ups (a Winch build replaced by its Cranelift build) by route and result (serving, failed, dropped)",
             tier_ups.clone(),
         );
+        let tls_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Reloads of the TLS certificates by result (loaded, failed)",
+            tls_reloads.clone(),
+        );
+        let tls_expiry = Family::<CertLabel, Gauge>::default();
+        registry.register(
+            "tls_certificate_expiry_seconds",
+            "notAfter of each TLS certificate that serves, in seconds since the Unix epoch",
+            tls_expiry.clone(),
+        );
         Metrics {
+            tls_reloads,
+            tls_expiry,
             registry,
             serving_world,
             serving_tier,
@@ -326,6 +353,27 @@ impl Metrics {
     /// Counts one re-read of the config values.
     pub fn config_reload(&self, result: &'static str) {
         self.config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Records the certificates that serve now (file, subject, `notAfter` in Unix seconds), in
+    /// place of those before.
+    pub fn tls_certificates(&self, certificates: &[(String, String, i64)]) {
+        self.tls_expiry.clear();
+        for (file, subject, not_after) in certificates {
+            self.tls_expiry
+                .get_or_create(&CertLabel {
+                    file: file.clone(),
+                    subject: subject.clone(),
+                })
+                .set(*not_after);
+        }
+    }
+
+    /// Counts one reload of the TLS certificates.
+    pub fn tls_reload(&self, result: &'static str) {
+        self.tls_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
     }

@@ -188,6 +188,33 @@ pub struct ServerSection {
     /// `shutdown_timeout = "30s"`
     #[serde(default, deserialize_with = "de::duration")]
     pub shutdown_timeout: Option<Duration>,
+    /// `[server.tls]`: serve HTTPS
+    pub tls: Option<TlsSection>,
+}
+
+/// `[server.tls]`: the listener's certificate and key, and more for other names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// `cert = "tls/server.pem"`: the PEM certificate chain (relative to the file); the first
+    /// pair, for clients that ask for no name or for one no pair has
+    pub cert: Option<PathBuf>,
+    /// `key = "tls/server.key"`: its PEM private key
+    pub key: Option<PathBuf>,
+    /// `[[server.tls.certificate]]`: another pair (`cert`, `key`), chosen for the names it is
+    /// valid for (SNI)
+    #[serde(default)]
+    pub certificate: Vec<TlsPairSection>,
+}
+
+/// `[[server.tls.certificate]]`: one more certificate and key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPairSection {
+    /// `cert = "tls/other.pem"`
+    pub cert: PathBuf,
+    /// `key = "tls/other.key"`
+    pub key: PathBuf,
 }
 
 /// `[component]`: what is served.
@@ -314,6 +341,9 @@ pub struct AdminSection {
     /// `timeout = "120s"`: the deadline of one admin call
     #[serde(default, deserialize_with = "de::duration")]
     pub timeout: Option<Duration>,
+    /// `client_ca = "tls/clients-ca.pem"`: accept only admin clients with a certificate signed
+    /// by this CA (the admin listener then serves TLS with `[server.tls]`'s certificates)
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[log]`: log output.

@@ -49,6 +49,9 @@ pub struct Config {
     pub defaults: RouteDefaults,
     /// Address the HTTP listener binds to.
     pub addr: SocketAddr,
+    /// The certificates the listener serves HTTPS with, the default one first (empty: plain
+    /// HTTP).
+    pub tls: Vec<TlsPair>,
     /// Fail at startup when no valid component can be loaded.
     pub require_component: bool,
     /// Watch the component file for changes.
@@ -96,6 +99,17 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Deadline of one call.
     pub timeout: std::time::Duration,
+    /// Accept only clients with a certificate signed by this CA (the listener serves TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// One certificate and its key, by their files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPair {
+    /// The PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -104,6 +118,7 @@ impl std::fmt::Debug for AdminConfig {
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("client_ca", &self.client_ca)
             .finish()
     }
 }
@@ -157,6 +172,13 @@ impl Config {
             .max()
             .unwrap_or(DEFAULT_MAX_CONCURRENCY);
         let (cache_dir, keep_generations, incremental_cache_size) = cache(&args, f, l)?;
+        let tls = tls(&args, f, l)?;
+        let admin = admin(&args, f, l)?;
+        ensure!(
+            !tls.is_empty() || admin.as_ref().is_none_or(|a| a.client_ca.is_none()),
+            "`--admin-client-ca` makes the admin listener serve HTTPS: give it the certificate \
+             with `--tls-cert` and `--tls-key` (or `server.tls`)"
+        );
         let max_component_size = args
             .max_component_size
             .or(f.limits.max_component_size)
@@ -171,6 +193,7 @@ impl Config {
             apps,
             defaults,
             addr: args.addr.or(f.server.addr).unwrap_or(DEFAULT_ADDR),
+            tls,
             require_component: args.require_component
                 || f.component.require.unwrap_or(false)
                 || mode == Mode::Prod,
@@ -191,7 +214,7 @@ impl Config {
             cache_dir,
             keep_generations,
             incremental_cache_size,
-            admin: admin(&args, f)?,
+            admin,
             config_values: match l {
                 Some(loaded) => config_file::config_values(loaded)?,
                 None => ConfigValues::default(),
@@ -353,8 +376,47 @@ fn cache(
     Ok((cache_dir, keep_generations, incremental))
 }
 
+/// The certificates of the listener: `--tls-cert`/`--tls-key` (or `[server.tls]`'s), then each
+/// `[[server.tls.certificate]]`; paths in the file are relative to it.
+fn tls(args: &ServeArgs, f: &FileConfig, l: Option<&Loaded>) -> Result<Vec<TlsPair>> {
+    let resolve = |p: &Path| l.map(|l| l.resolve(p)).unwrap_or_else(|| p.to_path_buf());
+    let section = f.server.tls.as_ref();
+    let first = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsPair {
+            cert: absolute(cert)?,
+            key: absolute(key)?,
+        }),
+        _ => match section.map(|s| (&s.cert, &s.key)) {
+            Some((Some(cert), Some(key))) => Some(TlsPair {
+                cert: resolve(cert),
+                key: resolve(key),
+            }),
+            Some((Some(_), None) | (None, Some(_))) => bail!(
+                "`server.tls` in `{}` needs both `cert` and `key`",
+                l.map(|l| l.path.display().to_string()).unwrap_or_default()
+            ),
+            _ => None,
+        },
+    };
+    let more = section
+        .map(|s| s.certificate.as_slice())
+        .unwrap_or_default();
+    ensure!(
+        first.is_some() || more.is_empty(),
+        "`[[server.tls.certificate]]` adds certificates for other names: give the first one with \
+         `--tls-cert`/`--tls-key` or `server.tls.cert`/`key`"
+    );
+    Ok(first
+        .into_iter()
+        .chain(more.iter().map(|p| TlsPair {
+            cert: resolve(&p.cert),
+            key: resolve(&p.key),
+        }))
+        .collect())
+}
+
 /// The admin listener's settings, if it is on.
-fn admin(args: &ServeArgs, f: &FileConfig) -> Result<Option<AdminConfig>> {
+fn admin(args: &ServeArgs, f: &FileConfig, l: Option<&Loaded>) -> Result<Option<AdminConfig>> {
     let Some(addr) = args.admin_addr.or(f.admin.addr) else {
         return Ok(None);
     };
@@ -371,10 +433,16 @@ fn admin(args: &ServeArgs, f: &FileConfig) -> Result<Option<AdminConfig>> {
         .clone()
         .or(f.admin.token.clone())
         .filter(|t| !t.is_empty());
+    let client_ca = match (&args.admin_client_ca, &f.admin.client_ca) {
+        (Some(ca), _) => Some(absolute(ca)?),
+        (None, Some(ca)) => Some(l.map(|l| l.resolve(ca)).unwrap_or_else(|| ca.clone())),
+        (None, None) => None,
+    };
     Ok(Some(AdminConfig {
         addr,
         token,
         timeout,
+        client_ca,
     }))
 }
 

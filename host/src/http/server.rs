@@ -157,7 +157,14 @@ pub struct Accept {
     pub max_connections: Option<usize>,
     /// Names the listener in log lines.
     pub name: &'static str,
+    /// Serve HTTPS with this configuration (`None`: plain HTTP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// Most TLS handshakes a listener runs at once; more connections wait their turn (within the
+/// header read timeout), so that a flood of handshakes takes a bounded share of the CPU and the
+/// requests of connections already open are served beside it.
+const MAX_HANDSHAKES: usize = 32;
 
 /// Accepts connections from `listener` and serves them with `handler` until `stop` resolves;
 /// then stops accepting and returns, leaving the open connections to [`Connections`].
@@ -170,6 +177,10 @@ pub async fn accept<H: Handler>(
 ) {
     let builder = Arc::new(connection_builder(&accept.limits));
     let waiting_reads = WaitingReads::default();
+    let tls = accept.tls.clone().map(|config| Handshakes {
+        acceptor: tokio_rustls::TlsAcceptor::from(config),
+        turns: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+    });
     let mut over_cap_logged = false;
     tokio::pin!(stop);
     loop {
@@ -198,25 +209,70 @@ pub async fn accept<H: Handler>(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
-        let io = ConnIo::new(
-            TokioIo::new(stream),
-            accept.limits.write_timeout,
-            peer,
-            waiting_reads.clone(),
-        );
         let open = connections.opened();
         let stopping = connections.inner.stop.subscribe();
-        tokio::spawn(serve_connection(
-            io,
-            builder.clone(),
-            handler.clone(),
-            Timeouts {
-                first_request: accept.limits.header_read_timeout,
-                idle: accept.limits.idle_timeout,
-            },
-            stopping,
-            open,
-        ));
+        let timeouts = Timeouts {
+            first_request: accept.limits.header_read_timeout,
+            idle: accept.limits.idle_timeout,
+        };
+        let (builder, handler, waiting) = (builder.clone(), handler.clone(), waiting_reads.clone());
+        let write_timeout = accept.limits.write_timeout;
+        match &tls {
+            None => {
+                let io = ConnIo::new(TokioIo::new(stream), write_timeout, peer, waiting);
+                tokio::spawn(serve_connection(
+                    io, builder, handler, timeouts, stopping, open,
+                ));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let Some(stream) = tls.handshake(stream, peer, timeouts.first_request).await
+                    else {
+                        return;
+                    };
+                    let io = ConnIo::new(TokioIo::new(stream), write_timeout, peer, waiting);
+                    serve_connection(io, builder, handler, timeouts, stopping, open).await;
+                });
+            }
+        }
+    }
+}
+
+/// A listener's TLS: its acceptor, and the turns its handshakes take ([`MAX_HANDSHAKES`]).
+#[derive(Clone)]
+struct Handshakes {
+    acceptor: tokio_rustls::TlsAcceptor,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl Handshakes {
+    /// The TLS session of `stream`, or `None` (logged at debug) when the client does not
+    /// complete its handshake within `timeout` (waiting for a turn included) or it fails.
+    async fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        let shaken = tokio::time::timeout(timeout, async {
+            let _turn = self.turns.acquire().await.ok()?;
+            match self.acceptor.accept(stream).await {
+                Ok(tls) => Some(tls),
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    None
+                }
+            }
+        })
+        .await;
+        match shaken {
+            Ok(tls) => tls,
+            Err(_) => {
+                tracing::debug!(%peer, ?timeout, "TLS handshake not done within the header read timeout; closing");
+                None
+            }
+        }
     }
 }
 
@@ -232,14 +288,17 @@ struct Timeouts {
 /// Serves one connection until it ends, shutting it down gracefully once it has been idle for
 /// too long (see the module docs) or when the listener stops, and dropping it if it is still
 /// open and idle [`CLOSE_GRACE`] after that.
-async fn serve_connection<H: Handler>(
-    io: ConnIo<TokioIo<tokio::net::TcpStream>>,
+async fn serve_connection<H, S>(
+    io: ConnIo<TokioIo<S>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     handler: Arc<H>,
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
     _open: OpenConnection,
-) {
+) where
+    H: Handler,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let peer = io.peer();
     let activity = Arc::new(Activity::new());
     let service = {
