@@ -18,5 +18,6 @@ mod startup;
 mod state;
 mod swapping;
 mod tiers;
+mod tls;
 mod trust;
 mod wasi_p3;

@@ -194,11 +194,17 @@ impl Server {
         let admin_writer = admin_addr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Admin API on http://") {
+                if let Some(rest) = line
+                    .strip_prefix("Admin API on http://")
+                    .or_else(|| line.strip_prefix("Admin API on https://"))
+                {
                     *admin_writer.lock().unwrap() =
                         rest.trim_end_matches('/').parse::<SocketAddr>().ok();
                 }
-                if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
+                if let Some(rest) = line
+                    .strip_prefix("Serving HTTP on http://")
+                    .or_else(|| line.strip_prefix("Serving HTTPS on https://"))
+                {
                     let addr = rest.trim_end_matches('/').parse::<SocketAddr>().ok();
                     let _ = tx.send(addr);
                 }
