@@ -104,6 +104,7 @@ struct Started {
     _route_tasks: Vec<route::RouteTasks>,
     _apps: Option<route::apps::AppsWatcher>,
     _config_watcher: Option<watcher::FileWatcher>,
+    traces: Option<telemetry::traces::Traces>,
 }
 
 /// Starts every route (building, compiling or pulling, in the background unless
@@ -135,6 +136,7 @@ async fn start(mut config: Config) -> Result<Started> {
         (Some(certificates), true) => certificates.watch(config.debounce, metrics.clone())?,
         _ => Vec::new(),
     };
+    let traces = start_traces(&config, &metrics)?;
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
     runtime.start_epoch_ticker()?;
     // Bind the admin listener early: a bad address must fail startup before anything serves.
@@ -204,8 +206,36 @@ async fn start(mut config: Config) -> Result<Started> {
         _route_tasks: routes.tasks,
         _apps: routes.apps,
         _config_watcher: config_watcher,
+        traces,
     })
 }
+
+/// Traces, if an OTLP endpoint is configured (before any route starts, so that its first
+/// load is traced too).
+fn start_traces(
+    config: &Config,
+    metrics: &metrics::Metrics,
+) -> Result<Option<telemetry::traces::Traces>> {
+    let Some(settings) = &config.traces else {
+        return Ok(None);
+    };
+    let counters = telemetry::traces::SpanCounters {
+        exported: metrics.trace_spans("exported"),
+        dropped: metrics.trace_spans("dropped"),
+        failed: metrics.trace_spans("failed"),
+    };
+    let traces = telemetry::traces::init(settings, counters)?;
+    tracing::info!(
+        endpoint = %settings.endpoint,
+        service = %settings.service_name,
+        sampler = ?settings.sampler,
+        "sending traces over OTLP"
+    );
+    Ok(Some(traces))
+}
+
+/// How long spans still queued at shutdown get to reach the collector.
+const TRACES_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The compile cache, if it is on and its directory is private. Whoever can write the cache
 /// directory can make the host run their code: a directory that is not private to this user
@@ -312,7 +342,8 @@ fn announce_startup_finished(
 
 impl Started {
     /// Serves until a stop signal, then drains.
-    async fn run(self, signals: signals::Signals) -> Result<()> {
+    async fn run(mut self, signals: signals::Signals) -> Result<()> {
+        let traces = self.traces.take();
         {
             let (routes, guest_config) = (self.routes.clone(), self.runtime.guest_config.clone());
             let (certificates, metrics) = (self.certificates.clone(), self.metrics.clone());
@@ -351,6 +382,9 @@ impl Started {
         )
         .await;
         server::drain(&connections, &*dispatcher, self.config.shutdown_timeout).await;
+        if let Some(traces) = traces {
+            traces.shutdown(TRACES_FLUSH).await;
+        }
         Ok(())
     }
 }

@@ -376,6 +376,49 @@ pub struct ServeArgs {
     /// json in prod]. File: `log.format`. Levels come from `HOTSWAP_LOG` (EnvFilter syntax).
     #[arg(long, value_name = "FORMAT", env = "HOTSWAP_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    /// Send OpenTelemetry traces to this OTLP collector, over HTTP with protobuf (port 4318
+    /// for the OpenTelemetry Collector): its base URL, as `http://collector:4318`; spans go
+    /// to `/v1/traces` under it (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, if set, is used as
+    /// written instead). Traces are off unless an endpoint is set. Headers for the collector
+    /// (an API key) come from `OTEL_EXPORTER_OTLP_HEADERS`; `OTEL_SDK_DISABLED=true` or
+    /// `OTEL_TRACES_EXPORTER=none` turns traces off. File: `otel.endpoint`.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_endpoint: Option<String>,
+
+    /// `service.name` of the spans (else `service.name` from the resource attributes). File:
+    /// `otel.service_name`.
+    #[arg(long, value_name = "NAME", env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
+
+    /// Which traces are recorded: `always_on`, `always_off`, `traceidratio`,
+    /// `parentbased_always_on`, `parentbased_always_off` or `parentbased_traceidratio`
+    /// (parent-based: a request that carries a `traceparent` follows its caller's decision).
+    /// File: `otel.sampler`.
+    #[arg(long, value_name = "SAMPLER", env = "OTEL_TRACES_SAMPLER")]
+    pub otel_sampler: Option<String>,
+
+    /// The ratio of traces the ratio samplers record, from 0 to 1 [default: 1]. File:
+    /// `otel.sampler_arg`.
+    #[arg(long, value_name = "RATIO", env = "OTEL_TRACES_SAMPLER_ARG")]
+    pub otel_sampler_arg: Option<f64>,
+
+    /// More attributes of the resource the spans come from, as `key=value,key=value`
+    /// (`deployment.environment.name=prod`); values percent-encoded where they hold `,` or `=`.
+    /// File: `[otel.resource]`, a table.
+    #[arg(long, value_name = "KEY=VALUE,...", env = "OTEL_RESOURCE_ATTRIBUTES")]
+    pub otel_resource_attributes: Option<String>,
+
+    /// Spans waiting for export at most. A collector that is down or slow never slows a
+    /// request: spans past this are dropped and counted in `hotswap_trace_spans_total`.
+    /// File: `otel.queue_size`.
+    #[arg(long, value_name = "N", env = "OTEL_BSP_MAX_QUEUE_SIZE")]
+    pub otel_queue_size: Option<usize>,
+
+    /// Deadline of one export to the collector, its retries included (a bare number is
+    /// milliseconds, as `OTEL_EXPORTER_OTLP_TIMEOUT` is written). File: `otel.timeout`.
+    #[arg(long, value_name = "DURATION", env = "OTEL_EXPORTER_OTLP_TIMEOUT", value_parser = parse_millis_or_duration)]
+    pub otel_timeout: Option<Duration>,
 }
 
 /// Development or production behaviour; see `--mode`.
@@ -423,6 +466,15 @@ pub enum LogFormat {
 /// Parses a human duration such as `150ms`, `30s` or `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration `{s}`: {e}"))
+}
+
+/// Parses a duration such as `10s`, or a bare number of milliseconds (OpenTelemetry's
+/// variables write timeouts so).
+pub fn parse_millis_or_duration(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(_) => parse_duration(s),
+    }
 }
 
 /// Parses a byte size such as `128MiB`, `64KiB`, `10MB` or `4096`.

@@ -168,6 +168,9 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabel, Counter>,
     /// The `notAfter` of each certificate that serves, in seconds since the Unix epoch.
     pub tls_expiry: Family<CertLabel, Gauge>,
+    /// Trace spans by what became of them (`exported`; `dropped`: the export queue was full;
+    /// `failed`: the collector refused them or could not be reached).
+    pub trace_spans: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -293,7 +296,15 @@ impl Default for Metrics {
             "notAfter of each TLS certificate that serves, in seconds since the Unix epoch",
             tls_expiry.clone(),
         );
+        let trace_spans = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "trace_spans",
+            "Trace spans by what became of them (exported; dropped: the export queue was full; \
+             failed: the collector refused them or could not be reached)",
+            trace_spans.clone(),
+        );
         Metrics {
+            trace_spans,
             tls_reloads,
             tls_expiry,
             registry,
@@ -376,6 +387,13 @@ impl Metrics {
         self.tls_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// The counter of trace spans with `result` (`exported`, `dropped`, `failed`).
+    pub fn trace_spans(&self, result: &'static str) -> Counter {
+        self.trace_spans
+            .get_or_create(&ResultLabel { result })
+            .clone()
     }
 
     /// The Prometheus text exposition of every metric.

@@ -67,6 +67,14 @@ pub const DEFAULT_BUILD_EXTENSIONS: [&str; 4] = ["rs", "toml", "lock", "wit"];
 pub use crate::wasi::keyvalue::DEFAULT_MAX_KEYS;
 /// Default largest value a guest may store under one key.
 pub use crate::wasi::keyvalue::DEFAULT_MAX_VALUE_SIZE;
+/// Default `service.name` of the spans.
+pub const DEFAULT_OTEL_SERVICE_NAME: &str = "hotswap";
+/// Default sampler: every trace that starts here, and callers' decisions for the rest.
+pub const DEFAULT_OTEL_SAMPLER: &str = "parentbased_always_on";
+/// Default number of spans waiting for export at most (the OpenTelemetry batch processor's).
+pub const DEFAULT_OTEL_QUEUE_SIZE: usize = 2048;
+/// Default deadline of one export (OpenTelemetry's).
+pub const DEFAULT_OTEL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default mode.
 pub const DEFAULT_MODE: crate::cli::Mode = crate::cli::Mode::Dev;
 /// Default compiler tier mode.
@@ -274,6 +282,26 @@ pub fn shown() -> Vec<Shown> {
             "keyvalue.max_keys",
             DEFAULT_MAX_KEYS,
         ),
+        quoted(
+            Some("otel_service_name"),
+            "otel.service_name",
+            DEFAULT_OTEL_SERVICE_NAME.to_string(),
+        ),
+        quoted(
+            Some("otel_sampler"),
+            "otel.sampler",
+            DEFAULT_OTEL_SAMPLER.to_string(),
+        ),
+        number(
+            Some("otel_queue_size"),
+            "otel.queue_size",
+            DEFAULT_OTEL_QUEUE_SIZE,
+        ),
+        quoted(
+            Some("otel_timeout"),
+            "otel.timeout",
+            duration(DEFAULT_OTEL_TIMEOUT),
+        ),
     ]
 }
 
@@ -377,10 +405,20 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # keep_generations = {cache.keep_generations}
 # incremental_size = {cache.incremental_size}  # Cranelift's per-function cache under dir/incremental (0: off)
 
+# HTTPS: reloaded when the files change (a renewed certificate, a Secret's ..data swap), on
+# SIGHUP and on POST /reload; a pair that does not check out never replaces a good one.
+# [server.tls]
+# cert = "tls/server.pem"    # the chain, the server's certificate first
+# key = "tls/server.key"
+# [[server.tls.certificate]] # more pairs, chosen by the name a client asks for (SNI)
+# cert = "tls/other.pem"
+# key = "tls/other.key"
+
 [admin]
 # addr = "127.0.0.1:9090"    # off unless set
 # token = "…"                # better: HOTSWAP_ADMIN_TOKEN
 # timeout = {admin.timeout}  # deadline of one admin call (an upload: reading, compiling, saving)
+# client_ca = "tls/admin-clients.pem"  # mutual TLS: only clients with a certificate it signed
 
 [log]
 # format = "pretty"          # pretty | json
@@ -428,6 +466,18 @@ path = "app.wasm"            # the wasi:http/proxy component to serve and watch
 # namespace = "app"          # buckets are this app's alone; default: the component's file stem
 # max_value_size = {keyvalue.max_value_size}
 # max_keys = {keyvalue.max_keys}  # per bucket
+
+# OpenTelemetry traces over OTLP/HTTP (protobuf), off unless an endpoint is set. The OTEL_*
+# variables every SDK reads work too (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, …).
+[otel]
+# endpoint = "http://127.0.0.1:4318"  # spans go to /v1/traces under it
+# service_name = {otel.service_name}
+# sampler = {otel.sampler}  # always_on | always_off | traceidratio | parentbased_…
+# sampler_arg = 1.0          # the ratio, for the ratio samplers
+# queue_size = {otel.queue_size}  # spans waiting for export; more are dropped and counted
+# timeout = {otel.timeout}
+# [otel.resource]
+# "deployment.environment.name" = "prod"
 "#;
 
 #[cfg(test)]

@@ -88,6 +88,9 @@ pub struct FileConfig {
     /// `[apps]`: a drop-in directory of components, one route each.
     #[serde(default)]
     pub apps: AppsSection,
+    /// `[otel]`: OpenTelemetry traces.
+    #[serde(default)]
+    pub otel: OtelSection,
 }
 
 /// The limits of a route's guests, as `[limits]` sets them for every route and a `[[route]]`
@@ -352,6 +355,28 @@ pub struct AdminSection {
 pub struct LogSection {
     /// `format = "pretty" | "json"`
     pub format: Option<LogFormat>,
+}
+
+/// `[otel]`: OpenTelemetry traces, off unless `endpoint` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelSection {
+    /// `endpoint = "http://collector:4318"`: the OTLP/HTTP collector's base URL
+    pub endpoint: Option<String>,
+    /// `service_name = "shop"`
+    pub service_name: Option<String>,
+    /// `sampler = "parentbased_traceidratio"`
+    pub sampler: Option<String>,
+    /// `sampler_arg = 0.1`
+    pub sampler_arg: Option<f64>,
+    /// `[otel.resource]`: more resource attributes, `key = "value"`
+    #[serde(default)]
+    pub resource: std::collections::BTreeMap<String, String>,
+    /// `queue_size = 2048`: spans waiting for export at most
+    pub queue_size: Option<usize>,
+    /// `timeout = "10s"`: deadline of one export
+    #[serde(default, deserialize_with = "de::duration")]
+    pub timeout: Option<Duration>,
 }
 
 /// A configuration file and where it was read from.

@@ -6,6 +6,7 @@
 //! watched, so a wrong setting is an error message and exit code 1.
 
 pub mod defaults;
+mod edge;
 pub mod file;
 mod limits;
 pub mod origin;
@@ -21,6 +22,7 @@ pub use routes::{AppsConfig, INDEX, RouteConfig, RouteDefaults, app_name};
 
 use crate::cli::{LogFormat, Mode, ServeArgs, WatchMode};
 use crate::config::file::{self as config_file, FileConfig, GuestLimitKeys, Loaded};
+use crate::telemetry::traces::TraceSettings;
 use crate::wasi::config_store::ConfigValues;
 use crate::wasi::keyvalue::KvSettings;
 use crate::wasi::outbound::OutboundPolicy;
@@ -52,6 +54,8 @@ pub struct Config {
     /// The certificates the listener serves HTTPS with, the default one first (empty: plain
     /// HTTP).
     pub tls: Vec<TlsPair>,
+    /// OpenTelemetry traces, if an endpoint is configured.
+    pub traces: Option<TraceSettings>,
     /// Fail at startup when no valid component can be loaded.
     pub require_component: bool,
     /// Watch the component file for changes.
@@ -172,7 +176,8 @@ impl Config {
             .max()
             .unwrap_or(DEFAULT_MAX_CONCURRENCY);
         let (cache_dir, keep_generations, incremental_cache_size) = cache(&args, f, l)?;
-        let tls = tls(&args, f, l)?;
+        let tls = edge::tls(&args, f, l)?;
+        let traces = edge::traces(&args, f)?;
         let admin = admin(&args, f, l)?;
         ensure!(
             !tls.is_empty() || admin.as_ref().is_none_or(|a| a.client_ca.is_none()),
@@ -194,6 +199,7 @@ impl Config {
             defaults,
             addr: args.addr.or(f.server.addr).unwrap_or(DEFAULT_ADDR),
             tls,
+            traces,
             require_component: args.require_component
                 || f.component.require.unwrap_or(false)
                 || mode == Mode::Prod,
@@ -374,45 +380,6 @@ fn cache(
         .or(f.cache.incremental_size)
         .unwrap_or(DEFAULT_INCREMENTAL_CACHE_SIZE);
     Ok((cache_dir, keep_generations, incremental))
-}
-
-/// The certificates of the listener: `--tls-cert`/`--tls-key` (or `[server.tls]`'s), then each
-/// `[[server.tls.certificate]]`; paths in the file are relative to it.
-fn tls(args: &ServeArgs, f: &FileConfig, l: Option<&Loaded>) -> Result<Vec<TlsPair>> {
-    let resolve = |p: &Path| l.map(|l| l.resolve(p)).unwrap_or_else(|| p.to_path_buf());
-    let section = f.server.tls.as_ref();
-    let first = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsPair {
-            cert: absolute(cert)?,
-            key: absolute(key)?,
-        }),
-        _ => match section.map(|s| (&s.cert, &s.key)) {
-            Some((Some(cert), Some(key))) => Some(TlsPair {
-                cert: resolve(cert),
-                key: resolve(key),
-            }),
-            Some((Some(_), None) | (None, Some(_))) => bail!(
-                "`server.tls` in `{}` needs both `cert` and `key`",
-                l.map(|l| l.path.display().to_string()).unwrap_or_default()
-            ),
-            _ => None,
-        },
-    };
-    let more = section
-        .map(|s| s.certificate.as_slice())
-        .unwrap_or_default();
-    ensure!(
-        first.is_some() || more.is_empty(),
-        "`[[server.tls.certificate]]` adds certificates for other names: give the first one with \
-         `--tls-cert`/`--tls-key` or `server.tls.cert`/`key`"
-    );
-    Ok(first
-        .into_iter()
-        .chain(more.iter().map(|p| TlsPair {
-            cert: resolve(&p.cert),
-            key: resolve(&p.key),
-        }))
-        .collect())
 }
 
 /// The admin listener's settings, if it is on.

@@ -363,7 +363,8 @@ impl Runtime {
                 settings.outbound.clone(),
                 generation,
                 request.map(|r| r.route.clone()),
-            ),
+            )
+            .traced(request.map(|r| r.trace.clone()).unwrap_or_default()),
             limiter: GuestLimiter::new(settings.max_memory),
             deadline,
             timed_out: false,

@@ -19,6 +19,7 @@ use crate::component::load::{GuestPre, PreExt};
 use crate::config::GuestLimits;
 use crate::engine::{HostState, Runtime, StoreSettings};
 use crate::metrics::RouteMetrics;
+use crate::telemetry::traces::{GuestSpan, RequestSpan};
 use crate::wasi::stdio::RequestTag;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -101,18 +102,37 @@ enum GuestFailure {
 type ResponseResult = Result<hyper::Response<ResponseBody>, String>;
 
 /// Runs `req`'s guest on its admitted generation and answers with what it responds, or with
-/// the status its failure maps to.
+/// the status its failure maps to. With the request's trace span, the guest's run is a span
+/// of its own under it, and its outbound calls go under that.
 pub async fn serve(
     runtime: &Arc<Runtime>,
     bounds: &Arc<Bounds>,
     admitted: Admitted,
-    tag: RequestTag,
+    (mut tag, trace): (RequestTag, Option<&RequestSpan>),
     started: Instant,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let exceeded = Arc::new(AtomicBool::new(false));
-    let number = admitted.generation().number;
-    let (guest, response_rx) = start(runtime, bounds, admitted, &tag, started, req, &exceeded);
+    let generation = admitted.generation();
+    let number = generation.number;
+    let guest_span = trace.map(|trace| {
+        let span = trace.guest(
+            number,
+            generation.world().as_str(),
+            generation.tier.as_str(),
+        );
+        tag.trace = span.context();
+        span
+    });
+    let (guest, response_rx) = start(
+        runtime,
+        bounds,
+        admitted,
+        (&tag, guest_span),
+        started,
+        req,
+        &exceeded,
+    );
     answer(bounds, guest, response_rx, &exceeded, &tag, number).await
 }
 
@@ -121,7 +141,7 @@ fn start(
     runtime: &Arc<Runtime>,
     bounds: &Arc<Bounds>,
     admitted: Admitted,
-    tag: &RequestTag,
+    (tag, guest_span): (&RequestTag, Option<GuestSpan>),
     started: Instant,
     req: Request<Incoming>,
     exceeded: &Arc<AtomicBool>,
@@ -155,10 +175,15 @@ fn start(
             )),
             Err(failure) => {
                 span.in_scope(|| log_failure(&guest_bounds.metrics, &guest_tag, number, &failure));
+                if let Some(guest_span) = &guest_span {
+                    let (kind, error, message) = failure.describe();
+                    guest_span.fail(kind, error.map_or(message, String::as_str));
+                }
                 Err(failure)
             }
             Ok(()) => Ok(()),
         }
+        // The guest's span ends here, with its run.
     };
     let abandoned = {
         let (bounds, tag) = (bounds.clone(), tag.clone());
@@ -388,23 +413,30 @@ async fn call(
     }
 }
 
+impl GuestFailure {
+    /// Its kind (as `hotswap_guest_traps_total` counts it), the error, and what the log says.
+    fn describe(&self) -> (&'static str, Option<&String>, &'static str) {
+        match self {
+            GuestFailure::TimedOut => ("timeout", None, "request deadline exceeded; guest stopped"),
+            GuestFailure::MemoryLimit(err) => ("memory", Some(err), "guest hit the memory limit"),
+            GuestFailure::PoolExhausted(err) => ("pool", Some(err), "instance pool exhausted"),
+            GuestFailure::Trap(err) => ("trap", Some(err), "guest trapped"),
+            GuestFailure::NoResponse => (
+                "no_response",
+                None,
+                "guest returned without setting a response; answering 500",
+            ),
+            GuestFailure::BodyTooLarge(_) => (
+                "body_limit",
+                None,
+                "the request body crossed the limit after the response began; response cut",
+            ),
+        }
+    }
+}
+
 fn log_failure(metrics: &RouteMetrics, tag: &RequestTag, generation: u64, failure: &GuestFailure) {
-    let (kind, error, message) = match failure {
-        GuestFailure::TimedOut => ("timeout", None, "request deadline exceeded; guest stopped"),
-        GuestFailure::MemoryLimit(err) => ("memory", Some(err), "guest hit the memory limit"),
-        GuestFailure::PoolExhausted(err) => ("pool", Some(err), "instance pool exhausted"),
-        GuestFailure::Trap(err) => ("trap", Some(err), "guest trapped"),
-        GuestFailure::NoResponse => (
-            "no_response",
-            None,
-            "guest returned without setting a response; answering 500",
-        ),
-        GuestFailure::BodyTooLarge(_) => (
-            "body_limit",
-            None,
-            "the request body crossed the limit after the response began; response cut",
-        ),
-    };
+    let (kind, error, message) = failure.describe();
     metrics.trap(kind);
     tracing::warn!(
         route = %tag.route,

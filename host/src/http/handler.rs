@@ -12,14 +12,16 @@
 
 use crate::config::ConnLimits;
 use crate::engine::Runtime;
-use crate::guest::body::ResponseBody;
+use crate::guest::body::{HeldBody, ResponseBody};
 use crate::guest::respond::{plain, retry_shortly, too_large};
 use crate::guest::run::{self, Admitted};
 use crate::metrics::Metrics;
 use crate::route::{ROUTE_HEADER, Route, RouteTable};
+use crate::telemetry::traces::{RequestInfo, RequestSpan};
 use crate::wasi::stdio::RequestTag;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,11 +98,27 @@ impl Dispatcher {
             generation = Empty,
             duration_ms = Empty,
         );
+        // The request's trace span (when traces are on), its guest's span a child of it.
+        let trace = RequestSpan::start(RequestInfo {
+            headers: req.headers(),
+            method: req.method(),
+            path: req.uri().path(),
+            route: (&route.name, &route.prefix),
+            version: req.version(),
+        });
         let (response, generation) = self
-            .serve(&route, id, started, req)
+            .serve(&route, id, started, req, trace.as_ref())
             .instrument(span.clone())
             .await;
-        respond(&route, response, generation, started, &span)
+        let response = respond(&route, response, generation, started, &span);
+        match trace {
+            // The span ends when the response body is done (or dropped).
+            Some(trace) => {
+                trace.respond(response.status().as_u16(), generation);
+                response.map(|body| HeldBody::new(body, trace).boxed_unsync())
+            }
+            None => response,
+        }
     }
 
     /// Admits the request and runs its guest; the response, and the generation that served it
@@ -111,6 +129,7 @@ impl Dispatcher {
         id: u64,
         started: Instant,
         req: Request<Incoming>,
+        trace: Option<&RequestSpan>,
     ) -> (Response<ResponseBody>, Option<u64>) {
         let admitted = match self.admit(route, id, &req).await {
             Ok(admitted) => admitted,
@@ -122,8 +141,17 @@ impl Dispatcher {
             route: route.name.clone(),
             method: req.method().clone(),
             uri: req.uri().clone(),
+            trace: Default::default(),
         };
-        let response = run::serve(&self.runtime, &route.guests, admitted, tag, started, req).await;
+        let response = run::serve(
+            &self.runtime,
+            &route.guests,
+            admitted,
+            (tag, trace),
+            started,
+            req,
+        )
+        .await;
         (response, Some(number))
     }
 

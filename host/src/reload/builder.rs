@@ -10,6 +10,7 @@
 use crate::config::BuildConfig;
 use crate::metrics::RouteMetrics;
 use crate::reload::{Trigger, TriggerSender};
+use crate::telemetry::traces::{Steps, attr};
 use anyhow::{Context, Result};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
@@ -120,6 +121,7 @@ impl Builder {
     pub async fn run(&self) -> BuildResult {
         let _turn = self.turn.lock().await;
         let started = Instant::now();
+        let mut steps = Steps::begin();
         tracing::info!(route = %self.metrics.route(), cmd = %self.config.cmd, dir = %self.config.dir.display(), "building");
         let mut child = match tokio::process::Command::new("sh")
             .arg("-c")
@@ -190,6 +192,16 @@ impl Builder {
             }
         };
         self.metrics.build(result.label());
+        steps.step("run", started.elapsed(), Vec::new());
+        steps.finish(
+            "hotswap.build",
+            vec![
+                attr("hotswap.route", self.metrics.route().to_string()),
+                attr("hotswap.build.cmd", self.config.cmd.clone()),
+                attr("hotswap.outcome", result.label()),
+            ],
+            (!matches!(result, BuildResult::Ok)).then_some(result.label()),
+        );
         result
     }
 }

@@ -34,6 +34,7 @@ pub use trigger::{Cause, Origin, Outcome, Report, Trigger, TriggerSender, channe
 use crate::component::tier;
 use crate::digest;
 use crate::guest::slot::Generation;
+use crate::telemetry::traces::{Steps, attr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +62,11 @@ pub struct Reloader {
     /// The reason of the last failure, so the several file events of one deletion (or one bad
     /// write) log it once.
     last_reason: Option<String>,
+    /// The trace of the reload under way: its steps as they end.
+    steps: Steps,
+    /// The reload under way repeats the one before (a poll or file event that changes nothing,
+    /// a failure with the same reason): it is not traced.
+    quiet: bool,
 }
 
 impl Reloader {
@@ -75,6 +81,8 @@ impl Reloader {
             digest_loaded: None,
             poll_failures: 0,
             last_reason: None,
+            steps: Steps::off(),
+            quiet: false,
         }
     }
 
@@ -104,16 +112,42 @@ impl Reloader {
     /// report).
     pub async fn handle(&mut self, trigger: Trigger) -> Report {
         let cause = trigger.cause();
+        self.steps = Steps::begin();
+        self.quiet = false;
         let (report, reply) = match trigger {
             Trigger::Admin(reply) => (self.reload(cause).await, Some(reply)),
             Trigger::Upload(bytes, reply) => (self.upload(bytes).await, Some(reply)),
             Trigger::Rollback(to, reply) => (self.rollback(to).await, Some(reply)),
             _ => (self.reload(cause).await, None),
         };
+        self.trace(cause, &report);
         if let Some(reply) = reply {
             let _ = reply.send(report.clone());
         }
         report
+    }
+
+    /// Sends the reload's trace, unless it repeats the one before.
+    fn trace(&mut self, cause: Cause, report: &Report) {
+        let steps = std::mem::replace(&mut self.steps, Steps::off());
+        if self.quiet || (cause.repeats() && report.result == Outcome::Unchanged) {
+            return;
+        }
+        let mut attributes = vec![
+            attr("hotswap.route", self.target().name.to_string()),
+            attr("hotswap.trigger", cause.name()),
+            attr("hotswap.origin", self.origin.display().to_string()),
+            attr("hotswap.outcome", report.result.as_str()),
+        ];
+        if let Some(generation) = report.generation {
+            attributes.push(attr("hotswap.generation", generation as i64));
+        }
+        if let Some(sha256) = &report.sha256 {
+            attributes.push(attr("hotswap.sha256", sha256.clone()));
+        }
+        let error =
+            (report.result == Outcome::Failed).then(|| report.error.as_deref().unwrap_or("failed"));
+        steps.finish("hotswap.reload", attributes, error);
     }
 
     async fn reload(&mut self, cause: Cause) -> Report {
@@ -139,6 +173,9 @@ impl Reloader {
             }
         };
         self.target().metrics.phase("read", started.elapsed());
+        let size = bytes.len() as i64;
+        self.steps
+            .step("read", started.elapsed(), vec![attr("hotswap.bytes", size)]);
         let sha256 = digest::sha256(&bytes);
         // What was last loaded from the file: nothing to do, whether that content is serving or
         // a rollback made another generation current.
@@ -194,7 +231,10 @@ impl Reloader {
     /// (file events for the same content leave it alone, `file_loaded` says which) or the
     /// registry tag moves.
     async fn rollback(&mut self, to: Option<u64>) -> Report {
-        match install(&self.pipeline, Change::Rollback { to }).await {
+        let installing = Instant::now();
+        let installed = install(&self.pipeline, Change::Rollback { to }).await;
+        self.steps.step("install", installing.elapsed(), Vec::new());
+        match installed {
             Ok(generation) => Report::new(Outcome::RolledBack, Some(generation.number)),
             Err(reason) => Report::failed(self.target().slot.current().map(|g| g.number), reason),
         }
@@ -215,11 +255,13 @@ impl Reloader {
                 return self.fail(new.cause, err.to_string(), Some(short));
             }
         };
+        let saving = Instant::now();
         if let Some(path) = save_to
             && let Err(reason) = save(path, bytes.clone()).await
         {
             return self.not_saved(new.cause, path, reason, short);
         }
+        let saved = saving.elapsed();
         let metrics = &self.pipeline.target.metrics;
         let phase = if compiled.source.cache_hit() {
             "cache"
@@ -228,6 +270,18 @@ impl Reloader {
         };
         metrics.phase(phase, compiled.compile_time);
         metrics.phase("validate", compiled.validate_time);
+        self.steps.step_ended(
+            phase,
+            compiled.compile_time,
+            compiled.validate_time + saved,
+            vec![attr("hotswap.tier", compiled.tier.as_str())],
+        );
+        self.steps
+            .step_ended("validate", compiled.validate_time, saved, Vec::new());
+        if save_to.is_some() {
+            self.steps.step("save", saved, Vec::new());
+        }
+        let installing = Instant::now();
         self.last_failed = None;
         self.last_reason = None;
         let change = Change::New {
@@ -238,7 +292,9 @@ impl Reloader {
             cause: new.cause,
             started: new.started,
         };
-        match install(&self.pipeline, change).await {
+        let installed = install(&self.pipeline, change).await;
+        self.steps.step("install", installing.elapsed(), Vec::new());
+        match installed {
             Ok(generation) => {
                 self.target().metrics.reload(Outcome::Loaded.as_str());
                 Report {
@@ -340,6 +396,7 @@ impl Reloader {
         // debug: the first one was a warning, and a failure that lasts must not flood the log.
         // Explicit reloads (admin, SIGHUP, build) always warn.
         let repeated = cause.repeats() && self.last_reason.as_ref() == Some(&reason);
+        self.quiet = repeated;
         self.last_reason = Some(reason.clone());
         let trigger = cause.name();
         match &current {

@@ -5,6 +5,7 @@
 use super::{Cause, New, Origin, Outcome, Reloader, Report};
 use crate::component::oci::{self, Registry};
 use crate::digest;
+use crate::telemetry::traces::attr;
 use std::time::{Duration, Instant};
 
 /// Longest wait between two polls of a registry that keeps failing.
@@ -62,6 +63,7 @@ impl Reloader {
             Ok(oci::Poll::StillBad(digest)) => {
                 metrics.registry_poll("unchanged");
                 self.poll_failures = 0;
+                self.quiet = cause.repeats();
                 tracing::debug!(route = %self.target().name, reference = registry.display(), %digest, "digest unchanged since its last failure");
                 return Report::failed(
                     self.target().slot.current().map(|g| g.number),
@@ -91,6 +93,11 @@ impl Reloader {
             }
         };
         self.target().metrics.phase("read", started.elapsed());
+        let attributes = vec![
+            attr("hotswap.digest", pulled.digest.clone()),
+            attr("hotswap.bytes", pulled.bytes.len() as i64),
+        ];
+        self.steps.step("pull", started.elapsed(), attributes);
         self.swap_in_pulled(registry, cause, pulled, started).await
     }
 

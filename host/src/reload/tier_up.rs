@@ -8,6 +8,7 @@ use super::install::{Change, install};
 use super::target::Pipeline;
 use crate::component::{load, tier};
 use crate::kind::Tier;
+use crate::telemetry::traces::{Steps, attr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 pub fn spawn(pipeline: Arc<Pipeline>, number: u64, bytes: Arc<Vec<u8>>, sha256: [u8; 32]) {
     tokio::spawn(async move {
         let started = Instant::now();
+        let mut steps = Steps::begin();
         let target = &pipeline.target;
         let compiled = load::load(
             &pipeline.runtime,
@@ -28,19 +30,34 @@ pub fn spawn(pipeline: Arc<Pipeline>, number: u64, bytes: Arc<Vec<u8>>, sha256: 
             tier::background_pool(),
         )
         .await;
+        let attributes = vec![
+            attr("hotswap.route", target.name.to_string()),
+            attr("hotswap.generation", number as i64),
+        ];
         match compiled {
             Ok(compiled) => {
+                steps.step_ended(
+                    "compile",
+                    compiled.compile_time,
+                    compiled.validate_time,
+                    vec![attr("hotswap.tier", Tier::Optimized.as_str())],
+                );
+                steps.step("validate", compiled.validate_time, Vec::new());
                 let change = Change::TierUp {
                     number,
                     compiled,
                     started,
                 };
                 // A generation no longer kept is logged and counted by `install`.
-                let _ = install(&pipeline, change).await;
+                let installing = Instant::now();
+                let installed = install(&pipeline, change).await;
+                steps.step("install", installing.elapsed(), Vec::new());
+                steps.finish("hotswap.tier_up", attributes, installed.err().as_deref());
             }
             Err(err) => {
                 target.metrics.tier_up("failed");
                 tracing::warn!(route = %target.name, generation = number, error = %err, "tier-up of generation {number} failed; its Winch build keeps serving: {err}");
+                steps.finish("hotswap.tier_up", attributes, Some(&err.to_string()));
             }
         }
     });

@@ -46,6 +46,8 @@ pub struct RequestTag {
     pub method: http::Method,
     /// The request target; logs show its path.
     pub uri: http::Uri,
+    /// Where its guest's outbound calls hang in its trace (nothing when traces are off).
+    pub trace: crate::telemetry::traces::TraceContext,
 }
 
 /// How many bytes of output one request (or, on a reused instance, each of its requests) may

@@ -20,6 +20,7 @@
 
 mod send;
 
+use crate::telemetry::traces::TraceContext;
 use anyhow::{Result, bail, ensure};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -263,6 +264,7 @@ pub struct OutboundHooks {
     policy: OutboundPolicy,
     generation: u64,
     route: Option<crate::metrics::RouteName>,
+    trace: TraceContext,
 }
 
 impl OutboundHooks {
@@ -276,7 +278,14 @@ impl OutboundHooks {
             policy,
             generation,
             route,
+            trace: TraceContext::default(),
         }
+    }
+
+    /// The same hooks, sending each allowed request as a client span under `trace` and with
+    /// its `traceparent` (when traces are on).
+    pub fn traced(self, trace: TraceContext) -> Self {
+        OutboundHooks { trace, ..self }
     }
 }
 
@@ -298,7 +307,7 @@ impl WasiHttpHooks for OutboundHooks {
 
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
@@ -318,16 +327,29 @@ impl WasiHttpHooks for OutboundHooks {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         };
+        // Allowed by name: the call is a span of the trace from here on, and carries it.
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let span = self.trace.outbound(&method, &uri, request.headers_mut());
         Box::new(async move {
             let addresses = match send::resolve(&destination, &rule, options.as_ref()).await {
                 Ok(addresses) => addresses,
                 Err(denied) => {
                     denied.log(route.as_deref(), generation, &destination, &rule);
+                    if let Some(span) = &span {
+                        span.fail("denied by address");
+                    }
                     return Err(denied.into_error());
                 }
             };
             tracing::debug!(route = route.as_deref(), generation, host = %destination.name, ?addresses, rule = %rule.text, "outbound request allowed");
-            send::send(request, &destination, &addresses, options).await
+            let sent = send::send(request, &destination, &addresses, options).await;
+            if let Some(span) = &span {
+                match &sent {
+                    Ok((response, _)) => span.respond(response.status().as_u16()),
+                    Err(err) => span.fail(&format!("{err:?}")),
+                }
+            }
+            sent
         })
     }
 }
