@@ -19,5 +19,6 @@ mod state;
 mod swapping;
 mod tiers;
 mod tls;
+mod traces;
 mod trust;
 mod wasi_p3;

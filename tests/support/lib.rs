@@ -8,6 +8,7 @@ pub mod fake_registry;
 pub mod guests;
 pub mod metrics;
 pub mod oci;
+pub mod otlp;
 pub mod raw;
 pub mod redis;
 pub mod server;
