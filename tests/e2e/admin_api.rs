@@ -1,7 +1,7 @@
 //! The admin listener: health, status, rollback, upload, the token, and metrics.
 
-use crate::swapping::{SWAP_WAIT, wait_for_generation};
 use hotswap_tests::guests;
+use hotswap_tests::waits::{SWAP_WAIT, wait_for_generation};
 use hotswap_tests::{Client, Reply, Server, deploy_atomic, eventually, get, with_custom_section};
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,8 +1,9 @@
 //! Bad component files: each one is refused with a reason in the log, and the last good
 //! generation keeps serving.
 
-use crate::swapping::{start_v1, wait_for_generation};
 use hotswap_tests::guests::{self, OTHER_WORLD};
+use hotswap_tests::start::start_v1;
+use hotswap_tests::waits::wait_for_generation;
 use hotswap_tests::{Server, deploy_atomic, deploy_in_place, get};
 use std::time::Duration;
 

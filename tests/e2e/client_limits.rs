@@ -4,7 +4,8 @@
 //! does not cut its guest short, and one that stops reading neither keeps its guest past the
 //! deadline nor its connection past the write timeout.
 
-use crate::guardrails::{assert_healthy, example, misbehave};
+use hotswap_tests::health::assert_healthy;
+use hotswap_tests::start::{example, misbehave};
 use hotswap_tests::{Client, Reply, Server, get, post, post_chunked, raw};
 use std::io;
 use std::net::SocketAddr;

@@ -7,7 +7,6 @@
 //! `scripts/test.sh` runs them. A toolchain that could not be installed leaves a `.skip` file
 //! with its reason, which the tests print; too few built guests fail them.
 
-use crate::guardrails::header;
 use hotswap_tests::guests::GUEST_TARGET_DIR;
 use hotswap_tests::{Client, Server, deploy_atomic, eventually, get, noise, post};
 use std::path::{Path, PathBuf};
@@ -262,7 +261,7 @@ async fn a_large_guest_listens_at_once_serves_from_winch_and_tiers_up_under_load
             )
         });
         assert_eq!(
-            header(&early, "retry-after"),
+            early.header("retry-after"),
             Some("1"),
             "{}: {:?}",
             guest.name,

@@ -3,12 +3,11 @@
 //! WARN with the request's fields and the reason.
 
 use hotswap_tests::guests::MISBEHAVE;
+use hotswap_tests::waits::LOG_WAIT;
 use hotswap_tests::{Server, get};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-
-const LOG_WAIT: Duration = Duration::from_secs(10);
 
 /// The server's JSON log records.
 fn records(server: &Server) -> Vec<Value> {

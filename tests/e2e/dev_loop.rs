@@ -1,15 +1,14 @@
 //! The developer loop: configuration file and its precedence, `hotswap init`, rebuild on save,
 //! and the compile cache across restarts.
 
-use crate::swapping::wait_for_generation;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, GUEST_TARGET_DIR, ROOT};
 use hotswap_tests::server::run_to_exit;
+use hotswap_tests::start::start_v1;
+use hotswap_tests::waits::{LOG_WAIT, wait_for_generation};
 use hotswap_tests::{Server, eventually, get, post};
 use std::path::Path;
 use std::time::Duration;
 
-/// How long a log line may take to reach the test after the event it reports.
-const LOG_WAIT: Duration = Duration::from_secs(10);
 /// How long a rebuild of guest-example may take on a busy 2-core machine.
 const BUILD_WAIT: Duration = Duration::from_secs(240);
 
@@ -351,7 +350,7 @@ async fn restart_hits_the_compile_cache_and_survives_a_corrupt_entry() {
 #[tokio::test(flavor = "multi_thread")]
 async fn swapping_back_to_a_kept_version_skips_compilation() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, path) = crate::swapping::start_v1(dir.path());
+    let (server, path) = start_v1(dir.path());
     let v1 = std::fs::read(&path).unwrap();
     hotswap_tests::deploy_atomic(&guests::example_version("v2"), &path);
     wait_for_generation(&server, 2).await;

@@ -4,6 +4,7 @@
 //! that send no events. And from a fake registry that misbehaves on purpose (a layer or a
 //! manifest without end, a trickle, a Bearer token): every read bounded in memory and time.
 
+use hotswap_tests::admin::status;
 use hotswap_tests::fake_registry::{Body, FakeRegistry};
 use hotswap_tests::guests::{self, GUEST_EXAMPLE};
 use hotswap_tests::oci::Registry;
@@ -80,12 +81,6 @@ async fn wait_for_version(server: &Server, v: &str) -> Duration {
         server.log()
     );
     start.elapsed()
-}
-
-/// The admin API's `/status` as JSON.
-pub(crate) async fn status(server: &Server) -> serde_json::Value {
-    let text = get(server.admin.unwrap(), "/status").await.unwrap().text();
-    serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

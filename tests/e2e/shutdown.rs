@@ -1,8 +1,8 @@
 //! Signals: SIGTERM drains in-flight requests and exits 0, a second SIGTERM exits at once,
 //! SIGHUP reloads the component (the only way to, with `--no-watch`).
 
-use crate::swapping::wait_for_generation;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE};
+use hotswap_tests::waits::wait_for_generation;
 use hotswap_tests::{Client, Server, deploy_in_place, eventually, get, raw};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,18 +2,13 @@
 //! (503 with `Retry-After` and the reason), while `--require-component` keeps the rule of
 //! validating first and failing fast.
 
-use crate::guardrails::header;
-use crate::swapping::wait_for_generation;
 use hotswap_tests::guests::GUEST_EXAMPLE;
+use hotswap_tests::waits::{LOG_WAIT, wait_for_generation};
 use hotswap_tests::{Reply, Server, get};
 use std::path::Path;
-use std::time::Duration;
 
 // `--require-component` with a component that cannot load (exit 1, never `Serving HTTP on`)
 // is in core_serving.
-
-/// How long a log line may take to reach the test after the event it reports.
-const LOG_WAIT: Duration = Duration::from_secs(10);
 
 /// A build command that waits until the test creates `gate`, then puts guest-example at `app`:
 /// what the host does meanwhile is then not a race against the build.
@@ -29,7 +24,7 @@ fn gated_build(gate: &Path, app: &Path) -> String {
 fn assert_not_yet(reply: &Reply, reason: &str, what: &str) {
     assert_eq!(reply.status, 503, "{what}: {}", reply.text());
     assert_eq!(
-        header(reply, "retry-after"),
+        reply.header("retry-after"),
         Some("1"),
         "{what}: no Retry-After: {:?}",
         reply.headers

@@ -2,35 +2,13 @@
 //! a steady stream of requests.
 
 use hotswap_tests::guests::{self, GUEST_TARGET_DIR};
+use hotswap_tests::start::start_v1;
+use hotswap_tests::waits::{SWAP_WAIT, wait_for_generation};
 use hotswap_tests::{
-    Client, Reply, Server, defined_functions, deploy_atomic, deploy_in_place, eventually, get,
-    with_custom_section,
+    Client, Server, defined_functions, deploy_atomic, deploy_in_place, get, with_custom_section,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// How long a swap may take to show up (debounce + compile on a busy 2-core machine).
-pub const SWAP_WAIT: Duration = Duration::from_secs(30);
-
-/// A server watching `dir/app.wasm`, which starts as guest-example `v1`.
-pub fn start_v1(dir: &Path) -> (Server, PathBuf) {
-    let path = dir.join("app.wasm");
-    std::fs::write(&path, guests::example_version("v1")).unwrap();
-    let server = Server::start(&path, &["--debounce", "50ms"]);
-    (server, path)
-}
-
-/// Waits until `GET /` is served by generation `n`, and returns that reply.
-pub async fn wait_for_generation(server: &Server, n: u64) -> Reply {
-    eventually(SWAP_WAIT, || async {
-        get(server.addr, "/")
-            .await
-            .ok()
-            .filter(|r| r.generation() == Some(n))
-    })
-    .await
-    .unwrap_or_else(|| panic!("generation {n} never served; log:\n{}", server.log()))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn swap_by_atomic_rename() {

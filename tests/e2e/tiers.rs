@@ -3,17 +3,16 @@
 //! picks one compiler outright. (The whole suite also runs with `HOTSWAP_TIER=fast`; see
 //! `scripts/test.sh`. Every test here names its tier, so that does not change them.)
 
-use crate::registry::status;
-use crate::routes::{scrape, value};
+use hotswap_tests::admin::status;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE};
+use hotswap_tests::metrics::{scrape, value};
+use hotswap_tests::waits::LOG_WAIT;
 use hotswap_tests::{Server, deploy_atomic, eventually, get, with_custom_section};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// How long a log line may take to reach the test after the event it reports.
-const LOG_WAIT: Duration = Duration::from_secs(10);
 /// How long a Cranelift build of guest-example may take in the background on a busy machine.
 const TIER_UP_WAIT: Duration = Duration::from_secs(120);
 /// How long a test waits to be sure that something does not happen.

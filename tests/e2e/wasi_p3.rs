@@ -2,10 +2,10 @@
 //! guest is given and bounded by holds for them too, on `misbehave-p3`, the 0.3 twin of
 //! `misbehave`; and one host swaps between the worlds under load.
 
-use crate::guardrails::{MARGIN, assert_no_host_panic, header};
-use crate::swapping::wait_for_generation;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE_P3};
+use hotswap_tests::health::assert_no_host_panic;
 use hotswap_tests::upstream::Upstream;
+use hotswap_tests::waits::{MARGIN, wait_for_generation};
 use hotswap_tests::{Client, Server, deploy_atomic, get, metrics, noise, post};
 use std::path::Path;
 use std::sync::Arc;
@@ -149,7 +149,7 @@ async fn p3_requests_beyond_max_concurrency_get_503_with_retry_after() {
     for _ in 0..3 {
         let reply = get(addr, "/ok").await.unwrap();
         assert_eq!(reply.status, 503, "{}", reply.text());
-        assert_eq!(header(&reply, "retry-after"), Some("1"));
+        assert_eq!(reply.header("retry-after"), Some("1"));
     }
     for task in slow {
         let reply = task.await.unwrap().unwrap();

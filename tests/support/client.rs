@@ -26,6 +26,11 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The value of header `name`, if it is there and readable as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
     /// The `x-hotswap-generation` header as a number.
     pub fn generation(&self) -> Option<u64> {
         self.headers

@@ -3,16 +3,20 @@
 
 #![allow(missing_docs)]
 
+pub mod admin;
 pub mod client;
 pub mod fake_registry;
 pub mod guests;
+pub mod health;
 pub mod metrics;
 pub mod oci;
 pub mod otlp;
 pub mod raw;
 pub mod redis;
 pub mod server;
+pub mod start;
 pub mod upstream;
+pub mod waits;
 
 pub use client::{Client, Reply, get, post, post_chunked};
 pub use server::{Server, Starting};
@@ -36,6 +40,15 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A port that was free a moment ago on loopback (for settings that must name a port before
+/// the server starts, such as a registry's or an admin address a guest is pointed at).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Writes `bytes` to `dest` the way a careful deploy does: to a temp file in the same

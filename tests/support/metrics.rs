@@ -1,6 +1,29 @@
 //! Prometheus/OpenMetrics text as the admin listener's `GET /metrics` serves it, parsed into
 //! samples; any malformed line, or a missing `# EOF`, fails the test.
 
+use crate::{Server, get};
+
+/// Scrapes the admin listener's `/metrics` (which must answer 200) into samples.
+pub async fn scrape(server: &Server) -> Vec<Sample> {
+    let reply = get(server.admin.expect("admin API on"), "/metrics")
+        .await
+        .expect("GET /metrics");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    parse(&reply.text())
+}
+
+/// The value of the sample `name` for route `route` whose other labels include `labels`.
+pub fn value(samples: &[Sample], name: &str, route: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.label("route") == Some(route)
+                && labels.iter().all(|(k, v)| s.label(k) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
 /// One sample of a metrics scrape.
 #[derive(Debug)]
 pub struct Sample {

@@ -2,6 +2,7 @@
 //! loopback port, its storage in a temp dir, optionally behind htpasswd auth; and pushes with a
 //! real client (oras-py, `support/oci_push.py`). `scripts/test.sh` installs both.
 
+use crate::free_port;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -204,11 +205,4 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }

@@ -10,7 +10,7 @@ async fn trap_before_the_response_is_a_short_plain_500() {
     let mut server = misbehave(&[]);
     let reply = get(server.addr, "/trap-before").await.unwrap();
     assert_eq!(reply.status, 500, "{}", reply.text());
-    let content_type = header(&reply, "content-type").unwrap_or_default();
+    let content_type = reply.header("content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("text/plain"),
         "content-type {content_type:?}"
@@ -128,7 +128,7 @@ async fn requests_beyond_max_concurrency_get_503_with_retry_after() {
         let reply = reply.unwrap();
         assert_eq!(reply.status, 503, "{}", reply.text());
         assert!(
-            header(&reply, "retry-after").is_some(),
+            reply.header("retry-after").is_some(),
             "no retry-after: {:?}",
             reply.headers
         );
@@ -220,7 +220,7 @@ async fn exhausted_instance_pool_is_a_503_with_retry_after_not_a_crash() {
         started.elapsed()
     );
     assert_eq!(
-        header(&reply, "retry-after"),
+        reply.header("retry-after"),
         Some("1"),
         "{:?}",
         reply.headers

@@ -56,7 +56,7 @@ async fn a_spinning_route_leaves_the_other_routes_latency_alone() {
                 match get(addr, "/loop").await {
                     Ok(reply) => answers.push((
                         reply.status.as_u16(),
-                        header(&reply, "retry-after").map(str::to_string),
+                        reply.header("retry-after").map(str::to_string),
                         reply.text(),
                     )),
                     Err(e) => answers.push((0, None, e)),

@@ -83,7 +83,7 @@ async fn no_matching_route_is_a_short_plain_404_and_no_guest_runs() {
     for path in ["/other", "/trap-before", "/stdio", "/", "/apix"] {
         let reply = fetch(&server, path).await;
         assert_eq!(reply.status, 404, "GET {path}: {}", reply.text());
-        let content_type = header(&reply, "content-type").unwrap_or_default();
+        let content_type = reply.header("content-type").unwrap_or_default();
         assert!(
             content_type.starts_with("text/plain"),
             "GET {path}: content-type {content_type:?}"

@@ -10,8 +10,9 @@ mod observability;
 mod settings;
 
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE, OTHER_WORLD};
-use hotswap_tests::metrics::{self, Sample};
+use hotswap_tests::metrics::{Sample, scrape, value};
 use hotswap_tests::server::{Exited, run_to_exit};
+use hotswap_tests::waits::{LOG_WAIT, SWAP_WAIT};
 use hotswap_tests::{Client, Reply, Server, deploy_atomic, eventually, get, post};
 use hotswap_tests::{deploy_in_place, with_custom_section};
 use serde_json::Value;
@@ -23,10 +24,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 
 const TOKEN: &str = "routes-admin-token";
-/// How long a swap, a new app or a rebuild may take to show up on a busy 2-core machine.
-const SWAP_WAIT: Duration = crate::swapping::SWAP_WAIT;
-/// How long a log line may take to reach the test after the event it reports.
-const LOG_WAIT: Duration = Duration::from_secs(10);
 /// Long enough for a file event, its debounce and a reload to have happened if one were due.
 const SETTLE: Duration = Duration::from_millis(1500);
 
@@ -48,10 +45,6 @@ fn assert_text(reply: &Reply, status: u16, text: &str) {
 /// The `x-hotswap-route` header.
 fn route_of(reply: &Reply) -> Option<&str> {
     reply.headers.get("x-hotswap-route")?.to_str().ok()
-}
-
-fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
-    reply.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// `--route PREFIX=PATH` for each pair, then `extra`.
@@ -200,31 +193,6 @@ fn json_lines(server: &Server) -> Vec<Value> {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .collect()
-}
-
-pub(crate) async fn scrape(server: &Server) -> Vec<Sample> {
-    let reply = get(server.admin.expect("admin API on"), "/metrics")
-        .await
-        .expect("GET /metrics");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    metrics::parse(&reply.text())
-}
-
-/// The value of the sample `name` for route `route` whose other labels include `labels`.
-pub(crate) fn value(
-    samples: &[Sample],
-    name: &str,
-    route: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
-    samples
-        .iter()
-        .find(|s| {
-            s.name == name
-                && s.label("route") == Some(route)
-                && labels.iter().all(|(k, v)| s.label(k) == Some(*v))
-        })
-        .map(|s| s.value)
 }
 
 /// p99 of `durations` (nearest rank).

@@ -2,8 +2,8 @@
 //! limits, a cap on open connections, a deadline on every call), and an upload is saved to
 //! disk before it serves: one that cannot be saved is refused and changes nothing.
 
-use super::MARGIN;
 use hotswap_tests::guests;
+use hotswap_tests::waits::MARGIN;
 use hotswap_tests::{Client, Server, get, raw, with_custom_section};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! (HTTP/1 keep-alive and HTTP/2) are closed after `--idle-timeout`.
 
 use hotswap_tests::guests::{GUEST_EXAMPLE, MISBEHAVE};
+use hotswap_tests::waits::MARGIN;
 use hotswap_tests::{Client, Server, get, raw};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
@@ -118,7 +119,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout_and_busy_ones_are_no
     let outcome = raw::exchange(
         addr,
         b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        Duration::from_secs(1) + super::MARGIN,
+        Duration::from_secs(1) + MARGIN,
     )
     .await
     .unwrap();
@@ -136,7 +137,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout_and_busy_ones_are_no
     // HTTP/2: one request, then silence; the server ends the connection.
     let mut h2 = Client::connect_h2(addr).await.unwrap();
     assert_eq!(h2.get("/").await.unwrap().status, 200);
-    tokio::time::sleep(Duration::from_secs(1) + super::MARGIN).await;
+    tokio::time::sleep(Duration::from_secs(1) + MARGIN).await;
     assert!(
         h2.get("/").await.is_err(),
         "an idle HTTP/2 connection was still open"

@@ -1,8 +1,9 @@
 //! Random and truncated bytes at the public and the admin listener for a bounded time: the host
 //! never panics, keeps answering, and leaves no connection open past its timeouts.
 
-use super::MARGIN;
 use hotswap_tests::guests::MISBEHAVE;
+use hotswap_tests::health::assert_no_host_panic;
+use hotswap_tests::waits::MARGIN;
 use hotswap_tests::{Server, get, noise, raw};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -100,5 +101,5 @@ async fn random_and_truncated_bytes_at_both_listeners_leave_no_panic_and_no_open
     );
     assert_eq!(get(server.addr, "/ok").await.unwrap().status, 200);
     assert_eq!(get(admin, "/healthz").await.unwrap().status, 200);
-    crate::guardrails::assert_no_host_panic(&server);
+    assert_no_host_panic(&server);
 }

@@ -17,20 +17,6 @@ mod signals;
 mod volumes;
 
 use std::net::SocketAddr;
-use std::time::Duration;
-
-/// Slack on top of a configured timeout before a test calls an answer late (a busy 2-core
-/// machine, process scheduling).
-const MARGIN: Duration = Duration::from_secs(3);
-
-/// A port that was free a moment ago on loopback (for settings that must name a port before
-/// the server starts, such as an admin address a guest is pointed at).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// `GET path` on the admin listener, with the bearer token if given.
 async fn admin_get(admin: SocketAddr, path: &str) -> hotswap_tests::Reply {

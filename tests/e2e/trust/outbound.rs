@@ -7,10 +7,10 @@
 //! mount namespace of the server's own (`unshare`, root); where that cannot be done the test
 //! says so and skips.
 
-use super::{admin_get, free_port};
+use super::admin_get;
 use hotswap_tests::guests::MISBEHAVE;
 use hotswap_tests::upstream::Upstream;
-use hotswap_tests::{Server, get};
+use hotswap_tests::{Server, free_port, get};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
