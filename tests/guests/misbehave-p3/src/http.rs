@@ -1,5 +1,5 @@
 //! Small helpers over the raw `wasi:http@0.3.0` bindings: building responses whose bodies
-//! are `stream<u8>`s written by a task that outlives `handle`, and parsing query strings.
+//! are `stream<u8>`s written by a task that outlives `handle`.
 
 use std::future::Future;
 
@@ -82,35 +82,4 @@ type TrailersResult = Result<Option<Trailers>, ErrorCode>;
 /// A trailers future that resolves to `Ok(None)` (no trailers) once the writer is dropped.
 pub fn no_trailers() -> (FutureWriter<TrailersResult>, FutureReader<TrailersResult>) {
     wit_future::new(|| Ok(None))
-}
-
-/// Returns the value of `key` in an `a=1&b=2` query string, percent-decoded
-/// (`%XX` only; `+` stays `+`).
-/// `None` if the key is missing or its value is not valid percent-encoded UTF-8.
-pub fn query_param(query: &str, key: &str) -> Option<String> {
-    let raw = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)?;
-    percent_decode(raw)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(s.len());
-    let mut rest = s.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        match b {
-            b'%' => {
-                let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
-                rest = &tail[2..];
-            }
-            _ => {
-                bytes.push(b);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8(bytes).ok()
 }

@@ -31,6 +31,9 @@
 //!
 //! Printing goes through Rust's std, which on `wasm32-wasip2` imports the WASI 0.2
 //! `wasi:cli` interfaces (as does `std::env`); everything HTTP and clock is WASI 0.3.
+//!
+//! What it does alike with `misbehave` (the query, the memory tricks, the spin loop, the lines
+//! printed, the outbound URL) is in `misbehave-core`; this crate holds the 0.3 I/O.
 
 mod http;
 
@@ -43,15 +46,16 @@ mod bindings {
     });
 }
 
-use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bindings::exports::wasi::http::handler::Guest;
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::client;
 use bindings::wasi::http::types::{ErrorCode, Fields, Method, Request, Response, Scheme};
 use bindings::wit_future;
-use http::{BodyWriter, CHUNK, Reply, plain_headers, query_param, respond, streaming_response};
+use http::{BodyWriter, CHUNK, Reply, plain_headers, respond, streaming_response};
+use misbehave_core::{
+    hoard_memory, leftovers, number, outbound_error, print_hello, print_late_log_done, print_long,
+    query_param, spin_forever, split_url,
+};
 use wit_bindgen::StreamResult;
 
 struct Component;
@@ -95,16 +99,12 @@ async fn get(path: &str, query: &str) -> Reply {
             None => respond(400, "expected ?key=<name>"),
         },
         "/stdio" => {
-            println!("hello stdout");
-            eprintln!("hello stderr");
+            print_hello();
             respond(200, "ok")
         }
         "/print-long" => match number(query, "n") {
             Some(n) => {
-                use std::io::Write;
-                let mut line = vec![b'x'; n as usize];
-                line.extend_from_slice(&[0xff, 0xfe, 0xfd, b'\n']);
-                let _ = std::io::stdout().write_all(&line);
+                print_long(n);
                 respond(200, "ok")
             }
             None => respond(400, "expected ?n=<bytes>"),
@@ -115,7 +115,7 @@ async fn get(path: &str, query: &str) -> Reply {
             }
             Some(ms) => {
                 sleep_ms(ms).await;
-                println!("late-log done after {ms} ms");
+                print_late_log_done(ms);
                 respond(200, "ok")
             }
             None => respond(400, "expected ?ms=<milliseconds>"),
@@ -135,49 +135,6 @@ async fn get(path: &str, query: &str) -> Reply {
     }
 }
 
-/// Bumped by every `/leftovers` request this instance serves.
-static SERVED: AtomicU64 = AtomicU64::new(0);
-
-/// Reports what an earlier request could have left behind in this instance's memory (a static
-/// in the data segment; pages past the initial heap), then leaves traces of its own.
-fn leftovers() -> String {
-    const PAGES: usize = 8;
-    const PAGE: usize = 64 << 10;
-    let count = SERVED.fetch_add(1, Ordering::SeqCst);
-    let old = core::arch::wasm32::memory_grow(0, PAGES);
-    if old == usize::MAX {
-        return "memory.grow failed".to_string();
-    }
-    let start = (old * PAGE) as *mut u8;
-    let mut dirty = 0usize;
-    for i in 0..PAGES * PAGE {
-        // SAFETY: these pages were just added to linear memory and belong to no Rust object
-        // (the allocator grows memory past them when it needs more).
-        unsafe {
-            let byte = start.add(i);
-            if byte.read_volatile() != 0 {
-                dirty += 1;
-            }
-            byte.write_volatile(0xAB);
-        }
-    }
-    format!("count={count} dirty={dirty}")
-}
-
-/// Parses query parameter `key` as a non-negative integer.
-fn number(query: &str, key: &str) -> Option<u64> {
-    query_param(query, key)?.parse().ok()
-}
-
-/// Burns CPU forever without calling the host: only epoch/fuel interruption
-/// can stop it. `black_box` keeps the loop from being optimised away.
-fn spin_forever() -> ! {
-    let mut counter: u64 = 0;
-    loop {
-        counter = black_box(counter).wrapping_add(1);
-    }
-}
-
 /// Waits `ms` milliseconds in the host (the export's task is suspended meanwhile).
 async fn sleep_ms(ms: u64) {
     monotonic_clock::wait_for(ms.saturating_mul(1_000_000)).await;
@@ -188,21 +145,6 @@ async fn sleep_forever() -> ! {
     const HOUR_NS: u64 = 3_600 * 1_000_000_000;
     loop {
         monotonic_clock::wait_for(HOUR_NS).await;
-    }
-}
-
-/// Grows memory 1 MiB at a time, writing every byte so nothing can be elided.
-/// When `memory.grow` fails the allocator reports failure and Rust aborts,
-/// which in wasm is a trap.
-fn hoard_memory() -> ! {
-    let mut hoard: Vec<Vec<u8>> = Vec::new();
-    let mut fill: u8 = 1;
-    loop {
-        let mut block = vec![0u8; 1 << 20];
-        block.fill(fill);
-        fill = fill.wrapping_add(1);
-        hoard.push(black_box(block));
-        black_box(&hoard);
     }
 }
 
@@ -227,7 +169,7 @@ fn late_log_after_head(ms: u64) -> Response {
     streaming_response(200, plain_headers(), async move |mut body: BodyWriter| {
         body.write_all(b"started\n".to_vec()).await;
         sleep_ms(ms).await;
-        println!("late-log done after {ms} ms");
+        print_late_log_done(ms);
         body.write_all(b"done\n".to_vec()).await;
     })
 }
@@ -292,12 +234,7 @@ async fn outbound(url: &str) -> Reply {
     match outbound_get(url) {
         Ok(request) => match client::send(request).await {
             Ok(response) => respond(200, &format!("status {}", response.get_status_code())),
-            Err(code) => {
-                // The bindings' Debug reads `ErrorCode::HttpRequestDenied`: keep the variant.
-                let debug = format!("{code:?}");
-                let variant = debug.strip_prefix("ErrorCode::").unwrap_or(&debug);
-                respond(502, &format!("error {variant}"))
-            }
+            Err(code) => respond(502, &outbound_error(&code)),
         },
         Err(bad_url) => respond(400, bad_url),
     }
@@ -306,13 +243,8 @@ async fn outbound(url: &str) -> Reply {
 /// Builds a `GET url` request with no body; `Err` if `url` cannot be parsed or the request
 /// refuses a part of it.
 fn outbound_get(url: &str) -> Result<Request, &'static str> {
-    let (scheme, rest) = url.split_once("://").ok_or("url needs a scheme://")?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-        None => (rest, "/".to_string()),
-    };
-    let scheme = match scheme {
+    let url = split_url(url)?;
+    let scheme = match url.scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
         other => Scheme::Other(other.to_string()),
@@ -326,10 +258,10 @@ fn outbound_get(url: &str) -> Result<Request, &'static str> {
     request.set_method(&Method::Get).map_err(|()| invalid)?;
     request.set_scheme(Some(&scheme)).map_err(|()| invalid)?;
     request
-        .set_authority(Some(authority))
+        .set_authority(Some(url.authority))
         .map_err(|()| invalid)?;
     request
-        .set_path_with_query(Some(&path))
+        .set_path_with_query(Some(&url.path_with_query))
         .map_err(|()| invalid)?;
     Ok(request)
 }

@@ -43,34 +43,3 @@ pub fn write_all(stream: &OutputStream, data: &[u8]) -> Result<(), StreamError> 
     }
     Ok(())
 }
-
-/// Returns the value of `key` in an `a=1&b=2` query string, percent-decoded
-/// (`%XX` only; `+` stays `+`).
-/// `None` if the key is missing or its value is not valid percent-encoded UTF-8.
-pub fn query_param(query: &str, key: &str) -> Option<String> {
-    let raw = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)?;
-    percent_decode(raw)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(s.len());
-    let mut rest = s.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        match b {
-            b'%' => {
-                let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
-                rest = &tail[2..];
-            }
-            _ => {
-                bytes.push(b);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8(bytes).ok()
-}

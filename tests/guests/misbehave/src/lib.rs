@@ -22,6 +22,11 @@
 //! | `/print-pieces`   | writes `start a print `, `1`, `2`, `3`, `4`, `\n` to stderr, each through a new `get-stderr()` handle, then 200 `ok` |
 //! | `/print-long?n=N` | writes N bytes of `x`, then the invalid UTF-8 bytes `ff fe fd` and `\n`, to stdout, then 200 `ok` |
 //! | `/leftovers`      | 200 `count=C dirty=D`: C is a static counter's value before this request bumps it, D the number of nonzero bytes in 8 fresh pages from `memory.grow`, which it then fills with 0xAB; a fresh instance sees `count=0 dirty=0` |
+//! | `/scatter`        | 200 `runs=72 changed=C`: C is how many of 72 bytes of a static in the memory image (one in every other 4 KiB page) no longer hold their initial value, which it then overwrites; a fresh instance sees `changed=0` |
+//!
+//! What it does alike with `misbehave-p3`, its WASI 0.3 twin (the query, the memory tricks, the
+//! spin loop, the lines printed, the outbound URL), is in `misbehave-core`; this crate holds
+//! the `wasi:http/proxy@0.2` I/O.
 
 mod http;
 
@@ -34,9 +39,6 @@ mod bindings {
     });
 }
 
-use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::cli::stderr;
 use bindings::wasi::clocks::monotonic_clock;
@@ -46,7 +48,11 @@ use bindings::wasi::http::types::{
     ResponseOutparam, Scheme,
 };
 use bindings::wasi::random::random;
-use http::{query_param, respond};
+use http::respond;
+use misbehave_core::{
+    hoard_memory, leftovers, number, outbound_error, print_hello, print_late_log_done, print_long,
+    query_param, scatter, spin_forever, split_url,
+};
 
 struct Component;
 
@@ -89,7 +95,7 @@ impl Guest for Component {
                 }
                 Some(ms) => {
                     sleep_ms(ms);
-                    println!("late-log done after {ms} ms");
+                    print_late_log_done(ms);
                     respond(out, 200, "ok");
                 }
                 None => respond(out, 400, "expected ?ms=<milliseconds>"),
@@ -107,10 +113,7 @@ impl Guest for Component {
             "/no-response" => drop(out),
             "/print-long" => match number(query, "n") {
                 Some(n) => {
-                    use std::io::Write;
-                    let mut line = vec![b'x'; n as usize];
-                    line.extend_from_slice(&[0xff, 0xfe, 0xfd, b'\n']);
-                    let _ = std::io::stdout().write_all(&line);
+                    print_long(n);
                     respond(out, 200, "ok");
                 }
                 None => respond(out, 400, "expected ?n=<bytes>"),
@@ -122,84 +125,11 @@ impl Guest for Component {
                 respond(out, 200, "ok");
             }
             "/stdio" => {
-                println!("hello stdout");
-                eprintln!("hello stderr");
+                print_hello();
                 respond(out, 200, "ok");
             }
             _ => respond(out, 404, "not found"),
         }
-    }
-}
-
-/// Bumped by every `/leftovers` request this instance serves.
-static SERVED: AtomicU64 = AtomicU64::new(0);
-
-/// Reports what an earlier request could have left behind in this instance's memory (a static
-/// in the data segment; pages past the initial heap), then leaves traces of its own.
-fn leftovers() -> String {
-    const PAGES: usize = 8;
-    const PAGE: usize = 64 << 10;
-    let count = SERVED.fetch_add(1, Ordering::SeqCst);
-    let old = core::arch::wasm32::memory_grow(0, PAGES);
-    if old == usize::MAX {
-        return "memory.grow failed".to_string();
-    }
-    let start = (old * PAGE) as *mut u8;
-    let mut dirty = 0usize;
-    for i in 0..PAGES * PAGE {
-        // SAFETY: these pages were just added to linear memory and belong to no Rust object
-        // (the allocator grows memory past them when it needs more).
-        unsafe {
-            let byte = start.add(i);
-            if byte.read_volatile() != 0 {
-                dirty += 1;
-            }
-            byte.write_volatile(0xAB);
-        }
-    }
-    format!("count={count} dirty={dirty}")
-}
-
-/// Host pages (4 KiB) of [`SCATTER`] that `/scatter` writes: every other one, so they are that
-/// many separate runs of dirty pages, more than the host's page scan reports in one go (32).
-const SCATTER_RUNS: usize = 72;
-const HOST_PAGE: usize = 4 << 10;
-/// What every byte of [`SCATTER`] starts as.
-const SCATTER_BYTE: u8 = 0x5A;
-/// Not zero, so it lives in the component's data segments (its memory image), not in memory
-/// that starts out zeroed.
-static mut SCATTER: [u8; SCATTER_RUNS * 2 * HOST_PAGE] = [SCATTER_BYTE; SCATTER_RUNS * 2 * HOST_PAGE];
-
-/// Reports how many of the pages an earlier request could have dirtied in the memory image no
-/// longer hold their initial bytes, then dirties them (one byte each, every other host page).
-fn scatter() -> String {
-    let base = &raw mut SCATTER as *mut u8;
-    let mut changed = 0;
-    for run in 0..SCATTER_RUNS {
-        // SAFETY: in bounds of `SCATTER`, which nothing else touches; volatile so the compiler
-        // keeps every read and write.
-        unsafe {
-            let byte = base.add(run * 2 * HOST_PAGE + 100);
-            if byte.read_volatile() != SCATTER_BYTE {
-                changed += 1;
-            }
-            byte.write_volatile(0xC3);
-        }
-    }
-    format!("runs={SCATTER_RUNS} changed={changed}")
-}
-
-/// Parses query parameter `key` as a non-negative integer.
-fn number(query: &str, key: &str) -> Option<u64> {
-    query_param(query, key)?.parse().ok()
-}
-
-/// Burns CPU forever without calling the host: only epoch/fuel interruption
-/// can stop it. `black_box` keeps the loop from being optimised away.
-fn spin_forever() -> ! {
-    let mut counter: u64 = 0;
-    loop {
-        counter = black_box(counter).wrapping_add(1);
     }
 }
 
@@ -214,7 +144,7 @@ fn late_log_after_head(out: ResponseOutparam, ms: u64) {
     let stream = body.write().expect("stream is taken only once");
     let _ = http::write_all(&stream, b"started\n");
     sleep_ms(ms);
-    println!("late-log done after {ms} ms");
+    print_late_log_done(ms);
     let _ = http::write_all(&stream, b"done\n");
     drop(stream);
     let _ = OutgoingBody::finish(body, None);
@@ -230,21 +160,6 @@ fn sleep_forever() -> ! {
     const HOUR_NS: u64 = 3_600 * 1_000_000_000;
     loop {
         monotonic_clock::subscribe_duration(HOUR_NS).block();
-    }
-}
-
-/// Grows memory 1 MiB at a time, writing every byte so nothing can be elided.
-/// When `memory.grow` fails the allocator reports failure and Rust aborts,
-/// which in wasm is a trap.
-fn hoard_memory() -> ! {
-    let mut hoard: Vec<Vec<u8>> = Vec::new();
-    let mut fill: u8 = 1;
-    loop {
-        let mut block = vec![0u8; 1 << 20];
-        block.fill(fill);
-        fill = fill.wrapping_add(1);
-        hoard.push(black_box(block));
-        black_box(&hoard);
     }
 }
 
@@ -280,12 +195,7 @@ fn many_headers(out: ResponseOutparam, n: u64) {
 fn outbound(out: ResponseOutparam, url: &str) {
     match outbound_get(url) {
         Ok(Ok(status)) => respond(out, 200, &format!("status {status}")),
-        Ok(Err(code)) => {
-            // The bindings' Debug reads `ErrorCode::HttpRequestDenied`: keep the variant.
-            let debug = format!("{code:?}");
-            let variant = debug.strip_prefix("ErrorCode::").unwrap_or(&debug);
-            respond(out, 502, &format!("error {variant}"));
-        }
+        Ok(Err(code)) => respond(out, 502, &outbound_error(&code)),
         Err(bad_url) => respond(out, 400, bad_url),
     }
 }
@@ -293,13 +203,8 @@ fn outbound(out: ResponseOutparam, url: &str) {
 /// `Err` if `url` cannot be parsed; `Ok(Err)` if the host or the network
 /// refused the request.
 fn outbound_get(url: &str) -> Result<Result<u16, ErrorCode>, &'static str> {
-    let (scheme, rest) = url.split_once("://").ok_or("url needs a scheme://")?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-        None => (rest, "/".to_string()),
-    };
-    let scheme = match scheme {
+    let url = split_url(url)?;
+    let scheme = match url.scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
         other => Scheme::Other(other.to_string()),
@@ -310,10 +215,10 @@ fn outbound_get(url: &str) -> Result<Result<u16, ErrorCode>, &'static str> {
     request.set_method(&Method::Get).map_err(|()| invalid)?;
     request.set_scheme(Some(&scheme)).map_err(|()| invalid)?;
     request
-        .set_authority(Some(authority))
+        .set_authority(Some(url.authority))
         .map_err(|()| invalid)?;
     request
-        .set_path_with_query(Some(&path))
+        .set_path_with_query(Some(&url.path_with_query))
         .map_err(|()| invalid)?;
     // A GET has an empty body: take it and finish it straight away.
     let body = request.body().map_err(|()| invalid)?;

@@ -38,7 +38,8 @@ use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::config::store as config;
 use bindings::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 use bindings::wasi::keyvalue::{atomics, batch, store};
-use http::{query_param, respond};
+use http::respond;
+use misbehave_core::query_param;
 
 struct Component;
 
