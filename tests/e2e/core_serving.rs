@@ -1,7 +1,9 @@
-//! Serving guest-example: routes, bodies, protocols, and life without a component.
+//! Serving guest-example: routes, bodies, protocols, and life without a component; and fresh
+//! guest memory for every request, in either world.
 
-use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE};
+use hotswap_tests::guests::{self, GUEST_EXAMPLE};
 use hotswap_tests::server::run_to_exit;
+use hotswap_tests::worlds::{World, both_worlds};
 use hotswap_tests::{Client, Server, deploy_atomic, eventually, get, post};
 use std::path::Path;
 use std::time::Duration;
@@ -141,27 +143,33 @@ fn bad_flags_are_reported_before_binding() {
 /// Instance slots are reused and the pages a guest dirtied are reset in place, not handed back
 /// to the kernel: whatever one request writes (a static, freshly grown memory, pages of its
 /// memory image in more separate runs than one page scan reports) must be gone for the next,
-/// on the same connection and across concurrent ones.
+/// on the same connection and across concurrent ones, whichever world the guest targets.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_starts_from_fresh_guest_memory() {
-    let server = Server::start(Path::new(MISBEHAVE), &[]);
-    let mut client = Client::connect(server.addr).await.unwrap();
-    for i in 0..30 {
-        let reply = client.get("/leftovers").await.unwrap();
-        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
-        assert_eq!(reply.text(), "count=0 dirty=0", "request {i}");
-        let reply = client.get("/scatter").await.unwrap();
-        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
-        assert_eq!(reply.text(), "runs=72 changed=0", "request {i}");
-    }
-    for round in 0..5 {
-        let addr = server.addr;
-        let replies: Vec<_> = (0..8)
-            .map(|_| tokio::spawn(async move { get(addr, "/leftovers").await }))
-            .collect();
-        for reply in replies {
-            let reply = reply.await.unwrap().unwrap();
-            assert_eq!(reply.text(), "count=0 dirty=0", "round {round}");
+    both_worlds(async |world| {
+        let server = world.misbehave(&[]);
+        let mut client = Client::connect(server.addr).await.unwrap();
+        for i in 0..30 {
+            let reply = client.get("/leftovers").await.unwrap();
+            assert_eq!(reply.status, 200, "{world}: request {i}: {}", reply.text());
+            assert_eq!(reply.text(), "count=0 dirty=0", "{world}: request {i}");
+            // Only misbehave (0.2) has `/scatter`.
+            if world == World::P2 {
+                let reply = client.get("/scatter").await.unwrap();
+                assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+                assert_eq!(reply.text(), "runs=72 changed=0", "request {i}");
+            }
         }
-    }
+        for round in 0..5 {
+            let addr = server.addr;
+            let replies: Vec<_> = (0..8)
+                .map(|_| tokio::spawn(async move { get(addr, "/leftovers").await }))
+                .collect();
+            for reply in replies {
+                let reply = reply.await.unwrap().unwrap();
+                assert_eq!(reply.text(), "count=0 dirty=0", "{world}: round {round}");
+            }
+        }
+    })
+    .await;
 }

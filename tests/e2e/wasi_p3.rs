@@ -1,10 +1,13 @@
-//! WASI 0.3 guests (`wasi:http/service`, exporting `wasi:http/handler@0.3`): everything a 0.2
-//! guest is given and bounded by holds for them too, on `misbehave-p3`, the 0.3 twin of
-//! `misbehave`; and one host swaps between the worlds under load.
+//! WASI 0.3 guests (`wasi:http/service`, exporting `wasi:http/handler@0.3`), on `misbehave-p3`,
+//! the 0.3 twin of `misbehave`: what is 0.3's own (the world named in the log, `/status` and
+//! metrics, streamed echoes, error codes, the drain and swaps of 0.3 requests, instance reuse),
+//! and one host swapping between the worlds under load. The guardrails both worlds share (the
+//! deadline, the memory limit, traps, the concurrency cap, body and header limits, outbound
+//! HTTP, the environment, guest output, fresh memory) are tests run over both worlds, in
+//! `guardrails`, `client_limits` and `core_serving`.
 
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE_P3};
-use hotswap_tests::health::assert_no_host_panic;
-use hotswap_tests::upstream::Upstream;
+use hotswap_tests::health::assert_healthy;
 use hotswap_tests::waits::{MARGIN, wait_for_generation};
 use hotswap_tests::{Client, Server, deploy_atomic, get, metrics, noise, post};
 use std::path::Path;
@@ -14,20 +17,6 @@ use std::time::{Duration, Instant};
 
 fn p3(args: &[&str]) -> Server {
     Server::start(Path::new(MISBEHAVE_P3), args)
-}
-
-/// The host is up, serves the 0.3 guest's `/ok`, and never panicked.
-async fn assert_healthy(server: &mut Server) {
-    assert!(
-        server.is_running(),
-        "the host exited; log:\n{}",
-        server.log()
-    );
-    let reply = get(server.addr, "/ok")
-        .await
-        .unwrap_or_else(|e| panic!("/ok failed: {e}; log:\n{}", server.log()));
-    assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
-    assert_no_host_panic(server);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,16 +52,6 @@ async fn a_wasi_p3_component_is_served_and_named_as_such() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_p3_request_gets_a_fresh_instance() {
-    let server = p3(&[]);
-    let mut client = Client::connect(server.addr).await.unwrap();
-    for i in 0..5 {
-        let reply = client.get("/leftovers").await.unwrap();
-        assert_eq!(reply.text(), "count=0 dirty=0", "request {i}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn p3_echo_is_byte_exact_and_big_bodies_stream() {
     let server = p3(&[]);
     for len in [0, 1, 100 << 10, 3 << 20] {
@@ -91,184 +70,15 @@ async fn p3_echo_is_byte_exact_and_big_bodies_stream() {
     assert!(reply.body.iter().all(|&b| b == b'x'));
 }
 
-/// `route` runs under a 2 s deadline while `/ok` is served beside it; it ends in a 504.
-async fn p3_deadline_stops(route: &'static str) {
-    let deadline = Duration::from_secs(2);
-    let mut server = p3(&["--request-timeout", "2s"]);
-    let addr = server.addr;
-    let started = Instant::now();
-    let stuck = tokio::spawn(async move { (get(addr, route).await, started.elapsed()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for _ in 0..3 {
-        assert_eq!(get(addr, "/ok").await.unwrap().status, 200);
-    }
-    assert!(!stuck.is_finished(), "{route} answered before its deadline");
-    let (reply, elapsed) = stuck.await.unwrap();
-    let reply = reply.unwrap_or_else(|e| panic!("{route}: {e}; log:\n{}", server.log()));
-    assert_eq!(reply.status, 504, "{route}: {}", reply.text());
-    assert!(
-        elapsed >= deadline - Duration::from_millis(100) && elapsed < deadline + MARGIN,
-        "{route} answered after {elapsed:?}"
-    );
-    server
-        .expect_log("deadline exceeded", Duration::from_secs(5))
-        .await;
-    assert_healthy(&mut server).await;
-}
-
+/// A 0.3 guest can return an error code instead of a response (0.2's `ResponseOutparam::set`
+/// with an error is in `client_limits`): a 500 too.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_spinning_p3_guest_is_stopped_at_its_deadline_with_504() {
-    p3_deadline_stops("/loop").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_waiting_p3_guest_is_stopped_at_its_deadline_with_504() {
-    p3_deadline_stops("/sleep-forever").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_p3_memory_hog_gets_500_naming_the_memory_limit() {
-    let mut server = p3(&["--max-memory", "16MiB"]);
-    let reply = get(server.addr, "/alloc").await.unwrap();
-    assert_eq!(reply.status, 500, "{}", reply.text());
-    assert!(reply.text().contains("memory limit"), "{}", reply.text());
-    server
-        .expect_log("memory limit", Duration::from_secs(5))
-        .await;
-    assert_healthy(&mut server).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn p3_requests_beyond_max_concurrency_get_503_with_retry_after() {
-    let server = p3(&["--max-concurrency", "2", "--queue-timeout", "200ms"]);
-    let addr = server.addr;
-    let slow: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(addr, "/late-log?ms=2000").await }))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    for _ in 0..3 {
-        let reply = get(addr, "/ok").await.unwrap();
-        assert_eq!(reply.status, 503, "{}", reply.text());
-        assert_eq!(reply.header("retry-after"), Some("1"));
-    }
-    for task in slow {
-        let reply = task.await.unwrap().unwrap();
-        assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
-    }
-    assert_eq!(get(addr, "/ok").await.unwrap().status, 200);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn p3_body_and_header_limits_answer_413_and_431() {
-    let server = p3(&["--max-body-size", "1KiB"]);
-    // Declared too large: refused before the guest runs.
-    let reply = post(server.addr, "/echo", vec![b'a'; 4096]).await.unwrap();
-    assert_eq!(reply.status, 413, "{}", reply.text());
-    // Not declared (chunked): crossed while the 0.3 guest streams its echo back, which it
-    // starts before reading. The guest sees the body end early, not an error; the client gets
-    // a 413, or, once the echo's head is out, a cut body: never a complete-looking answer.
-    let chunks: Vec<bytes::Bytes> = (0..8)
-        .map(|_| bytes::Bytes::from(vec![b'b'; 512]))
-        .collect();
-    match hotswap_tests::post_chunked(server.addr, "/echo", chunks).await {
-        Ok(reply) => assert_eq!(reply.status, 413, "{}", reply.text()),
-        Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
-    }
-    // Within the limit: echoed.
-    let reply = post(server.addr, "/echo", vec![b'c'; 1000]).await.unwrap();
-    assert_eq!((reply.status.as_u16(), reply.body.len()), (200, 1000));
-
-    let many: Vec<(String, String)> = (0..200).map(|i| (format!("x-h-{i}"), "v".into())).collect();
-    let headers: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let reply = Client::connect(server.addr)
-        .await
-        .unwrap()
-        .send_with("GET", "/ok", &headers, bytes::Bytes::new())
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 431, "{}", reply.text());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_p3_trap_before_the_response_is_a_500_and_after_it_a_cut_body() {
+async fn a_p3_error_code_instead_of_a_response_is_a_500() {
     let mut server = p3(&[]);
-    let reply = get(server.addr, "/trap-before").await.unwrap();
-    assert_eq!(reply.status, 500, "{}", reply.text());
-    assert!(reply.body.len() < 4096);
-    server
-        .expect_log("guest trapped", Duration::from_secs(5))
-        .await;
-    let log = server.log();
-    let line = log.lines().find(|l| l.contains("guest trapped")).unwrap();
-    for field in [
-        "request_id=1",
-        "method=GET",
-        "path=/trap-before",
-        "generation=1",
-    ] {
-        assert!(line.contains(field), "{field} missing from {line}");
-    }
-
-    for mut client in [
-        Client::connect(server.addr).await.unwrap(),
-        Client::connect_h2(server.addr).await.unwrap(),
-    ] {
-        match client.get("/trap-after").await {
-            Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
-            Ok(reply) => panic!(
-                "a trapped body must not look complete: {} {:?}",
-                reply.status,
-                reply.text()
-            ),
-        }
-    }
-
-    // An error code instead of a response is a 500 too.
     let reply = get(server.addr, "/error-code").await.unwrap();
     assert_eq!(reply.status, 500, "{}", reply.text());
     assert!(reply.text().contains("InternalError"), "{}", reply.text());
     assert_healthy(&mut server).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn p3_outbound_http_is_denied_unless_allowed() {
-    let upstream = Upstream::start().await;
-    let url = format!("/outbound?url=http://{}/", upstream.addr);
-    let server = p3(&[]);
-    let reply = get(server.addr, &url).await.unwrap();
-    assert_eq!(reply.status, 502, "{}", reply.text());
-    assert_eq!(reply.text(), "error HttpRequestDenied");
-    server
-        .expect_log("outbound request denied", Duration::from_secs(5))
-        .await;
-    assert_eq!(upstream.hits(), 0, "a denied request reached the upstream");
-    drop(server);
-
-    let allowed = format!("127.0.0.1:{}", upstream.addr.port());
-    let server = p3(&["--allow-outbound", &allowed]);
-    let reply = get(server.addr, &url).await.unwrap();
-    assert_eq!(
-        (reply.status.as_u16(), reply.text().as_str()),
-        (200, "status 200")
-    );
-    assert_eq!(upstream.hits(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn p3_guest_output_becomes_log_lines_with_the_request_fields() {
-    let server = p3(&["--env", "GREETING=hi"]);
-    let reply = get(server.addr, "/stdio").await.unwrap();
-    assert_eq!(reply.status, 200);
-    for (text, stream) in [("hello stdout", "stdout"), ("hello stderr", "stderr")] {
-        server.expect_log(text, Duration::from_secs(5)).await;
-        let log = server.log();
-        let line = log.lines().find(|l| l.contains(text)).unwrap();
-        for field in ["generation=1", "request_id=1", "path=/stdio", stream] {
-            assert!(line.contains(field), "{field} missing from {line}");
-        }
-    }
-    let reply = get(server.addr, "/env?key=GREETING").await.unwrap();
-    assert_eq!(reply.text(), "hi");
 }
 
 #[tokio::test(flavor = "multi_thread")]

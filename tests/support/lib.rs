@@ -17,6 +17,7 @@ pub mod server;
 pub mod start;
 pub mod upstream;
 pub mod waits;
+pub mod worlds;
 
 pub use client::{Client, Reply, get, post, post_chunked};
 pub use server::{Server, Starting};

@@ -1,14 +1,16 @@
-//! The request deadline (a spinning guest, a blocked guest, a slow request body) and the
-//! memory limit: each stops one request with its status and leaves the host serving.
+//! The request deadline (a spinning guest, a sleeping guest, a slow request body) and the
+//! memory limit: each stops one request with its status and leaves the host serving, whichever
+//! world the guest targets.
 
 use super::*;
 
 // ----- request deadline --------------------------------------------------------------------
 
-/// Runs misbehave's `route` under a 2 s deadline while `/ok` is served on another connection.
-async fn deadline_stops(route: &'static str) {
+/// Runs `world`'s misbehave `route` under a 2 s deadline while `/ok` is served on another
+/// connection.
+async fn deadline_stops(world: World, route: &'static str) {
     let deadline = Duration::from_secs(2);
-    let mut server = misbehave(&["--request-timeout", "2s"]);
+    let mut server = world.misbehave(&["--request-timeout", "2s"]);
     let addr = server.addr;
     let started = Instant::now();
     let stuck = tokio::spawn(async move {
@@ -20,18 +22,25 @@ async fn deadline_stops(route: &'static str) {
     // Meanwhile, other connections are served.
     for _ in 0..3 {
         let ok = get(addr, "/ok").await.unwrap();
-        assert_eq!(ok.status, 200, "{}", ok.text());
+        assert_eq!(ok.status, 200, "{world}: {}", ok.text());
     }
-    assert!(!stuck.is_finished(), "{route} answered before its deadline");
+    assert!(
+        !stuck.is_finished(),
+        "{world}: {route} answered before its deadline"
+    );
 
     let (reply, elapsed) = stuck.await.unwrap();
-    let reply = reply.unwrap_or_else(|e| panic!("{route}: {e}; log:\n{}", server.log()));
-    assert_eq!(reply.status, 504, "{route}: {}", reply.text());
+    let reply = reply.unwrap_or_else(|e| panic!("{world}: {route}: {e}; log:\n{}", server.log()));
+    assert_eq!(reply.status, 504, "{world}: {route}: {}", reply.text());
     assert!(
         elapsed >= deadline - Duration::from_millis(100) && elapsed < deadline + MARGIN,
-        "{route} answered after {elapsed:?}, deadline {deadline:?}"
+        "{world}: {route} answered after {elapsed:?}, deadline {deadline:?}"
     );
-    assert!(reply.text().contains("deadline"), "{}", reply.text());
+    assert!(
+        reply.text().contains("deadline"),
+        "{world}: {}",
+        reply.text()
+    );
     server
         .expect_log("deadline exceeded", Duration::from_secs(5))
         .await;
@@ -40,7 +49,7 @@ async fn deadline_stops(route: &'static str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_timeout_stops_a_spinning_guest_with_504() {
-    deadline_stops("/loop").await;
+    both_worlds(async |world| deadline_stops(world, "/loop").await).await;
 }
 
 /// A guest spinning on the CPU yields at every epoch tick in a way that lets the runtime poll
@@ -74,9 +83,11 @@ async fn a_spinning_guest_leaves_room_for_other_clients_on_a_single_worker_threa
     assert_healthy(&mut server).await;
 }
 
+/// A 0.2 guest blocks on a clock's pollable, a 0.3 guest awaits `wait-for`: either waits in the
+/// host, never to wake in time.
 #[tokio::test(flavor = "multi_thread")]
-async fn request_timeout_stops_a_blocked_guest_with_504() {
-    deadline_stops("/sleep-forever").await;
+async fn request_timeout_stops_a_sleeping_guest_with_504() {
+    both_worlds(async |world| deadline_stops(world, "/sleep-forever").await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,20 +144,27 @@ async fn slow_request_body_is_cut_at_the_request_deadline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_hog_gets_500_and_the_log_names_the_memory_limit() {
-    let mut server = misbehave(&["--max-memory", "16MiB"]);
-    let started = Instant::now();
-    let reply = get(server.addr, "/alloc").await.unwrap();
-    assert_eq!(reply.status, 500, "{}", reply.text());
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(reply.text().contains("memory limit"), "{}", reply.text());
-    server
-        .expect_log("memory limit", Duration::from_secs(5))
-        .await;
-    assert_healthy(&mut server).await;
+    both_worlds(async |world| {
+        let mut server = world.misbehave(&["--max-memory", "16MiB"]);
+        let started = Instant::now();
+        let reply = get(server.addr, "/alloc").await.unwrap();
+        assert_eq!(reply.status, 500, "{world}: {}", reply.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{world}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            reply.text().contains("memory limit"),
+            "{world}: {}",
+            reply.text()
+        );
+        server
+            .expect_log("memory limit", Duration::from_secs(5))
+            .await;
+        assert_healthy(&mut server).await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

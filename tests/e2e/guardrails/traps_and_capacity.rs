@@ -1,5 +1,6 @@
 //! Traps before and after the response, and the concurrency cap and the instance pool: a short
-//! plain 500, a cut body, or 503 with `Retry-After`, never a crash.
+//! plain 500, a cut body, or 503 with `Retry-After`, never a crash, whichever world the guest
+//! targets.
 
 use super::*;
 
@@ -7,39 +8,42 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trap_before_the_response_is_a_short_plain_500() {
-    let mut server = misbehave(&[]);
-    let reply = get(server.addr, "/trap-before").await.unwrap();
-    assert_eq!(reply.status, 500, "{}", reply.text());
-    let content_type = reply.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("text/plain"),
-        "content-type {content_type:?}"
-    );
-    assert!(
-        !reply.body.is_empty() && reply.body.len() < 4096,
-        "body of {} bytes: {}",
-        reply.body.len(),
-        reply.text()
-    );
-    // The operator's side: one warning that names the request. The log reaches the test
-    // through a pipe, later than the response: wait for the line.
-    server
-        .expect_log("guest trapped", Duration::from_secs(5))
-        .await;
-    let log = server.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("guest trapped"))
-        .unwrap_or_else(|| panic!("no trap warning; log:\n{log}"));
-    for field in [
-        "request_id=1",
-        "method=GET",
-        "path=/trap-before",
-        "generation=1",
-    ] {
-        assert!(line.contains(field), "{field} missing from {line}");
-    }
-    assert_healthy(&mut server).await;
+    both_worlds(async |world| {
+        let mut server = world.misbehave(&[]);
+        let reply = get(server.addr, "/trap-before").await.unwrap();
+        assert_eq!(reply.status, 500, "{world}: {}", reply.text());
+        let content_type = reply.header("content-type").unwrap_or_default();
+        assert!(
+            content_type.starts_with("text/plain"),
+            "{world}: content-type {content_type:?}"
+        );
+        assert!(
+            !reply.body.is_empty() && reply.body.len() < 4096,
+            "{world}: body of {} bytes: {}",
+            reply.body.len(),
+            reply.text()
+        );
+        // The operator's side: one warning that names the request. The log reaches the test
+        // through a pipe, later than the response: wait for the line.
+        server
+            .expect_log("guest trapped", Duration::from_secs(5))
+            .await;
+        let log = server.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("guest trapped"))
+            .unwrap_or_else(|| panic!("{world}: no trap warning; log:\n{log}"));
+        for field in [
+            "request_id=1",
+            "method=GET",
+            "path=/trap-before",
+            "generation=1",
+        ] {
+            assert!(line.contains(field), "{world}: {field} missing from {line}");
+        }
+        assert_healthy(&mut server).await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,68 +92,87 @@ async fn trap_details_stay_out_of_500_bodies_in_prod_mode() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trap_after_a_partial_body_cuts_the_connection() {
-    let mut server = misbehave(&[]);
-    for mut client in [
-        Client::connect(server.addr).await.unwrap(),
-        Client::connect_h2(server.addr).await.unwrap(),
-    ] {
-        match client.get("/trap-after").await {
-            Err(e) => assert!(e.contains("cut") || e.contains("request failed"), "{e}"),
-            Ok(reply) => panic!(
-                "a trapped body must not look complete: {} {:?}",
-                reply.status,
-                reply.text()
-            ),
+    both_worlds(async |world| {
+        let mut server = world.misbehave(&[]);
+        for mut client in [
+            Client::connect(server.addr).await.unwrap(),
+            Client::connect_h2(server.addr).await.unwrap(),
+        ] {
+            match client.get("/trap-after").await {
+                Err(e) => assert!(
+                    e.contains("cut") || e.contains("request failed"),
+                    "{world}: {e}"
+                ),
+                Ok(reply) => panic!(
+                    "{world}: a trapped body must not look complete: {} {:?}",
+                    reply.status,
+                    reply.text()
+                ),
+            }
         }
-    }
-    assert_healthy(&mut server).await;
+        assert_healthy(&mut server).await;
+    })
+    .await;
 }
 
 // ----- concurrency -------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_beyond_max_concurrency_get_503_with_retry_after() {
-    let server = example(&["--max-concurrency", "2", "--queue-timeout", "200ms"]);
-    let addr = server.addr;
-    let slow: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(addr, "/sleep?ms=2000").await }))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let extra: Vec<_> = (0..3)
-        .map(|_| {
-            tokio::spawn(async move {
-                let started = Instant::now();
-                (get(addr, "/sleep?ms=2000").await, started.elapsed())
+    both_worlds(async |world| {
+        let args = ["--max-concurrency", "2", "--queue-timeout", "200ms"];
+        // A request that holds its slot for 2 s, and one that is quick: guest-example's
+        // `/sleep` on 0.2, misbehave-p3's `/late-log` (which waits, then answers `ok`) on 0.3.
+        let (server, hold, quick) = match world {
+            World::P2 => (example(&args), "/sleep?ms=2000", "/sleep?ms=10"),
+            World::P3 => (world.misbehave(&args), "/late-log?ms=2000", "/ok"),
+        };
+        let addr = server.addr;
+        let slow: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(async move { get(addr, hold).await }))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let extra: Vec<_> = (0..3)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    (get(addr, hold).await, started.elapsed())
+                })
             })
-        })
-        .collect();
-    for task in extra {
-        let (reply, elapsed) = task.await.unwrap();
-        let reply = reply.unwrap();
-        assert_eq!(reply.status, 503, "{}", reply.text());
-        assert!(
-            reply.header("retry-after").is_some(),
-            "no retry-after: {:?}",
-            reply.headers
-        );
-        assert!(
-            elapsed < Duration::from_millis(1500),
-            "503 took {elapsed:?}"
-        );
-    }
-    for task in slow {
-        let reply = task.await.unwrap().unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        assert!(reply.text().contains("slept 2000 ms"), "{}", reply.text());
-    }
-    // The slots are free again.
-    let again: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(addr, "/sleep?ms=10").await }))
-        .collect();
-    for task in again {
-        assert_eq!(task.await.unwrap().unwrap().status, 200);
-    }
-    assert_eq!(get(addr, "/").await.unwrap().status, 200);
+            .collect();
+        for task in extra {
+            let (reply, elapsed) = task.await.unwrap();
+            let reply = reply.unwrap();
+            assert_eq!(reply.status, 503, "{world}: {}", reply.text());
+            assert_eq!(
+                reply.header("retry-after"),
+                Some("1"),
+                "{world}: {:?}",
+                reply.headers
+            );
+            assert!(
+                elapsed < Duration::from_millis(1500),
+                "{world}: 503 took {elapsed:?}"
+            );
+        }
+        for task in slow {
+            let reply = task.await.unwrap().unwrap();
+            assert_eq!(reply.status, 200, "{world}: {}", reply.text());
+            match world {
+                World::P2 => assert!(reply.text().contains("slept 2000 ms"), "{}", reply.text()),
+                World::P3 => assert_eq!(reply.text(), "ok"),
+            }
+        }
+        // The slots are free again.
+        let again: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(async move { get(addr, quick).await }))
+            .collect();
+        for task in again {
+            assert_eq!(task.await.unwrap().unwrap().status, 200, "{world}");
+        }
+        assert_eq!(get(addr, quick).await.unwrap().status, 200, "{world}");
+    })
+    .await;
 }
 
 /// `component` with `extra` more core instances appended, each of a module that has nothing but
