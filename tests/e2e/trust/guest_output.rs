@@ -2,9 +2,8 @@
 //! costs the host neither the memory nor the log, only up to `--max-guest-output` of lines and
 //! then one line saying how much was dropped.
 
-use hotswap_tests::guests::{MISBEHAVE, MISBEHAVE_P3};
-use hotswap_tests::{Server, get};
-use std::path::Path;
+use hotswap_tests::get;
+use hotswap_tests::worlds::both_worlds;
 use std::time::Duration;
 
 /// Log lines the guest's streams produced.
@@ -17,10 +16,10 @@ fn guest_bytes(log: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_guest_flooding_its_output_is_cut_at_the_per_request_limit() {
-    for guest in [MISBEHAVE, MISBEHAVE_P3] {
-        let server = Server::start(Path::new(guest), &["--max-guest-output", "64KiB"]);
+    both_worlds(async |world| {
+        let server = world.misbehave(&["--max-guest-output", "64KiB"]);
         let reply = get(server.addr, "/print-long?n=20000000").await.unwrap();
-        assert_eq!(reply.status, 200, "{guest}: {}", reply.text());
+        assert_eq!(reply.status, 200, "{world}: {}", reply.text());
         server
             .expect_log("guest output over", Duration::from_secs(10))
             .await;
@@ -28,7 +27,7 @@ async fn a_guest_flooding_its_output_is_cut_at_the_per_request_limit() {
         let logged = guest_bytes(&log);
         assert!(
             logged < 200 << 10,
-            "{guest}: {logged} bytes of guest output logged for a 64 KiB limit"
+            "{world}: {logged} bytes of guest output logged for a 64 KiB limit"
         );
         let dropped = log
             .lines()
@@ -36,13 +35,14 @@ async fn a_guest_flooding_its_output_is_cut_at_the_per_request_limit() {
             .unwrap();
         assert!(
             dropped.contains("bytes dropped") && dropped.contains("request_id"),
-            "{guest}: {dropped}"
+            "{world}: {dropped}"
         );
         // The next request has a budget of its own.
         let reply = get(server.addr, "/stdio").await.unwrap();
-        assert_eq!(reply.status, 200);
+        assert_eq!(reply.status, 200, "{world}");
         server
             .expect_log("hello stderr", Duration::from_secs(5))
             .await;
-    }
+    })
+    .await;
 }
