@@ -179,7 +179,7 @@ impl Dispatcher {
         let permit = match route.permits.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
-                route.guests.orphans.give_way();
+                let _waiting = route.guests.orphans.wait();
                 tokio::time::timeout(limits.queue_timeout, route.permits.clone().acquire_owned())
                     .await
                     .ok()

@@ -111,6 +111,37 @@ async fn a_route_at_its_cap_takes_back_the_slot_of_a_guest_whose_client_left() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_abandoned_while_a_request_waits_gives_that_request_its_slot() {
+    // One slot, taken by a guest sleeping 20 s; a second request starts waiting for the slot;
+    // only then does the first client leave. The waiting request gets the slot when the guest
+    // is abandoned, not a 503 when its 5 s queue timeout runs out.
+    let server = Server::start(
+        Path::new(MISBEHAVE),
+        &["--max-concurrency", "1", "--queue-timeout", "5s"],
+    );
+    let addr = server.addr;
+    let leaving = tokio::spawn(async move {
+        raw::hang_up_after(addr, "/late-log?ms=20000", Duration::from_millis(800)).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let reply = get(addr, "/ok").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the slot came back after {:?}",
+        started.elapsed()
+    );
+    assert!(leaving.await.unwrap().is_empty());
+    server
+        .expect_log(
+            "its client went away and a request is waiting for its slot",
+            Duration::from_secs(5),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_are_closed_after_the_idle_timeout_and_busy_ones_are_not() {
     let server = Server::start(Path::new(GUEST_EXAMPLE), &["--idle-timeout", "1s"]);
     let addr = server.addr;
