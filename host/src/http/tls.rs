@@ -1,7 +1,7 @@
 //! TLS for the listeners, with certificates that reload like components.
 //!
 //! The certificates are pairs of PEM files (a certificate chain and its private key): one pair
-//! (`--tls-cert`, `--tls-key`) or several (`[[server.tls.cert]]`), chosen per connection by the
+//! (`--tls-cert`, `--tls-key`) or several (`[[server.tls.certificate]]`), chosen per connection by the
 //! name the client asks for (SNI), the first pair when it asks for none or for a name no pair
 //! has. rustls on the ring provider; ALPN `h2` and `http/1.1`; TLS 1.2 and 1.3.
 //!
