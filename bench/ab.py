@@ -15,7 +15,11 @@ environment, except `@guest=PATH`, which serves that component instead of `--gue
 `@startup=0` for a hotswap build older than listening at once (it prints no `Startup finished`
 line to wait for), and `@args=ARGS`, extra server arguments separated by spaces (e.g.
 `'wasmtime49=/path/to/wasmtime,@args=-Sp3 -Wcomponent-model-async --max-instance-reuse-count 1'`
-or `'reuse=target/release/hotswap,@args=--instance-reuse 128'`). A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
+or `'reuse=target/release/hotswap,@args=--instance-reuse 128'`), `@tls=1`, which serves HTTPS
+with a self-signed ECDSA P-256 certificate made for the run (wrk then speaks TLS 1.3), and
+`@otlp=1`, which sends the variant's traces to an OTLP/HTTP sink started by this script (a
+collector that keeps nothing; add `@args=--admin-addr 127.0.0.1:0` to print the host's
+`hotswap_trace_spans_total` after each round, to see that no span was dropped). A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
 `wasmtime` for the harness's cached wasmtime-cli 48), one whose name starts with `native` runs
 `BINARY 127.0.0.1:0` (bench/hello-native, built by run.sh into target/bench/release), any other
 `BINARY serve`.
@@ -32,6 +36,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,6 +82,9 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--post-bytes", type=int, default=0, metavar="N",
                     help="POST a body of N bytes instead of GET (e.g. --path /echo --post-bytes 65536)")
+    ap.add_argument("--new-conns", action="store_true",
+                    help="send `Connection: close`: every request on a new connection (over HTTPS, "
+                         "a full handshake), so req/s is connections (handshakes) per second")
     ap.add_argument("variants", nargs="+", metavar="NAME=BINARY[,KEY=VALUE...]")
     args = ap.parse_args()
 
@@ -84,8 +92,13 @@ def main() -> int:
     guests = {name: Path(env.pop("@guest", args.guest)).read_bytes() for name, _, env in variants}
     extra = {name: env.pop("@args", "").split() for name, _, env in variants}
     startup = {name: env.pop("@startup", "1") != "0" for name, _, env in variants}
+    tls = {name: env.pop("@tls", "0") == "1" for name, _, env in variants}
+    otlp = {name: env.pop("@otlp", "0") == "1" for name, _, env in variants}
     work = Path(tempfile.mkdtemp(prefix="hotswap-ab-"))
     H.pin_self_to_client_cpu()
+    cert, key = H.tls_pair(work) if any(tls.values()) else (None, None)
+    sink = H.OtlpSink() if any(otlp.values()) else None
+    headers = ("Connection: close",) if args.new_conns else ()
     script = None
     if args.post_bytes:
         script = work / "post.lua"
@@ -108,20 +121,31 @@ def main() -> int:
             else:
                 argv = [binary, "serve", str(component), "--addr", "127.0.0.1:0", "--shutdown-timeout", "2s",
                         *extra[name]]
+                if tls[name]:
+                    argv += ["--tls-cert", str(cert), "--tls-key", str(key)]
+                if otlp[name]:
+                    env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
                 stop = signal.SIGTERM
             server = H.Server(name, argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache"), **env}, stop, d,
                               startup_line=startup[name] and argv[1] == "serve" and not name.startswith("wasmtime"))
             try:
-                url = f"http://{server.wait_ready()}{args.path}"
-                H.run_wrk(url, 1, args.conns, script)
+                scheme = "https" if tls[name] else "http"
+                url = f"{scheme}://{server.wait_ready()}{args.path}"
+                H.run_wrk(url, 1, args.conns, script, headers)
                 before = H.cpu_seconds(server.proc.pid)
-                result = H.run_wrk(url, args.duration, args.conns, script)
+                result = H.run_wrk(url, args.duration, args.conns, script, headers)
                 us = (H.cpu_seconds(server.proc.pid) - before) / max(result.requests, 1) * 1e6
+                if otlp[name]:
+                    time.sleep(1)  # the exporter's last batch of the round
+                    spans = H.admin_series(server, "hotswap_trace_spans_total")
+                    print(f"  {name}: {' '.join(spans) or 'no admin listener'}; "
+                          f"sink took {sink.exports} exports, {sink.bytes / 1e6:.1f} MB so far", flush=True)
             finally:
                 server.stop()
             results[name].append((result, us))
             print(f"round {rnd} {name:12s} {result.rps:9.0f} req/s  p50 {result.p50_ms:5.2f} ms  "
-                  f"p99 {result.p99_ms:5.2f} ms  {us:5.1f} us CPU/request  non-2xx {result.non_2xx}",
+                  f"p99 {result.p99_ms:5.2f} ms  {us:5.1f} us CPU/request  non-2xx {result.non_2xx}  "
+                  f"socket errors {result.socket_errors}",
                   flush=True)
             if result.non_2xx:
                 print(f"warning: {name} answered {result.non_2xx} requests with a non-2xx status "

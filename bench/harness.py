@@ -30,7 +30,7 @@ from pathlib import Path
 SERVER_CPU = 0
 CLIENT_CPU = 1
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-SERVING = re.compile(r"Serving HTTP on http://([^/\s]+)/")
+SERVING = re.compile(r"Serving HTTPS? on https?://([^/\s]+)/")
 # hotswap listens before its components load; this line says the startup loads are over.
 STARTED = re.compile(r"^Startup finished: ")
 LOADED = r"loaded generation {n}\b"
@@ -315,16 +315,20 @@ def parse_wrk(out: str) -> WrkResult:
     )
 
 
-def wrk_argv(url: str, duration: int, conns: int, script: Path | None) -> list[str]:
+def wrk_argv(url: str, duration: int, conns: int, script: Path | None,
+             headers: tuple[str, ...] = ()) -> list[str]:
     argv = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
             "--latency", "--timeout", "5s"]
     if script is not None:
         argv += ["-s", str(script)]
+    for header in headers:
+        argv += ["-H", header]
     return argv + [url]
 
 
-def run_wrk(url: str, duration: int, conns: int, script: Path | None = None) -> WrkResult:
-    argv = wrk_argv(url, duration, conns, script)
+def run_wrk(url: str, duration: int, conns: int, script: Path | None = None,
+            headers: tuple[str, ...] = ()) -> WrkResult:
+    argv = wrk_argv(url, duration, conns, script, headers)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     if done.returncode != 0:
         raise HarnessError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
@@ -1675,3 +1679,65 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------------------------
+# TLS and OTLP peers for the edge benchmarks
+
+
+def tls_pair(directory: Path, name: str = "server", days: int = 30) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for `localhost` and 127.0.0.1 (what ACME issuers
+    hand out by default), written as NAME.pem and NAME.key in `directory`."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", str(days), "-subj", f"/CN=localhost/O={name}",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+class OtlpSink:
+    """An OTLP/HTTP collector that takes every export and keeps nothing but counts: what a
+    collector costs the host is its exporter's work, not the collector's. Runs on a thread of
+    the benchmark process (pinned to the client CPU)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        sink = self
+        self.exports = 0
+        self.bytes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802 (the http.server API)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.exports += 1
+                sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+ADMIN = re.compile(r"Admin API on (https?)://([^/\s]+)/")
+
+
+def admin_series(server: "Server", prefix: str) -> list[str]:
+    """The admin listener's metric lines that start with `prefix`, if the server has one."""
+    with server.cond:
+        m = next((m for _, line in server.lines if (m := ADMIN.search(line))), None)
+    if not m or m.group(1) != "http":
+        return []
+    text = get_text(f"http://{m.group(2)}/metrics")
+    return [line for line in text.splitlines() if line.startswith(prefix)]

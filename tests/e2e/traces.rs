@@ -42,7 +42,13 @@ fn one<'a>(spans: &'a [Span], what: &str, pick: impl Fn(&Span) -> bool) -> &'a S
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_is_a_server_span_continuing_the_callers_trace_with_the_guest_inside() {
     let receiver = OtlpReceiver::start().await;
-    let server = traced(Path::new(GUEST_EXAMPLE), &receiver, "front", &[]);
+    // The tier is named: the span says which compiler's code ran (`HOTSWAP_TIER` may differ).
+    let server = traced(
+        Path::new(GUEST_EXAMPLE),
+        &receiver,
+        "front",
+        &["--tier", "optimized"],
+    );
     let mut client = Client::connect(server.addr).await.unwrap();
     let reply = client
         .send_with("GET", "/", &[("traceparent", &traceparent())], "")
