@@ -108,9 +108,8 @@ impl Orphans {
             list.retain(|o| !o.task.is_finished());
             list.pop_front()
         };
-        match oldest {
-            Some(oldest) => self.stop(oldest, "a request is waiting for its slot"),
-            None => {}
+        if let Some(oldest) = oldest {
+            self.stop(oldest, "a request is waiting for its slot");
         }
     }
 
