@@ -415,7 +415,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "OTEL_BSP_MAX_QUEUE_SIZE")]
     pub otel_queue_size: Option<usize>,
 
-    /// Deadline of one export to the collector, its retries included (a bare number is
+    /// Deadline of one export to the collector (a bare number is
     /// milliseconds, as `OTEL_EXPORTER_OTLP_TIMEOUT` is written). File: `otel.timeout`.
     #[arg(long, value_name = "DURATION", env = "OTEL_EXPORTER_OTLP_TIMEOUT", value_parser = parse_millis_or_duration)]
     pub otel_timeout: Option<Duration>,

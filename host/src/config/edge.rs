@@ -143,6 +143,23 @@ fn traces_with(
         queue_size > 0,
         "`--otel-queue-size` must be greater than zero"
     );
+    let headers = match env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", v))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS").map(|v| ("OTEL_EXPORTER_OTLP_HEADERS", v)))
+    {
+        Some((var, text)) => {
+            let headers = parse_resource_attributes(&text).context(var)?;
+            for (name, value) in &headers {
+                ensure!(
+                    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                        && http::HeaderValue::from_str(value).is_ok(),
+                    "{var}: `{name}` is not a valid header"
+                );
+            }
+            headers
+        }
+        None => Vec::new(),
+    };
     let export_timeout = args
         .otel_timeout
         .or(f.otel.timeout)
@@ -158,6 +175,7 @@ fn traces_with(
         resource,
         queue_size,
         export_timeout,
+        headers,
     }))
 }
 

@@ -6,8 +6,8 @@
 //! The first failed export after a success logs one WARN, the first success after failures
 //! another; the failures in between are logged at debug.
 
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
+use super::encode::Encoder;
+use super::span::Record;
 use prometheus_client::metrics::counter::Counter;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -29,30 +29,32 @@ pub struct SpanCounters {
     pub failed: Counter,
 }
 
-/// The span processor: offers each ended span to the queue.
+/// Where ended spans go: the queue, or the drop counter when it is full.
 #[derive(Debug)]
-pub(super) struct QueueProcessor {
-    queue: mpsc::Sender<SpanData>,
+pub(super) struct Queue {
+    queue: mpsc::Sender<Record>,
     dropped: Counter,
 }
 
-impl SpanProcessor for QueueProcessor {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
+impl Queue {
+    /// Offers `span` to the export queue without waiting.
+    pub(super) fn offer(&self, span: Record) {
         if self.queue.try_send(span).is_err() {
             self.dropped.inc();
         }
     }
+}
 
-    /// Flushing is [`Flush::flush`]'s, which waits on the runtime rather than blocking it.
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
+/// How the export task reaches the collector.
+pub(super) struct Collector {
+    /// The HTTP client (its timeouts are the export timeout).
+    pub client: reqwest::Client,
+    /// The OTLP/HTTP traces URL.
+    pub url: String,
+    /// Headers every export carries (`OTEL_EXPORTER_OTLP_HEADERS`).
+    pub headers: reqwest::header::HeaderMap,
+    /// The resource and scope of the spans.
+    pub encoder: Encoder,
 }
 
 /// Asks the export task to send everything queued now.
@@ -70,27 +72,22 @@ impl Flush {
     }
 }
 
-/// The processor for a new provider, and the flush handle of the export task it feeds, which
-/// it spawns on the current runtime.
-pub(super) fn start<E>(
-    exporter: E,
+/// The queue spans end into, and the flush handle of the export task that drains it into
+/// `collector`, which it spawns on the current runtime.
+pub(super) fn start(
+    collector: Collector,
     queue_size: usize,
     export_timeout: Duration,
-    endpoint: String,
     counters: SpanCounters,
-) -> (QueueProcessor, Flush)
-where
-    E: SpanExporter + 'static,
-{
+) -> (Queue, Flush) {
     let (queue, spans) = mpsc::channel(queue_size.max(1));
     let (flush, flushes) = mpsc::unbounded_channel();
-    let processor = QueueProcessor {
+    let processor = Queue {
         queue,
         dropped: counters.dropped.clone(),
     };
     let task = ExportTask {
-        exporter,
-        endpoint,
+        collector,
         export_timeout,
         counters,
         failing: None,
@@ -100,19 +97,18 @@ where
 }
 
 /// The export task's state.
-struct ExportTask<E> {
-    exporter: E,
-    endpoint: String,
+struct ExportTask {
+    collector: Collector,
     export_timeout: Duration,
     counters: SpanCounters,
     /// While exports fail: the batches and spans lost since the first failure.
     failing: Option<(u64, u64)>,
 }
 
-impl<E: SpanExporter> ExportTask<E> {
+impl ExportTask {
     async fn run(
         mut self,
-        mut spans: mpsc::Receiver<SpanData>,
+        mut spans: mpsc::Receiver<Record>,
         mut flushes: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
     ) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -155,17 +151,18 @@ impl<E: SpanExporter> ExportTask<E> {
 
     /// Posts `batch` (emptying it), counts the outcome, and says when exports start failing
     /// or recover.
-    async fn export(&mut self, batch: &mut Vec<SpanData>) {
+    async fn export(&mut self, batch: &mut Vec<Record>) {
         if batch.is_empty() {
             return;
         }
         let spans = batch.len() as u64;
-        let sent = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
-        // The exporter retries within its own timeout; this one only guards against a
-        // transport that ignores it.
+        let body = self.collector.encoder.request(batch);
+        batch.clear();
+        // The client's own timeout bounds the post; this one guards against a transport that
+        // ignores it.
         let result =
-            match tokio::time::timeout(self.export_timeout * 2, self.exporter.export(sent)).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
+            match tokio::time::timeout(self.export_timeout * 2, self.collector.post(body)).await {
+                Ok(result) => result,
                 Err(_) => Err(format!(
                     "no answer within {}",
                     humantime::format_duration(self.export_timeout * 2)
@@ -176,7 +173,7 @@ impl<E: SpanExporter> ExportTask<E> {
                 self.counters.exported.inc_by(spans);
                 if let Some((batches, lost)) = self.failing.take() {
                     tracing::warn!(
-                        endpoint = %self.endpoint,
+                        endpoint = %self.collector.url,
                         failed_batches = batches,
                         lost_spans = lost,
                         "trace export recovered; {lost} spans were lost while it failed"
@@ -189,12 +186,12 @@ impl<E: SpanExporter> ExportTask<E> {
                     Some((batches, lost)) => {
                         *batches += 1;
                         *lost += spans;
-                        tracing::debug!(endpoint = %self.endpoint, spans, "trace export failed again: {reason}");
+                        tracing::debug!(endpoint = %self.collector.url, spans, "trace export failed again: {reason}");
                     }
                     None => {
                         self.failing = Some((1, spans));
                         tracing::warn!(
-                            endpoint = %self.endpoint,
+                            endpoint = %self.collector.url,
                             spans,
                             "trace export failed: {reason}; spans are dropped (counted in \
                              hotswap_trace_spans_total) until the collector takes them again; \
@@ -203,6 +200,35 @@ impl<E: SpanExporter> ExportTask<E> {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Collector {
+    /// Posts one encoded export request; an error says why the collector did not take it.
+    async fn post(&self, body: Vec<u8>) -> Result<(), String> {
+        let response = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut reason = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    reason = format!("{reason}: {cause}");
+                    source = cause.source();
+                }
+                reason
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the collector answered {status}"))
         }
     }
 }

@@ -8,34 +8,40 @@
 //!   ([`Steps`]), so a slow deploy shows in the same tool as a slow request.
 //!
 //! Off, every entry point is one check of a global that was never set: no span, context or
-//! allocation is made. On, spans end into a bounded queue (`export`) that a task drains.
+//! allocation is made. On, spans are plain records (`span`) that end into a bounded queue
+//! (`export`), which a task drains, encoding them as OTLP protobuf itself (`encode`).
 
+mod encode;
 mod export;
 mod settings;
+mod span;
 
 pub use export::SpanCounters;
-pub use opentelemetry::KeyValue;
 pub use settings::{
     SAMPLER_NAMES, SamplerChoice, TraceSettings, check_url, parse_resource_attributes, traces_url,
 };
+pub use span::{KeyValue, Value};
 
 use anyhow::{Context as _, Result};
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{Context, Value};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
-use std::sync::OnceLock;
+use span::{Kind, Record, SpanContext, new_span_id, new_trace_id, now_ns, unix_ns};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-/// The tracer of the process, once tracing is set up.
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+/// The process's tracer, once tracing is set up.
+static TRACER: OnceLock<Tracer> = OnceLock::new();
 
 /// The instrumentation scope every span names.
 const SCOPE: &str = "hotswap";
 
-fn tracer() -> Option<&'static SdkTracer> {
+/// What every span needs: which traces are recorded, and where ended spans go.
+struct Tracer {
+    sampler: SamplerChoice,
+    queue: export::Queue,
+}
+
+fn tracer() -> Option<&'static Tracer> {
     TRACER.get()
 }
 
@@ -46,15 +52,13 @@ pub fn enabled() -> bool {
 
 /// Tracing while the host runs; [`Traces::shutdown`] sends what is still queued.
 pub struct Traces {
-    provider: SdkTracerProvider,
     flush: export::Flush,
 }
 
 impl Traces {
-    /// Exports what is queued (waiting at most `timeout`) and stops the provider.
+    /// Exports what is queued, waiting at most `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         self.flush.flush(timeout).await;
-        let _ = self.provider.shutdown();
     }
 
     /// Exports what is queued now, waiting at most `timeout`.
@@ -74,107 +78,85 @@ pub fn init(settings: &TraceSettings, counters: SpanCounters) -> Result<Traces> 
         .timeout(settings.export_timeout)
         .build()
         .context("cannot build the OTLP client")?;
-    let mut exporter = {
-        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(client)
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(settings.export_timeout)
-            .build()
-            .context("cannot set up the OTLP exporter")?
-    };
-    let resource = Resource::builder_empty()
-        .with_service_name(settings.service_name.clone())
-        .with_attributes([
-            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-            KeyValue::new("telemetry.sdk.name", "opentelemetry"),
-            KeyValue::new("telemetry.sdk.language", "rust"),
-        ])
-        .with_attributes(
-            settings
-                .resource
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-        )
-        .build();
-    exporter.set_resource(&resource);
-    let (processor, flush) = export::start(
-        exporter,
-        settings.queue_size,
-        settings.export_timeout,
-        settings.endpoint.clone(),
-        counters,
-    );
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_sampler(settings.sampler.sampler())
-        .with_resource(resource)
-        .build();
-    TRACER
-        .set(provider.tracer(SCOPE))
-        .map_err(|_| anyhow::anyhow!("tracing is set up once per process"))?;
-    Ok(Traces { provider, flush })
-}
-
-/// Reads `traceparent` and `tracestate` from request headers.
-struct Headers<'a>(&'a http::HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &settings.headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .with_context(|| format!("`{name}` is not a header name"))?;
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .with_context(|| format!("the value of header `{name}` is not a header value"))?;
+        headers.append(name, value);
     }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-/// Writes `traceparent` and `tracestate` into request headers.
-struct HeadersMut<'a>(&'a mut http::HeaderMap);
-
-impl Injector for HeadersMut<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
+    let mut resource = vec![
+        ("service.name".to_string(), settings.service_name.clone()),
+        (
+            "service.version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        ("telemetry.sdk.name".to_string(), "hotswap".to_string()),
+        ("telemetry.sdk.language".to_string(), "rust".to_string()),
+        (
+            "telemetry.sdk.version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ];
+    for (key, value) in &settings.resource {
+        match resource.iter_mut().find(|(k, _)| k == key) {
+            Some(kept) if key != "service.name" => kept.1 = value.clone(),
+            Some(_) => {}
+            None => resource.push((key.clone(), value.clone())),
         }
     }
+    let collector = export::Collector {
+        client,
+        url: settings.endpoint.clone(),
+        headers,
+        encoder: encode::Encoder::new(&resource, SCOPE, env!("CARGO_PKG_VERSION")),
+    };
+    let (queue, flush) = export::start(
+        collector,
+        settings.queue_size,
+        settings.export_timeout,
+        counters,
+    );
+    TRACER
+        .set(Tracer {
+            sampler: settings.sampler,
+            queue,
+        })
+        .map_err(|_| anyhow::anyhow!("tracing is set up once per process"))?;
+    Ok(Traces { flush })
 }
 
-/// A started span and the context it is current in; ended when dropped.
-struct Live(Context);
-
-impl Live {
-    fn start(
-        tracer: &SdkTracer,
-        name: String,
-        kind: SpanKind,
-        parent: &Context,
-        attributes: Vec<KeyValue>,
-    ) -> Live {
-        let span = tracer
-            .span_builder(name)
-            .with_kind(kind)
-            .with_attributes(attributes)
-            .start_with_context(tracer, parent);
-        Live(parent.with_span(span))
-    }
-
-    fn set(&self, attribute: KeyValue) {
-        self.0.span().set_attribute(attribute);
-    }
-
-    fn fail(&self, description: impl Into<std::borrow::Cow<'static, str>>) {
-        self.0.span().set_status(Status::error(description));
-    }
+/// A span being timed: its context, its parent, when it started, what it says so far.
+struct Open {
+    context: SpanContext,
+    parent: Option<[u8; 8]>,
+    name: Cow<'static, str>,
+    kind: Kind,
+    start: u64,
+    attributes: Vec<KeyValue>,
 }
 
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.span().end();
+impl Open {
+    /// Ends the span now with `more` attributes and `error`, and offers it to the export
+    /// queue (if its trace is recorded).
+    fn end(self, more: impl IntoIterator<Item = KeyValue>, error: Option<Cow<'static, str>>) {
+        let Some(tracer) = tracer() else { return };
+        if !self.context.sampled {
+            return;
+        }
+        let mut attributes = self.attributes;
+        attributes.extend(more);
+        tracer.queue.offer(Record {
+            context: self.context,
+            parent: self.parent,
+            name: self.name,
+            kind: self.kind,
+            start: self.start,
+            end: now_ns(),
+            attributes,
+            error,
+        });
     }
 }
 
@@ -195,90 +177,165 @@ pub struct RequestInfo<'a> {
 /// The server span of one request: named `METHOD PREFIX` (the route's prefix), a child of the
 /// caller's `traceparent` if it sent one; ended when dropped (the host drops it when the
 /// response's body is done).
-pub struct RequestSpan(Live);
+pub struct RequestSpan {
+    /// `None` once ended.
+    open: Option<Open>,
+    /// The response's status (0: none yet).
+    status: AtomicU32,
+    /// The generation that served it (0: none).
+    generation: AtomicU64,
+}
 
 impl RequestSpan {
     /// The span of the request `info` describes, or `None` when tracing is off.
     pub fn start(info: RequestInfo<'_>) -> Option<RequestSpan> {
         let tracer = tracer()?;
-        let parent = TraceContextPropagator::new().extract(&Headers(info.headers));
+        let header = |name| info.headers.get(name).and_then(|v| v.to_str().ok());
+        let caller =
+            header("traceparent").and_then(|tp| SpanContext::parse(tp, header("tracestate")));
+        let trace_id = caller.as_ref().map_or_else(new_trace_id, |c| c.trace_id);
+        let sampled = tracer.sampler.sample(caller.as_ref(), &trace_id);
+        let (parent, state) = match caller {
+            Some(c) => (Some(c.span_id), c.state),
+            None => (None, None),
+        };
         let (route, prefix) = info.route;
-        let attributes = vec![
-            KeyValue::new("http.request.method", info.method.as_str().to_string()),
-            KeyValue::new("url.path", info.path.to_string()),
-            KeyValue::new("http.route", prefix.to_string()),
-            KeyValue::new("hotswap.route", route.to_string()),
-            KeyValue::new("network.protocol.version", protocol(info.version)),
-        ];
-        Some(RequestSpan(Live::start(
-            tracer,
-            format!("{} {prefix}", info.method),
-            SpanKind::Server,
-            &parent,
-            attributes,
-        )))
+        let method = method_name(info.method);
+        let attributes = if sampled {
+            vec![
+                KeyValue::new("http.request.method", method.clone()),
+                KeyValue::new("url.path", info.path.to_string()),
+                KeyValue::new("http.route", prefix.to_string()),
+                KeyValue::new("hotswap.route", route.to_string()),
+                KeyValue::new("network.protocol.version", protocol(info.version)),
+            ]
+        } else {
+            Vec::new()
+        };
+        Some(RequestSpan {
+            open: Some(Open {
+                context: SpanContext {
+                    trace_id,
+                    span_id: new_span_id(),
+                    sampled,
+                    state,
+                },
+                parent,
+                name: if sampled {
+                    Cow::Owned(format!("{method} {prefix}"))
+                } else {
+                    Cow::Borrowed("")
+                },
+                kind: Kind::Server,
+                start: now_ns(),
+                attributes,
+            }),
+            status: AtomicU32::new(0),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    fn context(&self) -> &SpanContext {
+        &self.open.as_ref().expect("open until dropped").context
     }
 
     /// Records the response: its status (5xx marks the span an error) and the generation that
     /// served it, if one did.
     pub fn respond(&self, status: u16, generation: Option<u64>) {
-        self.0.set(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
+        self.status.store(u32::from(status), Ordering::Relaxed);
         if let Some(generation) = generation {
-            self.0
-                .set(KeyValue::new("hotswap.generation", generation as i64));
-        }
-        if status >= 500 {
-            self.0.fail("");
+            self.generation.store(generation, Ordering::Relaxed);
         }
     }
 
     /// The span of the guest's run on `generation`, a child of this one.
     pub fn guest(&self, generation: u64, world: &'static str, tier: &'static str) -> GuestSpan {
-        let tracer = tracer().expect("a request span exists only while tracing is on");
-        GuestSpan(Live::start(
-            tracer,
-            "guest".to_string(),
-            SpanKind::Internal,
-            &self.0.0,
+        let parent = self.context();
+        let context = parent.child();
+        let attributes = if context.sampled {
             vec![
                 KeyValue::new("hotswap.generation", generation as i64),
                 KeyValue::new("hotswap.world", world),
                 KeyValue::new("hotswap.tier", tier),
-            ],
-        ))
+            ]
+        } else {
+            Vec::new()
+        };
+        GuestSpan {
+            open: Some(Open {
+                parent: Some(parent.span_id),
+                context,
+                name: Cow::Borrowed("guest"),
+                kind: Kind::Internal,
+                start: now_ns(),
+                attributes,
+            }),
+            failure: Mutex::new(None),
+        }
+    }
+}
+
+impl Drop for RequestSpan {
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let status = self.status.load(Ordering::Relaxed);
+        let generation = self.generation.load(Ordering::Relaxed);
+        let mut more = Vec::with_capacity(2);
+        if status != 0 {
+            more.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        if generation != 0 {
+            more.push(KeyValue::new("hotswap.generation", generation as i64));
+        }
+        open.end(more, (status >= 500).then_some(Cow::Borrowed("")));
     }
 }
 
 /// The span of a guest's run, from its instance's creation to the end of its work (its
 /// response body included); ended when dropped.
-pub struct GuestSpan(Live);
+pub struct GuestSpan {
+    /// `None` once ended.
+    open: Option<Open>,
+    /// What failed, if the run did: its kind and the message.
+    failure: Mutex<Option<(&'static str, String)>>,
+}
 
 impl GuestSpan {
     /// Marks the run failed (`kind`: timeout, trap, memory, …) with `message`.
     pub fn fail(&self, kind: &'static str, message: &str) {
-        self.0.set(KeyValue::new("error.type", kind));
-        self.0.fail(message.to_string());
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((kind, message.to_string()));
     }
 
     /// The context the guest's outbound calls continue.
     pub fn context(&self) -> TraceContext {
-        TraceContext(Some(self.0.0.clone()))
+        TraceContext(self.open.as_ref().map(|open| open.context.clone()))
+    }
+}
+
+impl Drop for GuestSpan {
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let failure = self
+            .failure
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match failure {
+            Some((kind, message)) => open.end(
+                [KeyValue::new("error.type", kind)],
+                Some(Cow::Owned(message)),
+            ),
+            None => open.end([], None),
+        }
     }
 }
 
 /// Where a guest's outbound calls hang in the trace (nothing when tracing is off).
-#[derive(Clone, Default)]
-pub struct TraceContext(Option<Context>);
-
-impl std::fmt::Debug for TraceContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let span = self.0.as_ref().map(|cx| cx.span().span_context().span_id());
-        f.debug_tuple("TraceContext").field(&span).finish()
-    }
-}
+#[derive(Debug, Clone, Default)]
+pub struct TraceContext(Option<SpanContext>);
 
 impl TraceContext {
     /// A client span for an outbound `method uri` under this context, its context written
@@ -290,49 +347,83 @@ impl TraceContext {
         uri: &http::Uri,
         headers: &mut http::HeaderMap,
     ) -> Option<OutboundSpan> {
-        let (parent, tracer) = (self.0.as_ref()?, tracer()?);
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method.as_str().to_string()),
-            KeyValue::new("url.full", uri.to_string()),
-        ];
-        if let Some(host) = uri.host() {
-            attributes.push(KeyValue::new("server.address", host.to_string()));
-        }
-        if let Some(port) = uri.port_u16() {
-            attributes.push(KeyValue::new("server.port", i64::from(port)));
-        }
-        let span = Live::start(
-            tracer,
-            method.as_str().to_string(),
-            SpanKind::Client,
-            parent,
-            attributes,
-        );
+        let parent = self.0.as_ref()?;
+        tracer()?;
+        let context = parent.child();
         if !headers.contains_key("traceparent") {
-            TraceContextPropagator::new().inject_context(&span.0, &mut HeadersMut(headers));
+            if let Ok(value) = http::HeaderValue::from_str(&context.traceparent()) {
+                headers.insert("traceparent", value);
+            }
+            if let Some(state) = context.state.as_deref()
+                && let Ok(value) = http::HeaderValue::from_str(state)
+            {
+                headers.insert("tracestate", value);
+            }
         }
-        Some(OutboundSpan(span))
+        let mut attributes = Vec::new();
+        if context.sampled {
+            attributes.push(KeyValue::new("http.request.method", method_name(method)));
+            attributes.push(KeyValue::new("url.full", uri.to_string()));
+            if let Some(host) = uri.host() {
+                attributes.push(KeyValue::new("server.address", host.to_string()));
+            }
+            if let Some(port) = uri.port_u16() {
+                attributes.push(KeyValue::new("server.port", i64::from(port)));
+            }
+        }
+        Some(OutboundSpan {
+            open: Some(Open {
+                parent: Some(parent.span_id),
+                context,
+                name: method_name(method),
+                kind: Kind::Client,
+                start: now_ns(),
+                attributes,
+            }),
+            status: AtomicU32::new(0),
+            failure: Mutex::new(None),
+        })
     }
 }
 
 /// The span of one outbound call; ended when dropped.
-pub struct OutboundSpan(Live);
+pub struct OutboundSpan {
+    /// `None` once ended.
+    open: Option<Open>,
+    /// The response's status (0: none).
+    status: AtomicU32,
+    /// Why the call failed, if it did.
+    failure: Mutex<Option<String>>,
+}
 
 impl OutboundSpan {
     /// Records the response's status (5xx marks it an error).
     pub fn respond(&self, status: u16) {
-        self.0.set(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
-        if status >= 500 {
-            self.0.fail("");
-        }
+        self.status.store(u32::from(status), Ordering::Relaxed);
     }
 
     /// Marks the call failed with `reason`.
     pub fn fail(&self, reason: &str) {
-        self.0.fail(reason.to_string());
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+    }
+}
+
+impl Drop for OutboundSpan {
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let status = self.status.load(Ordering::Relaxed);
+        let failure = self
+            .failure
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let error = match failure {
+            Some(reason) => Some(Cow::Owned(reason)),
+            None => (status >= 500).then_some(Cow::Borrowed("")),
+        };
+        let more =
+            (status != 0).then(|| KeyValue::new("http.response.status_code", i64::from(status)));
+        open.end(more, error);
     }
 }
 
@@ -390,34 +481,61 @@ impl Steps {
         let (Some(recorded), Some(tracer)) = (self.0, tracer()) else {
             return;
         };
-        let root = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .with_start_time(recorded.started)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &Context::new());
-        let cx = Context::new().with_span(root);
+        let trace_id = new_trace_id();
+        if !tracer.sampler.sample(None, &trace_id) {
+            return;
+        }
+        let root = SpanContext {
+            trace_id,
+            span_id: new_span_id(),
+            sampled: true,
+            state: None,
+        };
         for (step, start, end, attributes) in recorded.steps {
-            let span = tracer
-                .span_builder(step)
-                .with_kind(SpanKind::Internal)
-                .with_start_time(start)
-                .with_attributes(attributes)
-                .start_with_context(tracer, &cx);
-            let mut span = span;
-            opentelemetry::trace::Span::end_with_timestamp(&mut span, end);
+            tracer.queue.offer(Record {
+                context: root.child(),
+                parent: Some(root.span_id),
+                name: Cow::Borrowed(step),
+                kind: Kind::Internal,
+                start: unix_ns(start),
+                end: unix_ns(end),
+                attributes,
+                error: None,
+            });
         }
-        let span = cx.span();
-        if let Some(error) = error {
-            span.set_status(Status::error(error.to_string()));
-        }
-        span.end();
+        tracer.queue.offer(Record {
+            context: root,
+            parent: None,
+            name: Cow::Borrowed(name),
+            kind: Kind::Internal,
+            start: unix_ns(recorded.started),
+            end: now_ns(),
+            attributes,
+            error: error.map(|e| Cow::Owned(e.to_string())),
+        });
     }
 }
 
-/// An attribute of a string (for callers that name one without the crate's types).
+/// An attribute (for callers that name one without the crate's types).
 pub fn attr(key: &'static str, value: impl Into<Value>) -> KeyValue {
     KeyValue::new(key, value)
+}
+
+/// A method's name, without an allocation for the standard ones.
+fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method;
+    Cow::Borrowed(match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return Cow::Owned(method.as_str().to_string()),
+    })
 }
 
 fn protocol(version: http::Version) -> &'static str {

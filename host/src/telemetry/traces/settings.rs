@@ -18,8 +18,10 @@ pub struct TraceSettings {
     pub resource: Vec<(String, String)>,
     /// Spans waiting for export at most; more are dropped and counted.
     pub queue_size: usize,
-    /// Deadline of one export (its retries included).
+    /// Deadline of one export.
     pub export_timeout: Duration,
+    /// Headers every export carries (`OTEL_EXPORTER_OTLP_HEADERS`: an API key), in order.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A sampler, as `OTEL_TRACES_SAMPLER` names them.
@@ -76,19 +78,28 @@ impl SamplerChoice {
         })
     }
 
-    pub(super) fn sampler(self) -> opentelemetry_sdk::trace::Sampler {
-        use opentelemetry_sdk::trace::Sampler;
-        match self {
-            SamplerChoice::AlwaysOn => Sampler::AlwaysOn,
-            SamplerChoice::AlwaysOff => Sampler::AlwaysOff,
-            SamplerChoice::Ratio(r) => Sampler::TraceIdRatioBased(r),
-            SamplerChoice::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-            SamplerChoice::ParentBasedAlwaysOff => {
-                Sampler::ParentBased(Box::new(Sampler::AlwaysOff))
-            }
-            SamplerChoice::ParentBasedRatio(r) => {
-                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
-            }
+    /// Whether a trace is recorded: `parent` is the caller's context, if it sent one, and
+    /// `trace_id` the trace's id. The ratio samplers keep a trace when the last 8 bytes of its
+    /// id, read as a number, fall below the ratio of their range (so every host that sees a
+    /// trace decides alike).
+    pub fn sample(self, parent: Option<&super::span::SpanContext>, trace_id: &[u8; 16]) -> bool {
+        let ratio = |r: f64| {
+            let n = u64::from_be_bytes(trace_id[8..].try_into().expect("8 bytes")) >> 1;
+            (n as f64) < r * (1u64 << 63) as f64
+        };
+        match (self, parent) {
+            (SamplerChoice::AlwaysOn, _) => true,
+            (SamplerChoice::AlwaysOff, _) => false,
+            (SamplerChoice::Ratio(r), _) => ratio(r),
+            (
+                SamplerChoice::ParentBasedAlwaysOn
+                | SamplerChoice::ParentBasedAlwaysOff
+                | SamplerChoice::ParentBasedRatio(_),
+                Some(parent),
+            ) => parent.sampled,
+            (SamplerChoice::ParentBasedAlwaysOn, None) => true,
+            (SamplerChoice::ParentBasedAlwaysOff, None) => false,
+            (SamplerChoice::ParentBasedRatio(r), None) => ratio(r),
         }
     }
 }
