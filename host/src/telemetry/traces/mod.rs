@@ -202,13 +202,16 @@ impl RequestSpan {
         let (route, prefix) = info.route;
         let method = method_name(info.method);
         let attributes = if sampled {
-            vec![
+            // Room for the two the response adds.
+            let mut attributes = Vec::with_capacity(7);
+            attributes.extend([
                 KeyValue::new("http.request.method", method.clone()),
                 KeyValue::new("url.path", info.path.to_string()),
                 KeyValue::new("http.route", prefix.to_string()),
                 KeyValue::new("hotswap.route", route.to_string()),
                 KeyValue::new("network.protocol.version", protocol(info.version)),
-            ]
+            ]);
+            attributes
         } else {
             Vec::new()
         };
@@ -253,11 +256,14 @@ impl RequestSpan {
         let parent = self.context();
         let context = parent.child();
         let attributes = if context.sampled {
-            vec![
+            // Room for `error.type`.
+            let mut attributes = Vec::with_capacity(4);
+            attributes.extend([
                 KeyValue::new("hotswap.generation", generation as i64),
                 KeyValue::new("hotswap.world", world),
                 KeyValue::new("hotswap.tier", tier),
-            ]
+            ]);
+            attributes
         } else {
             Vec::new()
         };
