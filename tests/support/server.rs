@@ -272,31 +272,17 @@ impl Server {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        is_running(self.child.as_mut())
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the server.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) with a pid we own; no memory is involved.
-        let rc = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(rc, 0, "kill({signal}) failed");
+        send_signal(self.pid(), signal);
     }
 
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(self.child.as_mut(), timeout)
     }
 
     /// `http://ADDR` + `path`.
@@ -332,32 +318,17 @@ impl Starting {
 
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: i32) {
-        let pid = self.child.as_ref().expect("spawned").id() as i32;
-        // SAFETY: kill(2) with a pid we own; no memory is involved.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({signal}) failed");
+        send_signal(self.child.as_ref().expect("spawned").id() as i32, signal);
     }
 
     /// Waits up to `timeout` for the process to exit, and returns how.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(self.child.as_mut(), timeout)
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        is_running(self.child.as_mut())
     }
 
     /// Waits for the startup lines (as the launch asked) and hands over the running server;
@@ -445,4 +416,32 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exited {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Sends `signal` to the process `pid` (a server this test spawned).
+fn send_signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) with a pid we own; no memory is involved.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({signal}) failed");
+}
+
+/// Waits up to `timeout` for `child` to exit, and returns how (`None`: still running, or no
+/// process).
+fn wait_exit(child: Option<&mut Child>, timeout: Duration) -> Option<ExitStatus> {
+    let child = child?;
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `child` is a process still running.
+fn is_running(child: Option<&mut Child>) -> bool {
+    child.is_some_and(|c| matches!(c.try_wait(), Ok(None)))
 }
