@@ -2,7 +2,8 @@
 //! new builds without a restart and without dropping a request.
 //!
 //! **Where a request goes.** [`http::server`] accepts the connection (header, idle and write
-//! timeouts for both listeners) and hands each request to [`http::handler`], which finds its
+//! timeouts for both listeners; TLS with [`http::tls`]'s certificates, which reload like
+//! components) and hands each request to [`http::handler`], which finds its
 //! [`route::Route`] (longest path prefix; 404 if none) and admits it: acceptable head, body
 //! within the limit, one of the route's concurrency permits, and a current generation from the
 //! route's [`guest::slot`]. [`guest::run`] then runs the guest on that generation: a fresh
@@ -10,6 +11,8 @@
 //! `wasi:http/incoming-handler` for a 0.2 guest or `wasi:http/handler` for a 0.3 one (or, with
 //! `--instance-reuse`, one of the generation's [`guest::reuse`]d instances), and maps every way
 //! it can fail to a status code. What guests may import beyond `wasi:http` lives in [`wasi`].
+//! With an OTLP endpoint, the request, the guest's run and its outbound calls are spans
+//! ([`telemetry::traces`]), as are reloads, builds and tier-ups.
 //!
 //! **Where a new component goes.** Each route has its own [`reload`] pipeline, started by
 //! [`route::start`]: its [`watcher`] (or its build, a SIGHUP from [`signals`], a registry poll,

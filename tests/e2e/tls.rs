@@ -317,6 +317,62 @@ async fn a_renewed_certificate_serves_new_handshakes_and_open_connections_keep_t
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn post_reload_and_sighup_reload_the_certificate_when_files_are_not_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = pair(dir.path(), "server", &ca, "first", &["localhost"]);
+    let server = Server::launch(
+        &[
+            GUEST_EXAMPLE,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--no-watch",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+        &[("HOTSWAP_ADMIN_TOKEN", "t0ken")],
+        None,
+    );
+    assert_eq!(presented(server.addr, &ca, "localhost").await, "first");
+
+    // A renewal with nothing watching: the old pair serves until asked.
+    let (new_cert, new_key) = ca.leaf("second", &["localhost"], -1, 2);
+    replace(&key, &new_key);
+    replace(&cert, &new_cert);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(presented(server.addr, &ca, "localhost").await, "first");
+    let reply = hotswap_tests::Client::connect(server.admin.unwrap())
+        .await
+        .unwrap()
+        .send_with("POST", "/reload", &[("authorization", "Bearer t0ken")], "")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let by_post = eventually(RELOAD_WAIT, || async {
+        (presented(server.addr, &ca, "localhost").await == "second").then_some(())
+    })
+    .await;
+    assert!(by_post.is_some(), "POST /reload: log:\n{}", server.log());
+
+    let (third_cert, third_key) = ca.leaf("third", &["localhost"], -1, 3);
+    replace(&key, &third_key);
+    replace(&cert, &third_cert);
+    server.signal(libc::SIGHUP);
+    let by_signal = eventually(RELOAD_WAIT, || async {
+        (presented(server.addr, &ca, "localhost").await == "third").then_some(())
+    })
+    .await;
+    assert!(by_signal.is_some(), "SIGHUP: log:\n{}", server.log());
+    assert!(
+        server.log().contains("trigger=\"SIGHUP\""),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_delivered_by_a_data_link_swap_serves() {
     // A Kubernetes Secret mounted as a volume: tls.crt -> ..data/tls.crt, ..data -> ..TIMESTAMP.
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,13 @@
 //! OpenTelemetry traces, received by an OTLP/HTTP receiver the test starts (support/otlp.rs):
 //! a request's server span continuing the caller's `traceparent` with the guest's run inside
 //! it; a trace that goes on through a guest's outbound call into a second host; the spans of
-//! a swap; and a collector that is down costing spans, never requests.
+//! a swap, a registry pull, a build and a tier-up; and a collector that is down costing spans,
+//! never requests.
 
+use hotswap_tests::fake_registry::FakeRegistry;
 use hotswap_tests::guests::{self, GUEST_EXAMPLE, MISBEHAVE};
 use hotswap_tests::otlp::{OtlpReceiver, Span};
-use hotswap_tests::{Client, Server, deploy_atomic, eventually, get};
+use hotswap_tests::{Client, Server, deploy_atomic, eventually, get, with_custom_section};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,8 @@ const SPANS_WAIT: Duration = Duration::from_secs(15);
 /// The caller's trace context, as a W3C `traceparent` carries it.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+/// A vendor's `tracestate`, as the W3C example has it.
+const TRACE_STATE: &str = "congo=t61rcWkgMzE";
 
 fn traceparent() -> String {
     format!("00-{TRACE_ID}-{CALLER_SPAN}-01")
@@ -120,7 +124,12 @@ async fn a_trace_goes_on_through_a_guests_outbound_call_into_the_next_host() {
     let reply = Client::connect(front.addr)
         .await
         .unwrap()
-        .send_with("GET", &path, &[("traceparent", &traceparent())], "")
+        .send_with(
+            "GET",
+            &path,
+            &[("traceparent", &traceparent()), ("tracestate", TRACE_STATE)],
+            "",
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -166,6 +175,10 @@ async fn a_trace_goes_on_through_a_guests_outbound_call_into_the_next_host() {
         back_server.parent, call.span_id,
         "the call did not carry its context"
     );
+    // The vendors' `tracestate` went along, unchanged, to every span of the trace.
+    for span in [front_server, front_guest, call, back_server] {
+        assert_eq!(span.trace_state, TRACE_STATE, "{span:#?}");
+    }
     let back_guest = one(&spans, "back's guest span", |s| {
         in_trace(s) && s.service == "back" && s.name == "guest"
     });
@@ -239,6 +252,106 @@ async fn a_swap_and_a_refused_build_are_traced_with_their_steps() {
         Some("2"),
         "the serving one"
     );
+}
+
+/// The steps under `root`, by name, each inside its time.
+fn steps_of<'a>(spans: &'a [Span], root: &Span) -> Vec<&'a str> {
+    let steps: Vec<&Span> = spans.iter().filter(|s| s.parent == root.span_id).collect();
+    for step in &steps {
+        assert_eq!(step.trace_id, root.trace_id);
+        assert!(
+            step.start_ns >= root.start_ns && step.end_ns <= root.end_ns,
+            "{step:#?} outside {root:#?}"
+        );
+    }
+    steps.iter().map(|s| s.name.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_pull_is_a_step_of_the_load_it_feeds() {
+    let receiver = OtlpReceiver::start().await;
+    let fake = FakeRegistry::start().await;
+    let digest = fake.push("app:v1", &guests::bytes(GUEST_EXAMPLE));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let server = traced(
+        Path::new(&fake.reference("app:v1")),
+        &receiver,
+        "puller",
+        &["--cache-dir", cache.to_str().unwrap()],
+    );
+    assert_eq!(get(server.addr, "/").await.unwrap().status, 200);
+    let spans = receiver
+        .wait_for(SPANS_WAIT, |spans| {
+            spans.iter().any(|s| s.name == "hotswap.reload")
+                && spans.iter().any(|s| s.name == "pull")
+        })
+        .await
+        .unwrap_or_else(|| panic!("spans: {:#?}\nlog:\n{}", receiver.spans(), server.log()));
+    let load = one(&spans, "the startup load", |s| s.name == "hotswap.reload");
+    assert_eq!(load.attr("hotswap.outcome"), Some("loaded"));
+    assert_eq!(
+        load.attr("hotswap.origin"),
+        Some(fake.reference("app:v1").as_str())
+    );
+    let steps = steps_of(&spans, load);
+    assert!(steps.contains(&"pull"), "{steps:?}");
+    let pull = one(&spans, "the pull", |s| s.name == "pull");
+    assert_eq!(pull.attr("hotswap.digest"), Some(digest.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_and_a_tier_up_are_traced_with_their_steps() {
+    let receiver = OtlpReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A component past `--tier auto`'s size threshold, so that it serves from Winch first and
+    // tiers up; the build command copies it into place.
+    let large = dir.path().join("large.wasm");
+    std::fs::write(
+        &large,
+        with_custom_section(
+            &guests::bytes(GUEST_EXAMPLE),
+            "padding",
+            &vec![0u8; 3 << 20],
+        ),
+    )
+    .unwrap();
+    let app = dir.path().join("app.wasm");
+    let cmd = format!("cp {} {}", large.display(), app.display());
+    let cache = dir.path().join("cache");
+    let server = traced(
+        &app,
+        &receiver,
+        "builder",
+        &[
+            "--build-cmd",
+            &cmd,
+            "--tier",
+            "auto",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    server
+        .expect_log("tiered up generation 1", Duration::from_secs(120))
+        .await;
+    let spans = receiver
+        .wait_for(SPANS_WAIT, |spans| {
+            spans.iter().any(|s| s.name == "hotswap.build")
+                && spans.iter().any(|s| s.name == "hotswap.tier_up")
+        })
+        .await
+        .unwrap_or_else(|| panic!("spans: {:#?}\nlog:\n{}", receiver.spans(), server.log()));
+    let build = one(&spans, "the build", |s| s.name == "hotswap.build");
+    assert_eq!(build.attr("hotswap.outcome"), Some("ok"));
+    assert_eq!(steps_of(&spans, build), ["run"]);
+    let tier_up = one(&spans, "the tier-up", |s| s.name == "hotswap.tier_up");
+    assert_eq!(tier_up.attr("hotswap.generation"), Some("1"));
+    assert!(!tier_up.error, "{tier_up:#?}");
+    let steps = steps_of(&spans, tier_up);
+    for step in ["compile", "validate", "install"] {
+        assert!(steps.contains(&step), "no `{step}` in {steps:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

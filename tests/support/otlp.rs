@@ -31,6 +31,8 @@ pub struct Span {
     pub span_id: String,
     /// Parent span id, 16 hex digits, or empty for a root span.
     pub parent: String,
+    /// Its W3C `tracestate` (empty when none).
+    pub trace_state: String,
     /// Its name.
     pub name: String,
     /// `server`, `client`, `internal`, `producer`, `consumer` or `unspecified`.
@@ -156,6 +158,7 @@ async fn receive(
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent: hex(&span.parent_span_id),
+                    trace_state: span.trace_state.clone(),
                     name: span.name,
                     kind: match span.kind {
                         1 => "internal",
