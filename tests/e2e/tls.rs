@@ -600,6 +600,38 @@ async fn a_client_stalling_mid_handshake_is_cut_at_the_header_read_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_an_ip_address_as_server_name_costs_no_log_line() {
+    // OpenSSL's clients (wrk, `s_client -servername`) send an IP address as SNI, which the
+    // specification forbids; rustls ignores it and used to log a WARN for every handshake: a
+    // line a remote client could have the host write as fast as it can connect.
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `openssl` command to send an IP address as SNI");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = pair(dir.path(), "server", &ca, "ip", &["localhost"]);
+    let server = serve(&cert, &key, &[]);
+    let connect = server.addr.to_string();
+    for _ in 0..20 {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &connect, "-servername", "127.0.0.1"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("CN = ip") || text.contains("CN=ip"), "{text}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log();
+    assert!(!log.contains("WARN"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_that_does_not_check_out_at_startup_is_a_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test CA");

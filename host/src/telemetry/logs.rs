@@ -7,10 +7,20 @@ use tracing_subscriber::EnvFilter;
 /// (e.g. `info`, `hotswap=debug`).
 pub const LOG_ENV: &str = "HOTSWAP_LOG";
 
+/// What rustls logs below ERROR is about the peer (an IP address sent as a TLS server name, an
+/// alert it sent): one WARN per handshake that a client controls. The host logs the failed
+/// handshakes it cares about itself (at debug), so rustls is held to errors unless the filter
+/// names it.
+const RUSTLS_DEFAULT: &str = "rustls=error";
+
 /// Installs the global subscriber: one JSON object per line (`json`, for log pipelines) or
 /// human-readable lines. Logs go to stderr; stdout carries only the startup lines.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match std::env::var(LOG_ENV) {
+        Ok(spec) if spec.contains("rustls") => EnvFilter::new(spec),
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(format!("{spec},{RUSTLS_DEFAULT}")),
+        _ => EnvFilter::new(format!("info,{RUSTLS_DEFAULT}")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
