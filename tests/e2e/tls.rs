@@ -513,6 +513,15 @@ async fn sni_chooses_the_certificate_of_the_name_asked_for() {
     );
 }
 
+/// Whether the admin listener at `admin` turns away a client with `config`: its handshake, or
+/// the first read after it, fails.
+async fn refused(admin: SocketAddr, config: Arc<rustls::ClientConfig>) -> bool {
+    match Tls::connect(admin, config, "localhost").await {
+        Err(_) => true,
+        Ok(tls) => tls.client().await.get("/status").await.is_err(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_listener_with_a_client_ca_refuses_clients_without_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -534,12 +543,8 @@ async fn the_admin_listener_with_a_client_ca_refuses_clients_without_a_certifica
     let admin = server.admin.expect("the admin address is printed");
     // No client certificate: the handshake (or the first read after it) fails.
     let anonymous = client_config(&ca, &[b"http/1.1"], rustls::ALL_VERSIONS, None);
-    let refused = match Tls::connect(admin, anonymous, "localhost").await {
-        Err(_) => true,
-        Ok(tls) => tls.client().await.get("/status").await.is_err(),
-    };
     assert!(
-        refused,
+        refused(admin, anonymous).await,
         "a client without a certificate reached the admin API"
     );
     // A certificate of another CA is refused too.
@@ -550,12 +555,8 @@ async fn the_admin_listener_with_a_client_ca_refuses_clients_without_a_certifica
         rustls::ALL_VERSIONS,
         Some((&stranger_cert, &stranger_key)),
     );
-    let refused = match Tls::connect(admin, stranger, "localhost").await {
-        Err(_) => true,
-        Ok(tls) => tls.client().await.get("/status").await.is_err(),
-    };
     assert!(
-        refused,
+        refused(admin, stranger).await,
         "a client certificate of another CA reached the admin API"
     );
     // A client certificate of the configured CA gets in.

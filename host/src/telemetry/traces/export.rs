@@ -228,15 +228,8 @@ impl Collector {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                let mut reason = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    reason = format!("{reason}: {cause}");
-                    source = cause.source();
-                }
-                reason
-            })?;
+            // With its causes, `a: b: c` (reqwest's own `Display` leaves them out).
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -61,13 +61,12 @@ impl SpanContext {
 
     /// This context as a `traceparent` header value.
     pub fn traceparent(&self) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        push_hex(&mut out, &self.trace_id);
-        out.push('-');
-        push_hex(&mut out, &self.span_id);
-        out.push_str(if self.sampled { "-01" } else { "-00" });
-        out
+        format!(
+            "00-{}-{}-{}",
+            hex::encode(self.trace_id),
+            hex::encode(self.span_id),
+            if self.sampled { "01" } else { "00" }
+        )
     }
 
     /// A new span of the same trace, as a child of this one.
@@ -79,30 +78,14 @@ impl SpanContext {
     }
 }
 
-/// `N` bytes from exactly `2 * N` lowercase hex digits.
+/// `N` bytes from exactly `2 * N` lowercase hex digits (W3C trace context allows no others).
 fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 2 * N {
+    if !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
     let mut out = [0; N];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
 }
 
 thread_local! {
