@@ -354,28 +354,8 @@ async fn a_build_and_a_tier_up_are_traced_with_their_steps() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_collector_that_is_down_costs_spans_not_requests() {
-    // A port nothing listens on, until the receiver starts on it later.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = dead.local_addr().unwrap();
-    drop(dead);
-    let endpoint = format!("http://{addr}");
-    let server = Server::start(
-        Path::new(GUEST_EXAMPLE),
-        &[
-            "--otel-endpoint",
-            &endpoint,
-            "--otel-queue-size",
-            "64",
-            "--otel-timeout",
-            "2s",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ],
-    );
-    // Load while exports fail: 4 connections × 500 requests, every one answered, none slowed
-    // by the exporter (one that waited on an export would take its 2 s timeout).
+/// 4 connections × 500 requests to `server`, each answered 200; the slowest one's time.
+async fn load(server: &Server) -> Duration {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..4 {
@@ -396,15 +376,15 @@ async fn a_collector_that_is_down_costs_spans_not_requests() {
     for worker in workers {
         slowest = slowest.max(worker.await.unwrap());
     }
-    assert!(
-        slowest < Duration::from_secs(1),
-        "a request took {slowest:?} while the collector was down"
-    );
     eprintln!(
         "2000 requests in {:?}, slowest {slowest:?}",
         started.elapsed()
     );
-    server.expect_log("trace export failed", SPANS_WAIT).await;
+    slowest
+}
+
+/// Waits until `server`'s metrics count spans dropped or failed.
+async fn assert_spans_lost(server: &Server) {
     let admin = server.admin.unwrap();
     let lost = eventually(SPANS_WAIT, || async {
         let text = get(admin, "/metrics").await.ok()?.text();
@@ -422,6 +402,72 @@ async fn a_collector_that_is_down_costs_spans_not_requests() {
         "no span counted as lost; log:\n{}",
         server.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_takes_connections_and_never_answers_costs_spans_not_requests() {
+    // A collector that accepts and reads but never answers: each export runs into its 1 s
+    // deadline, and the requests go on as if it were not there.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let server = Server::start(
+        Path::new(GUEST_EXAMPLE),
+        &[
+            "--otel-endpoint",
+            &endpoint,
+            "--otel-queue-size",
+            "64",
+            "--otel-timeout",
+            "1s",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let slowest = load(&server).await;
+    assert!(
+        slowest < Duration::from_millis(900),
+        "a request took {slowest:?} while the collector did not answer"
+    );
+    server.expect_log("trace export failed", SPANS_WAIT).await;
+    assert_spans_lost(&server).await;
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_is_down_costs_spans_not_requests() {
+    // A port nothing listens on, until the receiver starts on it later.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let endpoint = format!("http://{addr}");
+    let server = Server::start(
+        Path::new(GUEST_EXAMPLE),
+        &[
+            "--otel-endpoint",
+            &endpoint,
+            "--otel-queue-size",
+            "64",
+            "--otel-timeout",
+            "2s",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    // Load while exports fail: every request answered, none slowed by the exporter (one that
+    // waited on an export would take its 2 s timeout).
+    let slowest = load(&server).await;
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a request took {slowest:?} while the collector was down"
+    );
+    server.expect_log("trace export failed", SPANS_WAIT).await;
+    assert_spans_lost(&server).await;
 
     // The collector comes up: exports recover, said once, and new spans arrive.
     let receiver = OtlpReceiver::start_on(addr).await;
