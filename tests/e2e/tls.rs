@@ -365,11 +365,8 @@ async fn post_reload_and_sighup_reload_the_certificate_when_files_are_not_watche
     })
     .await;
     assert!(by_signal.is_some(), "SIGHUP: log:\n{}", server.log());
-    assert!(
-        server.log().contains("trigger=\"SIGHUP\""),
-        "{}",
-        server.log()
-    );
+    // The line is written just after the new pair serves.
+    server.expect_log("trigger=\"SIGHUP\"", RELOAD_WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -655,6 +652,38 @@ async fn a_certificate_that_does_not_check_out_at_startup_is_a_startup_error() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("does not match"), "{}", out.stderr);
+    assert!(!out.stdout.contains("Serving"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_file_too_large_to_be_one_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = pair(dir.path(), "server", &ca, "server", &["localhost"]);
+    // A real certificate followed by 2 MiB of padding: over the 1 MiB any PEM file needs.
+    let mut padded = std::fs::read(&cert).unwrap();
+    padded.extend(std::iter::repeat_n(b'\n', 2 << 20));
+    std::fs::write(&cert, padded).unwrap();
+    let out = hotswap_tests::server::run_to_exit(
+        &[
+            "serve",
+            GUEST_EXAMPLE,
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("more than a PEM file of certificates or a key needs"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stdout.contains("Serving"), "{}", out.stdout);
 }
 

@@ -226,17 +226,21 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// A file's bytes, refusing a file over [`MAX_PEM_BYTES`].
+/// A file's bytes, refusing a file over [`MAX_PEM_BYTES`]. The read itself stops there, so a
+/// file that grows after it is opened costs no more.
 fn read_capped(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?
-        .len();
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let len = bytes.len();
     anyhow::ensure!(
-        len <= MAX_PEM_BYTES,
-        "`{}` is {len} bytes, more than a PEM file of certificates or a key needs",
+        len as u64 <= MAX_PEM_BYTES,
+        "`{}` is more than {MAX_PEM_BYTES} bytes, more than a PEM file of certificates or a key needs",
         path.display()
     );
-    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+    Ok(bytes)
 }
 
 /// The subject, names and expiry of the server's certificate, which must be valid now.
