@@ -20,6 +20,7 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /reload` | reload every route |
 //! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
+//! | `POST /upgrade` | start the binary anew and hand it the listeners ([`crate::process`]); JSON: the new PID, or why this process serves on |
 
 use crate::config::ConnLimits;
 use crate::guest::body::{ResponseBody, full};
@@ -27,6 +28,8 @@ use crate::guest::respond::plain;
 use crate::guest::slot::Generation;
 use crate::http::handler::check_head;
 use crate::metrics::Metrics;
+use crate::process::Identity;
+use crate::process::upgrade::Upgrades;
 use crate::reload::{Outcome, Report, Trigger};
 use crate::route::{Route, RouteTable};
 use crate::wasi::config_store::GuestConfig;
@@ -66,6 +69,10 @@ pub struct Admin {
     /// The public listener's certificates, if it serves HTTPS: shown in `/status`, reloaded by
     /// `POST /reload`.
     pub certificates: Option<Arc<crate::http::tls::Certificates>>,
+    /// This process: its PID and binary, shown in `/status`.
+    pub process: Identity,
+    /// Where `POST /upgrade` asks for a binary upgrade.
+    pub upgrades: Upgrades,
 }
 
 /// Binds the admin listener (before anything is served, so a bad address fails startup).
@@ -78,16 +85,21 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("failed to bind the admin listener on `{addr}`"))
 }
 
-/// Serves admin calls on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+/// Serves admin calls on `listener` until `stop` resolves (the process stops, or an upgrade
+/// hands the listener over), leaving the connections still open to `connections`.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    connections: crate::http::server::Connections,
+    stop: impl Future<Output = ()>,
+) {
     let accept = crate::http::server::Accept {
         limits: admin.limits.clone(),
         max_connections: Some(MAX_CONNECTIONS),
         name: "admin",
         tls: admin.tls.clone(),
     };
-    let connections = crate::http::server::Connections::default();
-    crate::http::server::accept(listener, admin, accept, connections, std::future::pending()).await;
+    crate::http::server::accept(listener, admin, accept, connections, stop).await;
 }
 
 impl crate::http::server::Handler for Admin {
@@ -161,10 +173,16 @@ impl Admin {
                 };
                 self.change(route, &path[1..], req).await
             }
+            (&Method::POST, "/upgrade") => {
+                if let Some(refusal) = self.refuse_unauthorized(&req) {
+                    return refusal;
+                }
+                self.upgrade().await
+            }
             (
                 _,
                 "/healthz" | "/readyz" | "/status" | "/routes" | "/metrics" | "/reload"
-                | "/rollback" | "/component",
+                | "/rollback" | "/component" | "/upgrade",
             ) => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -367,6 +385,21 @@ impl Admin {
         }
     }
 
+    /// `POST /upgrade`: the new process's PID once it serves (this one then drains and exits),
+    /// or why this process serves on.
+    async fn upgrade(&self) -> Response<ResponseBody> {
+        match self.upgrades.run("admin").await {
+            Ok(upgraded) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "upgraded": true, "pid": upgraded.pid, "previous_pid": self.process.pid }),
+            ),
+            Err(reason) => json(
+                StatusCode::CONFLICT,
+                &serde_json::json!({ "upgraded": false, "pid": self.process.pid, "error": reason }),
+            ),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let routes = self.routes.all();
         let statuses: Vec<serde_json::Value> = routes.iter().map(|r| route_status(r)).collect();
@@ -383,6 +416,9 @@ impl Admin {
         };
         if let (Some(certificates), Some(map)) = (&self.certificates, value.as_object_mut()) {
             map.insert("tls".into(), serde_json::json!(certificates.infos()));
+        }
+        if let Some(map) = value.as_object_mut() {
+            map.insert("process".into(), process_status(&self.process));
         }
         value
     }
@@ -406,6 +442,19 @@ impl Admin {
             .collect();
         serde_json::json!({ "routes": routes })
     }
+}
+
+/// The `process` object of `/status`: which binary and PID serve.
+fn process_status(process: &Identity) -> serde_json::Value {
+    let unix = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+    serde_json::json!({
+        "pid": process.pid,
+        "version": process.version,
+        "binary": process.binary.display().to_string(),
+        "binary_modified_unix": process.binary_modified.and_then(unix),
+        "started_unix": unix(process.started),
+        "upgraded_from": process.upgraded_from,
+    })
 }
 
 /// `POST …/reload` of one route.

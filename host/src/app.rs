@@ -7,6 +7,10 @@ use crate::config::Config;
 use crate::http::handler::Dispatcher;
 use crate::http::server;
 use crate::http::tls::Certificates;
+use crate::process::listeners::Inherited;
+use crate::process::systemd::Notifier;
+use crate::process::upgrade::{self, Handoff, Handover, Upgrades};
+use crate::process::{self, Identity};
 use crate::{admin, engine, metrics, private_dir, reload, route, signals, telemetry, watcher};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -41,19 +45,17 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match command {
         Command::Serve(args) => {
-            let config = Config::from_args(*args)?;
-            telemetry::init(config.log_format == LogFormat::Json);
-            for note in &config.notes {
-                tracing::warn!("{note}");
+            // SAFETY: no other thread exists yet: the runtime starts below, and nothing before
+            // this line starts one.
+            let mut handoff = unsafe { Handoff::take_from_env() }?;
+            // SAFETY: as above.
+            let inherited = unsafe { process::listeners::take_from_env() };
+            let served = serve_command(*args, inherited, &mut handoff);
+            // Whatever stopped this process before it took over from the one it replaces, the
+            // old one hears why (and serves on).
+            if let (Err(err), Some(handoff)) = (&served, handoff) {
+                handoff.failed(&format!("{err:#}"));
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("failed to start the async runtime")?;
-            let served = runtime.block_on(serve(config));
-            // A compile still running (a stop during startup) is not waited for; a cache
-            // entry being written gets a moment (it is written whole or not at all).
-            runtime.shutdown_timeout(SHUTDOWN_LEFTOVERS);
             served
         }
         Command::Init(args) => {
@@ -71,22 +73,90 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `hotswap serve`: the configuration, logging, the runtime, then [`serve`].
+fn serve_command(
+    args: crate::cli::ServeArgs,
+    inherited: Result<Option<Inherited>>,
+    handoff: &mut Option<Handoff>,
+) -> Result<()> {
+    let config = Config::from_args(args)?;
+    telemetry::init(config.log_format == LogFormat::Json);
+    for note in &config.notes {
+        tracing::warn!("{note}");
+    }
+    let inherited = inherited?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let served = runtime.block_on(serve(config, inherited, handoff));
+    // A compile still running (a stop during startup) is not waited for; a cache entry being
+    // written gets a moment (it is written whole or not at all).
+    runtime.shutdown_timeout(SHUTDOWN_LEFTOVERS);
+    served
+}
+
 /// How long work still running on blocking threads when the host exits (a compile, a cache
 /// write) is waited for.
 const SHUTDOWN_LEFTOVERS: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Serves the configured routes until a stop signal, reloading each as it changes.
-pub async fn serve(config: Config) -> Result<()> {
+/// Serves the configured routes until a stop signal (or until an upgrade hands the listeners
+/// to a new process), reloading each as it changes. `inherited`: listeners handed over by
+/// systemd or by the process this one replaces, used instead of binding. `handoff`: this
+/// process was started by an upgrade; it says when it is ready and waits for the word to go
+/// before it accepts anything (taken from the option once used).
+pub async fn serve(
+    config: Config,
+    inherited: Option<Inherited>,
+    handoff: &mut Option<Handoff>,
+) -> Result<()> {
     // Signals first, before any build, compile or pull: a signal during startup must not meet
     // the default action, which ends the process.
     let signals = signals::install()?;
+    let identity = Identity::current(handoff.as_ref().map(|h| h.from));
+    tracing::info!(
+        pid = identity.pid,
+        version = identity.version,
+        binary = %identity.binary.display(),
+        upgraded_from = identity.upgraded_from,
+        listeners_from = inherited.as_ref().map(|i| i.from.as_str()),
+        "hotswap {} starting (PID {})",
+        identity.version,
+        identity.pid
+    );
     let host = tokio::select! {
-        host = start(config) => host?,
+        host = start(config, inherited, identity) => host?,
         () = signals.stopped() => {
             tracing::info!("stop signal received: stopped during startup");
             return Ok(());
         }
     };
+    if let Some(handoff) = handoff.take() {
+        // Nothing is accepted until the old process says go: requests keep going to it while
+        // this one loads.
+        let startup = host.startup.clone();
+        let said = tokio::select! {
+            said = async move {
+                let (serving, routes) = startup.wait().await;
+                handoff.ready(serving, routes).await
+            } => said,
+            () = signals.stopped() => {
+                tracing::info!("stop signal received: stopped before taking over");
+                return Ok(());
+            }
+        };
+        if !said {
+            tracing::warn!(
+                "the process being replaced did not hand over (it refused this one, or ended); exiting"
+            );
+            return Ok(());
+        }
+        tracing::info!(
+            from = host.identity.upgraded_from,
+            "took over from PID {}: serving",
+            host.identity.upgraded_from.unwrap_or(0)
+        );
+    }
     host.run(signals).await
 }
 
@@ -105,11 +175,32 @@ struct Started {
     _apps: Option<route::apps::AppsWatcher>,
     _config_watcher: Option<watcher::FileWatcher>,
     traces: Option<telemetry::traces::Traces>,
+    /// Says when the first loads are over.
+    startup: StartupFinished,
+    /// This process.
+    identity: Identity,
+    /// Duplicates of the listeners, kept to hand over in an upgrade.
+    handover: Vec<(&'static str, std::os::fd::OwnedFd)>,
+    /// Where upgrades are asked for (`SIGUSR2`, `POST /upgrade`) and run from.
+    upgrades: (Upgrades, tokio::sync::mpsc::Receiver<upgrade::Request>),
+    /// systemd, if it listens.
+    notifier: Notifier,
+    /// Whether the listeners are systemd's sockets.
+    systemd_sockets: bool,
 }
 
 /// Starts every route (building, compiling or pulling, in the background unless
-/// `--require-component`), binds the listeners and prints the startup lines.
-async fn start(mut config: Config) -> Result<Started> {
+/// `--require-component`), binds the listeners (or takes the inherited ones) and prints the
+/// startup lines.
+async fn start(
+    mut config: Config,
+    inherited: Option<Inherited>,
+    identity: Identity,
+) -> Result<Started> {
+    let (mut inherited_public, mut inherited_admin, systemd) = match inherited {
+        Some(inherited) => (inherited.public, inherited.admin, inherited.systemd),
+        None => (None, None, false),
+    };
     let cache = open_cache(&mut config);
     let metrics = Arc::new(metrics::Metrics::default());
     // A certificate that does not check out is a startup error, before anything binds.
@@ -139,11 +230,33 @@ async fn start(mut config: Config) -> Result<Started> {
     let traces = start_traces(&config, &metrics)?;
     let runtime = Arc::new(engine::Runtime::new(&config, metrics.clone())?);
     runtime.start_epoch_ticker()?;
+    // An admin socket passed by systemd serves the admin API even without `--admin-addr`: the
+    // socket unit is its configuration.
+    if let (None, Some(passed)) = (&config.admin, &inherited_admin) {
+        let addr = passed
+            .local_addr()
+            .context("cannot read the address of the passed admin socket")?;
+        config.admin = Some(crate::config::AdminConfig {
+            addr,
+            ..config.passed_admin.clone()
+        });
+    }
     // Bind the admin listener early: a bad address must fail startup before anything serves.
     let admin_listener = match &config.admin {
-        Some(admin) => Some(admin::bind(admin.addr).await?),
+        Some(admin) => Some(
+            match adopt(inherited_admin.take(), systemd, admin.addr, "admin")? {
+                Some(listener) => listener,
+                None => admin::bind(admin.addr).await?,
+            },
+        ),
         None => None,
     };
+    if inherited_admin.is_some() {
+        tracing::warn!(
+            "an admin socket was passed but no admin listener is configured (`--admin-addr`); it is not used"
+        );
+    }
+    let (upgrades, upgrade_requests) = upgrade::channel();
     let config_watcher = watch_config_values(&config, &runtime)?;
     let host = Arc::new(route::Host::new(
         &config,
@@ -153,9 +266,13 @@ async fn start(mut config: Config) -> Result<Started> {
     ));
     let started = std::time::Instant::now();
     let routes = start_routes(&host, &config).await?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("failed to bind `{}`", config.addr))?;
+    let listener = match adopt(inherited_public.take(), systemd, config.addr, "public")? {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("failed to bind `{}`", config.addr))?,
+    };
+    let mut handover = vec![("public", dup_listener(&listener)?)];
     let addr = listener
         .local_addr()
         .context("failed to read the bound address")?;
@@ -171,12 +288,15 @@ async fn start(mut config: Config) -> Result<Started> {
                 timeout: settings.timeout,
                 tls: admin_tls,
                 certificates: certificates.clone(),
+                process: identity.clone(),
+                upgrades: upgrades.clone(),
             });
             let admin_addr = listener
                 .local_addr()
                 .context("failed to read the admin address")?;
             let scheme = if admin.tls.is_some() { "https" } else { "http" };
             tracing::info!(addr = %admin_addr, "admin listener ready");
+            handover.push(("admin", dup_listener(&listener)?));
             println!("Admin API on {scheme}://{admin_addr}/");
             Some((listener, admin))
         }
@@ -192,7 +312,7 @@ async fn start(mut config: Config) -> Result<Started> {
     std::io::stdout()
         .flush()
         .context("failed to write to stdout")?;
-    announce_startup_finished(routes.table.clone(), routes.first_loads, started);
+    let startup = announce_startup_finished(routes.table.clone(), routes.first_loads, started);
     Ok(Started {
         config,
         runtime,
@@ -207,7 +327,53 @@ async fn start(mut config: Config) -> Result<Started> {
         _apps: routes.apps,
         _config_watcher: config_watcher,
         traces,
+        startup,
+        identity,
+        handover,
+        upgrades: (upgrades, upgrade_requests),
+        notifier: Notifier::from_env(),
+        systemd_sockets: systemd,
     })
+}
+
+/// The inherited listener `listener` as the `what` listener, if there is one. An inherited
+/// listener is always used (systemd's socket unit, or the process being replaced, decides the
+/// address): a configured address that differs is only logged. `systemd`: the sockets are
+/// systemd's.
+fn adopt(
+    listener: Option<std::net::TcpListener>,
+    systemd: bool,
+    configured: std::net::SocketAddr,
+    what: &str,
+) -> Result<Option<tokio::net::TcpListener>> {
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let addr = listener
+        .local_addr()
+        .with_context(|| format!("cannot read the address of the inherited {what} socket"))?;
+    let same = addr.ip() == configured.ip()
+        && (configured.port() == 0 || addr.port() == configured.port());
+    match systemd {
+        // The socket unit decides the address.
+        true => tracing::info!(listener = what, %addr, "serving on the socket systemd passed"),
+        false if !same => {
+            tracing::warn!(listener = what, inherited = %addr, configured = %configured, "serving on the inherited socket; the configured address is not used (restart to move)")
+        }
+        _ => {}
+    }
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .with_context(|| format!("cannot serve on the inherited {what} socket"))?;
+    Ok(Some(listener))
+}
+
+/// A duplicate of `listener`'s socket, kept to hand over in an upgrade.
+fn dup_listener(listener: &tokio::net::TcpListener) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    listener
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot duplicate the listener (kept for an upgrade)")
 }
 
 /// Traces, if an OTLP endpoint is configured (before any route starts, so that its first
@@ -317,13 +483,28 @@ async fn start_routes(host: &Arc<route::Host>, config: &Config) -> Result<Routes
     })
 }
 
+/// Says, once the startup builds and first loads are over, how many of the routes serve.
+#[derive(Clone)]
+struct StartupFinished(tokio::sync::watch::Receiver<Option<(usize, usize)>>);
+
+impl StartupFinished {
+    /// The routes serving and all routes, once the first loads are over.
+    async fn wait(mut self) -> (usize, usize) {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(counts) => counts.unwrap_or_default(),
+            Err(_) => (0, 0),
+        }
+    }
+}
+
 /// Without `--require-component` the routes build and load while the host already answers
 /// (503 until each has a generation): says when that is over.
 fn announce_startup_finished(
     routes: Arc<route::RouteTable>,
     first_loads: Vec<route::FirstLoad>,
     started: std::time::Instant,
-) {
+) -> StartupFinished {
+    let (tx, rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         for loaded in first_loads {
             loaded.await;
@@ -337,29 +518,41 @@ fn announce_startup_finished(
             all.len()
         );
         let _ = std::io::stdout().flush();
+        let _ = tx.send(Some((serving, all.len())));
     });
+    StartupFinished(rx)
 }
 
 impl Started {
-    /// Serves until a stop signal, then drains.
+    /// Serves until a stop signal, or until an upgrade hands the listeners to a new process;
+    /// then drains.
     async fn run(mut self, signals: signals::Signals) -> Result<()> {
         let traces = self.traces.take();
-        {
-            let (routes, guest_config) = (self.routes.clone(), self.runtime.guest_config.clone());
-            let (certificates, metrics) = (self.certificates.clone(), self.metrics.clone());
-            signals.on_hangup(move || {
-                guest_config.reload("SIGHUP");
-                if let Some(certificates) = &certificates {
-                    certificates.reload_and_log("SIGHUP", &metrics);
+        let notifier = self.notifier.clone();
+        self.on_hangup(&signals);
+        // Stop accepting: on a stop signal, or once a new process has taken over.
+        let (handed_over, handed) = tokio::sync::watch::channel(false);
+        self.on_upgrade(&signals, handed_over);
+        let stop = || {
+            let stopped = signals.stopped();
+            let mut handed = handed.clone();
+            async move {
+                tokio::select! {
+                    () = stopped => {}
+                    _ = handed.wait_for(|h| *h) => {}
                 }
-                for route in routes.all().iter() {
-                    route.triggers.send(reload::Trigger::Signal);
-                }
-            });
+            }
+        };
+        let admin_connections = server::Connections::default();
+        if let Some((listener, admin)) = self.admin.take() {
+            tokio::spawn(admin::serve(
+                listener,
+                admin,
+                admin_connections.clone(),
+                stop(),
+            ));
         }
-        if let Some((listener, admin)) = self.admin {
-            tokio::spawn(admin::serve(listener, admin));
-        }
+        self.tell_systemd_when_ready();
         let dispatcher = Arc::new(Dispatcher::new(
             self.runtime,
             self.routes,
@@ -378,13 +571,157 @@ impl Started {
             dispatcher.clone(),
             accept,
             connections.clone(),
-            signals.stopped(),
+            stop(),
         )
         .await;
+        if !*handed.borrow() {
+            notifier.stopping();
+        }
         server::drain(&connections, &*dispatcher, self.config.shutdown_timeout).await;
+        // Admin calls still open (the `POST /upgrade` that started a handover among them) get
+        // their answer out.
+        admin_connections.close_all();
+        let _ = tokio::time::timeout(server::CLOSE_GRACE, admin_connections.closed()).await;
         if let Some(traces) = traces {
             traces.shutdown(TRACES_FLUSH).await;
         }
         Ok(())
     }
+
+    /// SIGHUP: re-read config values and certificates, reload every route; systemd hears
+    /// `RELOADING=1` before and `READY=1` once every route's reload has ended.
+    fn on_hangup(&self, signals: &signals::Signals) {
+        let (routes, guest_config) = (self.routes.clone(), self.runtime.guest_config.clone());
+        let (certificates, metrics) = (self.certificates.clone(), self.metrics.clone());
+        let notifier = self.notifier.clone();
+        signals.on_hangup(move || {
+            let (routes, guest_config) = (routes.clone(), guest_config.clone());
+            let (certificates, metrics) = (certificates.clone(), metrics.clone());
+            let notifier = notifier.clone();
+            async move {
+                notifier.reloading();
+                guest_config.reload("SIGHUP");
+                if let Some(certificates) = &certificates {
+                    certificates.reload_and_log("SIGHUP", &metrics);
+                }
+                let all = routes.all();
+                let mut reports = Vec::with_capacity(all.len());
+                for route in all.iter() {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if route
+                        .triggers
+                        .request(reload::Trigger::Signal(Some(tx)))
+                        .await
+                    {
+                        reports.push(rx);
+                    }
+                }
+                for report in reports {
+                    let _ = tokio::time::timeout(HANGUP_REPORT_WAIT, report).await;
+                }
+                notifier.ready(&serving_status(&routes));
+            }
+        });
+    }
+
+    /// `SIGUSR2` and `POST /upgrade`: one upgrade at a time, each handing the listeners to a new
+    /// process; once one has taken over, `handed_over` says so and no more are run.
+    fn on_upgrade(
+        &mut self,
+        signals: &signals::Signals,
+        handed_over: tokio::sync::watch::Sender<bool>,
+    ) {
+        let (upgrades, mut requests) = {
+            let (upgrades, requests) = upgrade::channel();
+            std::mem::replace(&mut self.upgrades, (upgrades, requests))
+        };
+        signals.on_upgrade(move || {
+            let upgrades = upgrades.clone();
+            async move {
+                if !upgrades.ask("SIGUSR2") {
+                    tracing::warn!("SIGUSR2: an upgrade is already under way; this one is ignored");
+                }
+            }
+        });
+        let handover = Handover {
+            listeners: std::mem::take(&mut self.handover),
+            binary: self.identity.binary.clone(),
+            timeout: self.config.upgrade_timeout,
+            systemd: self.systemd_sockets,
+            notifier: self.notifier.clone(),
+        };
+        let (routes, pid) = (self.routes.clone(), self.identity.pid);
+        let stopped = signals.stopped();
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            loop {
+                // A stop drops the listeners' duplicates kept for the handover with `handover`,
+                // so that the sockets close (and refuse connections) once the accept loops end.
+                let request = tokio::select! {
+                    request = requests.recv() => match request {
+                        Some(request) => request,
+                        None => return,
+                    },
+                    () = &mut stopped => return,
+                };
+                let serving = routes
+                    .all()
+                    .iter()
+                    .filter(|r| r.slot.current().is_some())
+                    .count();
+                let outcome = handover.run(serving).await;
+                match &outcome {
+                    Ok(upgraded) => tracing::info!(
+                        by = request.by,
+                        new_pid = upgraded.pid,
+                        "upgrade: PID {} serves now; this process (PID {pid}) stops accepting and drains",
+                        upgraded.pid
+                    ),
+                    Err(reason) => tracing::warn!(
+                        by = request.by,
+                        "upgrade refused: {reason}; this process (PID {pid}) serves on"
+                    ),
+                }
+                let done = outcome.is_ok();
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(outcome);
+                }
+                if done {
+                    let _ = handed_over.send(true);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// `READY=1` for systemd: at once for a process that took over (its routes loaded before),
+    /// else once the first loads are over.
+    fn tell_systemd_when_ready(&self) {
+        if !self.notifier.is_on() {
+            return;
+        }
+        let (notifier, routes, startup) = (
+            self.notifier.clone(),
+            self.routes.clone(),
+            self.startup.clone(),
+        );
+        tokio::spawn(async move {
+            startup.wait().await;
+            notifier.ready(&serving_status(&routes));
+        });
+    }
+}
+
+/// How long systemd's `READY=1` after a SIGHUP waits for one route's reload.
+const HANGUP_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// systemd's status line: how many routes serve.
+fn serving_status(routes: &route::RouteTable) -> String {
+    let all = routes.all();
+    let serving = all.iter().filter(|r| r.slot.current().is_some()).count();
+    format!(
+        "serving {serving} of {} routes (PID {})",
+        all.len(),
+        std::process::id()
+    )
 }

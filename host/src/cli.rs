@@ -320,6 +320,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "HOTSWAP_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
 
+    /// Time the new process of a binary upgrade (`SIGUSR2` or `POST /upgrade`) gets to read its
+    /// configuration, load its routes and say it is ready; past it, the new process is stopped
+    /// and this one serves on. File: `server.upgrade_timeout`.
+    #[arg(long, value_name = "DURATION", env = "HOTSWAP_UPGRADE_TIMEOUT", value_parser = parse_duration)]
+    pub upgrade_timeout: Option<Duration>,
+
     /// Directory for compiled components. [default: `$XDG_CACHE_HOME/hotswap` or
     /// `~/.cache/hotswap`]. File: `cache.dir`.
     #[arg(long, value_name = "DIR", env = "HOTSWAP_CACHE_DIR")]

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 10),
     ("telemetry", 10),
     ("signals", 10),
+    ("process", 10),
     ("watcher", 10),
     ("atomic_write", 10),
     ("private_dir", 10),

@@ -28,8 +28,12 @@
 //! (checked by a test, `layering_tests`): the composition root (`app`: the command, startup,
 //! shutdown); [`http`] and [`admin`]; [`route`]; [`reload`]; [`guest`]; [`component`];
 //! [`engine`]; [`config`]; [`wasi`]; and the leaves, which import nothing of the crate
-//! ([`cli`], [`metrics`], [`telemetry`], [`signals`], [`watcher`], [`atomic_write`],
-//! [`private_dir`], [`digest`], [`names`], [`kind`]).
+//! ([`cli`], [`metrics`], [`telemetry`], [`signals`], [`process`], [`watcher`],
+//! [`atomic_write`], [`private_dir`], [`digest`], [`names`], [`kind`]).
+//!
+//! **The process.** Listeners may be handed over instead of bound (systemd's socket
+//! activation, or the process this one replaces), systemd hears of readiness, and `SIGUSR2`
+//! upgrades the binary without closing a listener: [`process`].
 
 #![deny(missing_docs)]
 
@@ -49,6 +53,7 @@ mod layering_tests;
 pub mod metrics;
 pub mod names;
 pub mod private_dir;
+pub mod process;
 pub mod reload;
 pub mod route;
 pub mod signals;

@@ -1,10 +1,11 @@
-//! SIGTERM/SIGINT start a graceful shutdown (a second one exits at once); SIGHUP reloads.
+//! SIGTERM/SIGINT start a graceful shutdown (a second one exits at once); SIGHUP reloads;
+//! SIGUSR2 upgrades the binary (nginx's signal for it).
 //!
 //! The handlers are installed first thing, before any build, compile or registry pull: a
 //! signal that arrives while the host starts must not find the operating system's default
-//! action (which ends the process for all three). A SIGHUP during startup is kept and acted on
-//! once the routes are up (several count as one); a SIGTERM during startup stops the start and
-//! exits cleanly.
+//! action (which ends the process for all four). A SIGHUP or SIGUSR2 during startup is kept
+//! and acted on once the host serves (several count as one); a SIGTERM during startup stops the
+//! start and exits cleanly.
 
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub const FORCED_EXIT_CODE: i32 = 130;
 pub struct Signals {
     stop: watch::Receiver<bool>,
     hangup: Arc<Notify>,
+    upgrade: Arc<Notify>,
 }
 
 impl Signals {
@@ -29,27 +31,52 @@ impl Signals {
         }
     }
 
-    /// Calls `on_hangup` (reload every route) for every SIGHUP from now on, and once now if
-    /// any arrived since [`install`].
-    pub fn on_hangup(&self, on_hangup: impl Fn() + Send + 'static) {
-        let hangup = self.hangup.clone();
+    /// Runs `on_hangup` (reload every route) for every SIGHUP from now on, and once now if
+    /// any arrived since [`install`]; SIGHUPs that arrive while it runs count as one more.
+    pub fn on_hangup<F, Fut>(&self, on_hangup: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        Self::each(self.hangup.clone(), on_hangup);
+    }
+
+    /// Runs `on_upgrade` for every SIGUSR2 from now on, and once now if any arrived since
+    /// [`install`].
+    pub fn on_upgrade<F, Fut>(&self, on_upgrade: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        Self::each(self.upgrade.clone(), on_upgrade);
+    }
+
+    fn each<F, Fut>(signal: Arc<Notify>, action: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
         tokio::spawn(async move {
             loop {
-                hangup.notified().await;
-                on_hangup();
+                signal.notified().await;
+                action().await;
             }
         });
     }
 }
 
-/// Installs the handlers of SIGTERM, SIGINT and SIGHUP; they are in place when this returns.
+/// Installs the handlers of SIGTERM, SIGINT, SIGHUP and SIGUSR2; they are in place when this
+/// returns.
 pub fn install() -> Result<Signals> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let hangup = Arc::new(Notify::new());
     let notify = hangup.clone();
+    let upgrade = Arc::new(Notify::new());
+    let notify_upgrade = upgrade.clone();
     tokio::spawn(async move {
         loop {
             let name = tokio::select! {
@@ -59,6 +86,11 @@ pub fn install() -> Result<Signals> {
                     tracing::info!("SIGHUP: reloading every route");
                     // Kept until a reload is listening (one permit: several count as one).
                     notify.notify_one();
+                    continue;
+                }
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: upgrading the binary");
+                    notify_upgrade.notify_one();
                     continue;
                 }
             };
@@ -73,5 +105,6 @@ pub fn install() -> Result<Signals> {
     Ok(Signals {
         stop: stop_rx,
         hangup,
+        upgrade,
     })
 }

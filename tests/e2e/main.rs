@@ -21,4 +21,5 @@ mod tiers;
 mod tls;
 mod traces;
 mod trust;
+mod upgrade;
 mod wasi_p3;

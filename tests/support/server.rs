@@ -42,6 +42,8 @@ pub struct Server {
     /// The admin listener's address, if `--admin-addr` was given.
     pub admin: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
+    /// Processes that took over from this one by a binary upgrade: killed with it.
+    successors: Vec<i32>,
 }
 
 /// Output of a `hotswap` run that was expected to exit.
@@ -88,6 +90,17 @@ impl Server {
         Self::spawn(None, args, env, cwd, false)
     }
 
+    /// [`Server::launch`] of the binary at `bin` (a copy of the one under test that the test may
+    /// replace, as an upgrade would).
+    pub fn launch_binary(
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: Option<&Path>,
+    ) -> Server {
+        Self::spawn_with(&[], Some(bin), None, args, env, cwd, Wait::Startup).ready()
+    }
+
     /// [`Server::launch`] in a mount namespace of its own in which `/etc/hosts` is `hosts`
     /// (bind-mounted over it with `unshare`, which needs root): the names it lists resolve as
     /// the test says, for the server only. `None` when the namespace cannot be made here (the
@@ -105,14 +118,14 @@ impl Server {
             hosts.display()
         );
         let wrapper = ["unshare", "--mount", "--", "sh", "-c", bind.as_str()];
-        Some(Self::spawn_with(&wrapper, None, args, env, None, Wait::Startup).ready())
+        Some(Self::spawn_with(&wrapper, None, None, args, env, None, Wait::Startup).ready())
     }
 
     /// Starts `hotswap serve ARGS… --addr 127.0.0.1:0` and returns at once, before it even
     /// listens: for tests that act on a host while it starts (signals during its first
     /// compile). [`Starting::ready`] waits for its startup lines.
     pub fn begin(args: &[&str], env: &[(&str, &str)]) -> Starting {
-        Self::spawn_with(&[], None, args, env, None, Wait::Startup)
+        Self::spawn_with(&[], None, None, args, env, None, Wait::Startup)
     }
 
     fn spawn(
@@ -127,24 +140,27 @@ impl Server {
         } else {
             Wait::Listening
         };
-        Self::spawn_with(&[], cpu, args, env, cwd, wait).ready()
+        Self::spawn_with(&[], None, cpu, args, env, cwd, wait).ready()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn_with(
         wrapper: &[&str],
+        bin: Option<&Path>,
         cpu: Option<usize>,
         args: &[&str],
         env: &[(&str, &str)],
         cwd: Option<&Path>,
         wait: Wait,
     ) -> Starting {
+        let bin = bin.map(Path::to_path_buf).unwrap_or_else(hotswap_bin);
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(rest).arg(hotswap_bin());
+                cmd.args(rest).arg(bin);
                 cmd
             }
-            None => Command::new(hotswap_bin()),
+            None => Command::new(bin),
         };
         if let Some(cpu) = cpu {
             use std::os::unix::process::CommandExt;
@@ -260,14 +276,15 @@ impl Server {
 
     /// The server's resident set size in bytes (`VmRSS` in `/proc/<pid>/status`).
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/<pid>/status");
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
-        kib * 1024
+        rss_bytes(self.pid())
+    }
+
+    /// Kills `pid` (a process that took over from this one by an upgrade) when this server is
+    /// dropped, as this one is.
+    pub fn track(&mut self, pid: i32) {
+        if !self.successors.contains(&pid) {
+            self.successors.push(pid);
+        }
     }
 
     /// Whether the process is still running.
@@ -355,6 +372,7 @@ impl Starting {
             addr,
             admin,
             log: self.log.clone(),
+            successors: Vec::new(),
         }
     }
 }
@@ -379,6 +397,10 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        for pid in self.successors.drain(..) {
+            // SAFETY: kill(2) on a process this test started (through an upgrade).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         // Give the log thread a moment to drain the pipe, then show the log (the test harness
         // prints it only for failing tests).
         std::thread::sleep(Duration::from_millis(50));
@@ -386,6 +408,29 @@ impl Drop for Server {
             "----- hotswap log -----\n{}-----------------------",
             self.log()
         );
+    }
+}
+
+/// The resident set size of process `pid`, in bytes.
+pub fn rss_bytes(pid: i32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib * 1024
+}
+
+/// Whether process `pid` exists (a zombie not yet reaped counts as gone).
+pub fn process_exists(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `Z` is a zombie.
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
 

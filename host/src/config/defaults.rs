@@ -51,6 +51,8 @@ pub const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_COMPONENT_SIZE: u64 = 256 << 20;
 /// Default time in-flight requests get to finish after SIGTERM or SIGINT.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time the new process of a binary upgrade gets to load its routes and be ready.
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default number of good generations kept compiled.
 pub const DEFAULT_KEEP_GENERATIONS: usize = 3;
 /// Default number of routes `--apps` serves at most.
@@ -147,6 +149,11 @@ pub fn shown() -> Vec<Shown> {
             Some("shutdown_timeout"),
             "server.shutdown_timeout",
             duration(DEFAULT_SHUTDOWN_TIMEOUT),
+        ),
+        quoted(
+            Some("upgrade_timeout"),
+            "server.upgrade_timeout",
+            duration(DEFAULT_UPGRADE_TIMEOUT),
         ),
         quoted(
             Some("debounce"),
@@ -344,6 +351,7 @@ const STARTER: &str = r#"# hotswap.toml: settings for `hotswap serve`.
 # addr = {server.addr}
 # mode = {server.mode}  # dev | prod (prod: no builds, JSON logs, component required)
 # shutdown_timeout = {server.shutdown_timeout} # time in-flight requests get after SIGTERM/SIGINT
+# upgrade_timeout = {server.upgrade_timeout}  # time the new process of a SIGUSR2 upgrade gets to be ready
 
 [component]
 path = "app.wasm"            # the wasi:http/proxy component to serve and watch

@@ -191,6 +191,9 @@ pub struct ServerSection {
     /// `shutdown_timeout = "30s"`
     #[serde(default, deserialize_with = "de::duration")]
     pub shutdown_timeout: Option<Duration>,
+    /// `upgrade_timeout = "2m"`: time the new process of a binary upgrade gets to be ready
+    #[serde(default, deserialize_with = "de::duration")]
+    pub upgrade_timeout: Option<Duration>,
     /// `[server.tls]`: serve HTTPS
     pub tls: Option<TlsSection>,
 }

@@ -72,6 +72,8 @@ pub struct Config {
     pub conn: ConnLimits,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_timeout: Duration,
+    /// Time the new process of a binary upgrade gets to be ready.
+    pub upgrade_timeout: Duration,
     /// Log line format.
     pub log_format: LogFormat,
     /// On-disk compile cache directory, if caching is on.
@@ -82,6 +84,9 @@ pub struct Config {
     pub incremental_cache_size: u64,
     /// The admin listener, if enabled.
     pub admin: Option<AdminConfig>,
+    /// The admin settings for an admin socket that systemd passes when no admin address is
+    /// configured: the socket unit decides the address (its `addr` is unspecified).
+    pub passed_admin: AdminConfig,
     /// Values served through `wasi:config/store`, from the file (re-read on reload).
     pub config_values: ConfigValues,
     /// `--config-var` values, on top of the file's.
@@ -178,7 +183,7 @@ impl Config {
         let (cache_dir, keep_generations, incremental_cache_size) = cache(&args, f, l)?;
         let tls = edge::tls(&args, f, l)?;
         let traces = edge::traces(&args, f)?;
-        let admin = admin(&args, f, l)?;
+        let (admin, passed_admin) = admin(&args, f, l)?;
         ensure!(
             !tls.is_empty() || admin.as_ref().is_none_or(|a| a.client_ca.is_none()),
             "`--admin-client-ca` makes the admin listener serve HTTPS: give it the certificate \
@@ -213,6 +218,7 @@ impl Config {
                 .shutdown_timeout
                 .or(f.server.shutdown_timeout)
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            upgrade_timeout: upgrade_timeout(&args, f)?,
             log_format: args.log_format.or(f.log.format).unwrap_or(match mode {
                 Mode::Dev => LogFormat::Pretty,
                 Mode::Prod => LogFormat::Json,
@@ -221,6 +227,7 @@ impl Config {
             keep_generations,
             incremental_cache_size,
             admin,
+            passed_admin,
             config_values: match l {
                 Some(loaded) => config_file::config_values(loaded)?,
                 None => ConfigValues::default(),
@@ -236,6 +243,19 @@ impl Config {
             notes,
         })
     }
+}
+
+/// `--upgrade-timeout`: more than zero.
+fn upgrade_timeout(args: &ServeArgs, f: &FileConfig) -> Result<Duration> {
+    let timeout = args
+        .upgrade_timeout
+        .or(f.server.upgrade_timeout)
+        .unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
+    ensure!(
+        !timeout.is_zero(),
+        "`--upgrade-timeout` must be greater than zero"
+    );
+    Ok(timeout)
 }
 
 /// How component files are watched.
@@ -383,10 +403,14 @@ fn cache(
 }
 
 /// The admin listener's settings, if it is on.
-fn admin(args: &ServeArgs, f: &FileConfig, l: Option<&Loaded>) -> Result<Option<AdminConfig>> {
-    let Some(addr) = args.admin_addr.or(f.admin.addr) else {
-        return Ok(None);
-    };
+/// The admin listener's settings if an address is configured, and the same settings for an
+/// admin socket passed by systemd.
+fn admin(
+    args: &ServeArgs,
+    f: &FileConfig,
+    l: Option<&Loaded>,
+) -> Result<(Option<AdminConfig>, AdminConfig)> {
+    let addr = args.admin_addr.or(f.admin.addr);
     let timeout = args
         .admin_timeout
         .or(f.admin.timeout)
@@ -405,12 +429,13 @@ fn admin(args: &ServeArgs, f: &FileConfig, l: Option<&Loaded>) -> Result<Option<
         (None, Some(ca)) => Some(l.map(|l| l.resolve(ca)).unwrap_or_else(|| ca.clone())),
         (None, None) => None,
     };
-    Ok(Some(AdminConfig {
-        addr,
+    let settings = AdminConfig {
+        addr: addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
         token,
         timeout,
         client_ca,
-    }))
+    };
+    Ok((addr.map(|_| settings.clone()), settings))
 }
 
 impl Config {

@@ -15,6 +15,13 @@
 //! request never counts as idle, however long its guest takes, and a graceful shutdown never
 //! cuts one; but a connection still open [`CLOSE_GRACE`] after a graceful shutdown of an idle
 //! connection (a client that stalls mid-handshake never reads the `GOAWAY`) is dropped.
+//!
+//! **Stop.** When the listener stops (a shutdown, or an upgrade handing it to a new process),
+//! requests in progress finish. An HTTP/2 connection gets `GOAWAY`. An HTTP/1 connection gets
+//! [`LAST_REQUEST_WAIT`] to begin one more request, which is answered with `Connection: close`,
+//! and is closed then if it began none: a keep-alive client that sent its next request as the
+//! stop began, or a connection accepted just before it whose request had not been read yet, is
+//! answered, not reset.
 
 use crate::config::ConnLimits;
 use crate::guest::body::ResponseBody;
@@ -40,6 +47,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long an idle connection that was asked to close gracefully may take to do so before it
 /// is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection that is idle when the listener stops may take to begin one more
+/// request, which is answered (with `Connection: close`) before it closes. A client that sent
+/// its request as the stop began, or whose connection was accepted just before, gets an
+/// answer instead of a closed connection; under load, the next request of a keep-alive
+/// connection arrives well within this.
+pub const LAST_REQUEST_WAIT: Duration = Duration::from_millis(500);
 /// How often an HTTP/2 connection pings its peer while it has no frame from it, and how long it
 /// waits for the answer before it closes the connection as dead.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -294,7 +307,7 @@ async fn serve_connection<H, S>(
     handler: Arc<H>,
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
-    _open: OpenConnection,
+    open: OpenConnection,
 ) where
     H: Handler,
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -303,11 +316,23 @@ async fn serve_connection<H, S>(
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
-        service_fn(move |req| {
-            let busy = activity.begin();
+        let listener = open.0.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let busy = activity.begin(req.version());
             let handler = handler.clone();
+            // A request that begins after the listener stopped is the connection's last: its
+            // response says so, and hyper closes the connection once it is written. (Asking
+            // hyper to close from outside could race a response it writes, kept alive, in the
+            // same poll.)
+            let last = *listener.stop.borrow() && req.version() < http::Version::HTTP_2;
             async move {
-                let response = handler.handle(req).await;
+                let mut response = handler.handle(req).await;
+                if last {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
                 Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
             }
         })
@@ -322,10 +347,36 @@ async fn serve_connection<H, S>(
     tokio::pin!(check);
     // When a graceful shutdown was asked for, and so when an idle connection is dropped.
     let mut closing: Option<Instant> = None;
+    // The listener stopped: until this instant an HTTP/1 connection may begin one more request.
+    let mut last_call: Option<Instant> = None;
+    // Asks the connection to close once its requests are done, and to be dropped
+    // [`CLOSE_GRACE`] later if it is idle and still open then.
+    macro_rules! graceful {
+        () => {{
+            conn.as_mut().graceful_shutdown();
+            closing = Some(Instant::now());
+            check.as_mut().reset((Instant::now() + CLOSE_GRACE).into());
+        }};
+    }
+    // The listener stopped. HTTP/2 closes with `GOAWAY`, which clients handle. HTTP/1 is not
+    // closed at once, even with a request in progress: hyper may have written that response,
+    // kept alive, a moment before it counts as ended here, and the client may be sending its
+    // next one already. Instead, a request that begins after the stop is answered with
+    // `Connection: close` (above), and a connection that begins none within
+    // [`LAST_REQUEST_WAIT`] is closed then.
+    macro_rules! stop {
+        () => {{
+            if activity.is_http2() {
+                graceful!();
+            } else {
+                let until = Instant::now() + LAST_REQUEST_WAIT;
+                last_call = Some(until);
+                check.as_mut().reset(until.into());
+            }
+        }};
+    }
     if *stopping.borrow() {
-        conn.as_mut().graceful_shutdown();
-        closing = Some(Instant::now());
-        check.as_mut().reset((Instant::now() + CLOSE_GRACE).into());
+        stop!();
     }
     loop {
         tokio::select! {
@@ -335,15 +386,22 @@ async fn serve_connection<H, S>(
                 }
                 return;
             }
-            changed = stopping.changed(), if closing.is_none() => {
+            changed = stopping.changed(), if closing.is_none() && last_call.is_none() => {
                 if changed.is_err() || *stopping.borrow() {
-                    conn.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now());
-                    check.as_mut().reset((Instant::now() + CLOSE_GRACE).into());
+                    stop!();
                 }
             }
             () = check.as_mut() => {
                 let next = match closing {
+                    // No request came: it closes now.
+                    // No request began since the stop (or one still runs): close now.
+                    None if last_call.is_some_and(|until| Instant::now() >= until) => {
+                        last_call = None;
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(Instant::now());
+                        Instant::now() + CLOSE_GRACE
+                    }
+                    None if last_call.is_some() => last_call.unwrap_or_else(Instant::now),
                     None if activity.idle_for(timeouts) => {
                         tracing::debug!(%peer, "closing an idle connection");
                         conn.as_mut().graceful_shutdown();
@@ -372,6 +430,8 @@ struct Activity {
     busy: AtomicUsize,
     /// Whether any request has begun.
     seen: std::sync::atomic::AtomicBool,
+    /// Whether its requests are HTTP/2.
+    http2: std::sync::atomic::AtomicBool,
     /// Milliseconds since `started` at which the last request in progress ended.
     idle_since_ms: AtomicU64,
 }
@@ -382,14 +442,23 @@ impl Activity {
             started: Instant::now(),
             busy: AtomicUsize::new(0),
             seen: std::sync::atomic::AtomicBool::new(false),
+            http2: std::sync::atomic::AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
         }
     }
 
-    fn begin(self: &Arc<Self>) -> Busy {
+    fn begin(self: &Arc<Self>, version: http::Version) -> Busy {
+        if version == http::Version::HTTP_2 {
+            self.http2.store(true, Ordering::Release);
+        }
         self.seen.store(true, Ordering::Release);
         self.busy.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
+    }
+
+    /// Whether its requests are HTTP/2 (unknown, and `false`, before the first).
+    fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Acquire)
     }
 
     fn is_idle(&self) -> bool {

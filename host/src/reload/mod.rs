@@ -116,6 +116,7 @@ impl Reloader {
         self.quiet = false;
         let (report, reply) = match trigger {
             Trigger::Admin(reply) => (self.reload(cause).await, Some(reply)),
+            Trigger::Signal(reply) => (self.reload(cause).await, reply),
             Trigger::Upload(bytes, reply) => (self.upload(bytes).await, Some(reply)),
             Trigger::Rollback(to, reply) => (self.rollback(to).await, Some(reply)),
             _ => (self.reload(cause).await, None),

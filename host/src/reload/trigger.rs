@@ -34,8 +34,9 @@ pub enum Trigger {
     FileChanged,
     /// A build finished successfully.
     Built,
-    /// SIGHUP.
-    Signal,
+    /// SIGHUP; the report goes to the reply channel, if any (systemd hears `READY=1` once every
+    /// route's reload has ended).
+    Signal(Option<oneshot::Sender<Report>>),
     /// Time to poll the registry.
     Poll,
     /// `POST /reload` on the admin API.
@@ -55,7 +56,7 @@ impl Trigger {
             Trigger::Startup => Cause::Startup,
             Trigger::FileChanged => Cause::FileChanged,
             Trigger::Built => Cause::Built,
-            Trigger::Signal => Cause::Signal,
+            Trigger::Signal(_) => Cause::Signal,
             Trigger::Poll => Cause::Poll,
             Trigger::Admin(_) => Cause::Admin,
             Trigger::Upload(..) => Cause::Upload,
