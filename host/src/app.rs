@@ -4,10 +4,13 @@
 use crate::cli::{Cli, Command, LogFormat, Mode};
 use crate::component::cache::CompileCache;
 use crate::config::Config;
-use crate::http::handler::Dispatcher;
+use crate::http::events::EventStream;
+use crate::http::handler::{DevTools, Dispatcher};
 use crate::http::server;
 use crate::http::tls::Certificates;
-use crate::{admin, engine, metrics, private_dir, reload, route, signals, telemetry, watcher};
+use crate::{
+    admin, engine, events, metrics, private_dir, reload, route, signals, telemetry, watcher,
+};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::sync::Arc;
@@ -105,6 +108,7 @@ struct Started {
     _apps: Option<route::apps::AppsWatcher>,
     _config_watcher: Option<watcher::FileWatcher>,
     traces: Option<telemetry::traces::Traces>,
+    events: Option<Arc<events::Events>>,
 }
 
 /// Starts every route (building, compiling or pulling, in the background unless
@@ -145,11 +149,17 @@ async fn start(mut config: Config) -> Result<Started> {
         None => None,
     };
     let config_watcher = watch_config_values(&config, &runtime)?;
+    // The dev-mode event bus, before any route starts: the first build's failure is an event.
+    let events = config
+        .dev_events
+        .as_ref()
+        .map(|_| events::Events::new(events::MAX_SUBSCRIBERS, events::CHANNEL_CAPACITY));
     let host = Arc::new(route::Host::new(
         &config,
         runtime.clone(),
         cache,
         metrics.clone(),
+        events.clone(),
     ));
     let started = std::time::Instant::now();
     let routes = start_routes(&host, &config).await?;
@@ -185,6 +195,9 @@ async fn start(mut config: Config) -> Result<Started> {
     for route in routes.table.all().iter() {
         tracing::info!(%addr, route = %route.name, prefix = %route.prefix, component = %route.source, mode = ?config.mode, "listening");
     }
+    if let Some(dev) = &config.dev_events {
+        tracing::info!(%addr, path = %dev.path, live_reload = dev.live_reload, "serving the event stream at {}", dev.path);
+    }
     match tls {
         Some(_) => println!("Serving HTTPS on https://{addr}/"),
         None => println!("Serving HTTP on http://{addr}/"),
@@ -207,6 +220,7 @@ async fn start(mut config: Config) -> Result<Started> {
         _apps: routes.apps,
         _config_watcher: config_watcher,
         traces,
+        events,
     })
 }
 
@@ -360,11 +374,22 @@ impl Started {
         if let Some((listener, admin)) = self.admin {
             tokio::spawn(admin::serve(listener, admin));
         }
+        let dev = match (&self.config.dev_events, &self.events) {
+            (Some(settings), Some(events)) => Some(DevTools {
+                stream: EventStream {
+                    path: settings.path.clone(),
+                    events: events.clone(),
+                },
+                live_reload: settings.live_reload,
+            }),
+            _ => None,
+        };
         let dispatcher = Arc::new(Dispatcher::new(
             self.runtime,
             self.routes,
             self.config.conn.clone(),
             self.metrics,
+            dev,
         ));
         let connections = server::Connections::default();
         let accept = server::Accept {
@@ -381,6 +406,10 @@ impl Started {
             signals.stopped(),
         )
         .await;
+        // Event streams never end by themselves: end them, so their connections can close.
+        if let Some(events) = &self.events {
+            events.close();
+        }
         server::drain(&connections, &*dispatcher, self.config.shutdown_timeout).await;
         if let Some(traces) = traces {
             traces.shutdown(TRACES_FLUSH).await;

@@ -29,7 +29,8 @@
 //! shutdown); [`http`] and [`admin`]; [`route`]; [`reload`]; [`guest`]; [`component`];
 //! [`engine`]; [`config`]; [`wasi`]; and the leaves, which import nothing of the crate
 //! ([`cli`], [`metrics`], [`telemetry`], [`signals`], [`watcher`], [`atomic_write`],
-//! [`private_dir`], [`digest`], [`names`], [`kind`]).
+//! [`private_dir`], [`digest`], [`names`], [`kind`], and [`events`], the dev-mode bus that
+//! reloads and builds publish into and the public listener serves to browsers).
 
 #![deny(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod component;
 pub mod config;
 pub mod digest;
 pub mod engine;
+pub mod events;
 pub mod guest;
 pub mod http;
 pub mod kind;
