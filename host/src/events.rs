@@ -1,5 +1,5 @@
 //! The dev-mode event bus: what the routes' reloads and builds say happened (a generation
-//! serves, a build failed, a swap was refused), for the browsers that follow the code
+//! serves, a build failed or succeeded, a swap was refused), for the browsers that follow the code
 //! (`--events-path`, `--live-reload`).
 //!
 //! Strategy: one tokio broadcast channel of bounded capacity, and beside it each route's last
@@ -54,6 +54,12 @@ pub enum Event {
         /// The output was cut to the bounds.
         truncated: bool,
     },
+    /// The route's build command succeeded: a failure before it is no longer outstanding (its
+    /// component may still be the one that serves: then no `serving` follows).
+    Built {
+        /// The route's name.
+        route: String,
+    },
     /// A new component was refused (it does not read, compile or validate); the serving
     /// generation stays.
     Refused {
@@ -89,6 +95,7 @@ impl Event {
         match self {
             Event::Serving { .. } => "serving",
             Event::BuildFailed { .. } => "build-failed",
+            Event::Built { .. } => "built",
             Event::Refused { .. } => "refused",
         }
     }
@@ -98,6 +105,7 @@ impl Event {
         match self {
             Event::Serving { route, .. }
             | Event::BuildFailed { route, .. }
+            | Event::Built { route }
             | Event::Refused { route, .. } => route,
         }
     }
@@ -123,6 +131,7 @@ impl Event {
                 "route": route, "exit_code": exit_code, "timed_out": timed_out,
                 "output": output, "truncated": truncated,
             }),
+            Event::Built { route } => json!({ "route": route }),
             Event::Refused {
                 route,
                 reason,
@@ -219,6 +228,7 @@ impl Events {
                 state.refused = None;
             }
             Event::BuildFailed { .. } => state.build_failed = Some(event.clone()),
+            Event::Built { .. } => state.build_failed = None,
             Event::Refused { .. } => state.refused = Some(event.clone()),
         }
         // No subscriber is not an error.

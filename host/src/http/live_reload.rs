@@ -1,6 +1,7 @@
 //! `--live-reload` (dev mode): a guest's HTML page gets a small script after its body that
 //! follows the event stream ([`super::events`]) and reloads the page once a new generation of
-//! its route serves, or shows a failed build's compiler output over the page.
+//! its route serves, or shows a failed build's compiler output over the page (until a build
+//! succeeds).
 //!
 //! The script is appended as one more data frame once the guest's body has ended: nothing is
 //! buffered, and an HTML parser runs a script that comes after `</html>`. Only a response that
@@ -39,6 +40,7 @@ function mine(e){var d=JSON.parse(e.data);return d.route===route?d:null;}
 source.addEventListener("hello",function(e){var s=JSON.parse(e.data);(s.routes||[]).forEach(function(r){
 if(r.route!==route||serving(r.generation))return;if(r.build_failed)failed(r.build_failed);else if(r.refused)refused(r.refused);});});
 source.addEventListener("serving",function(e){var d=mine(e);if(d)serving(d.generation);});
+source.addEventListener("built",function(e){if(mine(e))hide();});
 source.addEventListener("build-failed",function(e){var d=mine(e);if(d)failed(d);});
 source.addEventListener("refused",function(e){var d=mine(e);if(d)refused(d);});
 })();</script>

@@ -188,6 +188,11 @@ impl Builder {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "build succeeded"
                 );
+                if let Some(events) = &self.events {
+                    events.publish(Event::Built {
+                        route: self.metrics.route().to_string(),
+                    });
+                }
                 BuildResult::Ok
             }
             Ok((status, out, err)) => {
