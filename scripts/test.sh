@@ -13,11 +13,14 @@ rustup target add wasm32-wasip2
 scripts/vendor.sh --check
 # Real peers the tests run on loopback, from Debian's packages (seconds to install): Redis for
 # the wasi:keyvalue tests, an OCI registry (CNCF distribution) and htpasswd for the registry
-# tests; and oras (PyPI) to push to it.
+# tests; and oras (PyPI) to push to it. Headless Chromium and chromedriver for the live-reload
+# test that watches a real page follow the code (tests/support/browser.rs).
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "installing ${missing[*]} with apt-get"
     apt-get update -qq >/dev/null

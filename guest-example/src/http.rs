@@ -21,9 +21,19 @@ fn headers(pairs: &[(&str, &str)]) -> Fields {
 
 /// Sends a complete `text/plain` response with this status and body.
 pub fn respond(out: ResponseOutparam, status: u16, body: &str) {
+    respond_typed(out, status, "text/plain", body);
+}
+
+/// Sends a complete `text/html` response with this status and body.
+pub fn respond_html(out: ResponseOutparam, status: u16, body: &str) {
+    respond_typed(out, status, "text/html; charset=utf-8", body);
+}
+
+/// Sends a complete response of this content type, status and body, with its length.
+fn respond_typed(out: ResponseOutparam, status: u16, content_type: &str, body: &str) {
     let length = body.len().to_string();
     let response = OutgoingResponse::new(headers(&[
-        ("content-type", "text/plain"),
+        ("content-type", content_type),
         ("content-length", &length),
     ]));
     response.set_status_code(status).expect("valid status code");

@@ -2,6 +2,8 @@
 //!
 //! Routes:
 //! - `GET /`           → 200 `hello from hotswap guest-example version <V>\n`
+//! - `GET /page`       → 200 `text/html`: a page showing the same greeting (what a browser
+//!   follows with the host's `--live-reload`)
 //! - `POST /echo`      → 200, the request body streamed back
 //! - `GET /sleep?ms=N` → sleeps N milliseconds, then 200 `slept N ms\n`
 //! - anything else     → 404; a malformed query → 400
@@ -39,10 +41,8 @@ impl Guest for Component {
         let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
 
         match (request.method(), path) {
-            (Method::Get, "/") => {
-                let body = format!("hello from hotswap guest-example version {VERSION}\n");
-                http::respond(out, 200, &body);
-            }
+            (Method::Get, "/") => http::respond(out, 200, &greeting()),
+            (Method::Get, "/page") => http::respond_html(out, 200, &page()),
             (Method::Post, "/echo") => http::echo(request, out),
             (Method::Get, "/sleep") => {
                 match query_param(query, "ms").and_then(|v| v.parse().ok()) {
@@ -53,6 +53,38 @@ impl Guest for Component {
             _ => http::respond(out, 404, "not found\n"),
         }
     }
+}
+
+/// What `GET /` answers, and `GET /page` shows.
+fn greeting() -> String {
+    format!("hello from hotswap guest-example version {VERSION}\n")
+}
+
+/// `GET /page`: an HTML page with the greeting in its heading.
+fn page() -> String {
+    let greeting = escape_html(greeting().trim_end());
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>guest-example</title>\n</head>\n<body>\n<h1 id=\"greeting\">{greeting}</h1>\n\
+         <p>Served by a <code>wasi:http</code> component. Edit the greeting in \
+         <code>guest-example/src/lib.rs</code> and save.</p>\n</body>\n</html>\n"
+    )
+}
+
+/// `text` with the characters that mean something in HTML escaped.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Handles `/sleep?ms=N`: blocks on a monotonic-clock pollable, then answers.

@@ -4,14 +4,17 @@
 use crate::cli::{Cli, Command, LogFormat, Mode};
 use crate::component::cache::CompileCache;
 use crate::config::Config;
-use crate::http::handler::Dispatcher;
+use crate::http::events::EventStream;
+use crate::http::handler::{DevTools, Dispatcher};
 use crate::http::server;
 use crate::http::tls::Certificates;
 use crate::process::listeners::Inherited;
 use crate::process::systemd::Notifier;
 use crate::process::upgrade::{self, Handoff, Handover, Upgrades};
 use crate::process::{self, Identity};
-use crate::{admin, engine, metrics, private_dir, reload, route, signals, telemetry, watcher};
+use crate::{
+    admin, engine, events, metrics, private_dir, reload, route, signals, telemetry, watcher,
+};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::sync::Arc;
@@ -187,6 +190,8 @@ struct Started {
     notifier: Notifier,
     /// Whether the listeners are systemd's sockets.
     systemd_sockets: bool,
+    /// The dev-mode event bus, if on.
+    events: Option<Arc<events::Events>>,
 }
 
 /// Starts every route (building, compiling or pulling, in the background unless
@@ -258,11 +263,17 @@ async fn start(
     }
     let (upgrades, upgrade_requests) = upgrade::channel();
     let config_watcher = watch_config_values(&config, &runtime)?;
+    // The dev-mode event bus, before any route starts: the first build's failure is an event.
+    let events = config
+        .dev_events
+        .as_ref()
+        .map(|_| events::Events::new(events::MAX_SUBSCRIBERS, events::CHANNEL_CAPACITY));
     let host = Arc::new(route::Host::new(
         &config,
         runtime.clone(),
         cache,
         metrics.clone(),
+        events.clone(),
     ));
     let started = std::time::Instant::now();
     let routes = start_routes(&host, &config).await?;
@@ -305,6 +316,9 @@ async fn start(
     for route in routes.table.all().iter() {
         tracing::info!(%addr, route = %route.name, prefix = %route.prefix, component = %route.source, mode = ?config.mode, "listening");
     }
+    if let Some(dev) = &config.dev_events {
+        tracing::info!(%addr, path = %dev.path, live_reload = dev.live_reload, "serving the event stream at {}", dev.path);
+    }
     match tls {
         Some(_) => println!("Serving HTTPS on https://{addr}/"),
         None => println!("Serving HTTP on http://{addr}/"),
@@ -333,6 +347,7 @@ async fn start(
         upgrades: (upgrades, upgrade_requests),
         notifier: Notifier::from_env(),
         systemd_sockets: systemd,
+        events,
     })
 }
 
@@ -553,11 +568,22 @@ impl Started {
             ));
         }
         self.tell_systemd_when_ready();
+        let dev = match (&self.config.dev_events, &self.events) {
+            (Some(settings), Some(events)) => Some(DevTools {
+                stream: EventStream {
+                    path: settings.path.clone(),
+                    events: events.clone(),
+                },
+                live_reload: settings.live_reload,
+            }),
+            _ => None,
+        };
         let dispatcher = Arc::new(Dispatcher::new(
             self.runtime,
             self.routes,
             self.config.conn.clone(),
             self.metrics,
+            dev,
         ));
         let connections = server::Connections::default();
         let accept = server::Accept {
@@ -576,6 +602,10 @@ impl Started {
         .await;
         if !*handed.borrow() {
             notifier.stopping();
+        }
+        // Event streams never end by themselves: end them, so their connections can close.
+        if let Some(events) = &self.events {
+            events.close();
         }
         server::drain(&connections, &*dispatcher, self.config.shutdown_timeout).await;
         // Admin calls still open (the `POST /upgrade` that started a handover among them) get

@@ -86,6 +86,23 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MODE", env = "HOTSWAP_MODE")]
     pub mode: Option<Mode>,
 
+    /// Where the public listener serves its server-sent events (dev mode): `serving` once a new
+    /// generation serves, `build-failed` with the compiler's output, `refused` with the reason
+    /// a component was not swapped in, and `hello`, every route's state, on connect. A path
+    /// under `/_hotswap/`; `off` turns it off. Always off in prod mode (setting it there is an
+    /// error). File: `server.events_path`.
+    #[arg(long, value_name = "PATH", env = "HOTSWAP_EVENTS_PATH")]
+    pub events_path: Option<String>,
+
+    /// Dev mode: add a small script to guests' HTML pages that follows the event stream,
+    /// reloads the page once a new generation of its route serves, and shows a failed build's
+    /// compiler output over the page. Only `text/html` responses with a `Content-Length` and no
+    /// `Content-Encoding` are touched; every other response is sent as the guest made it.
+    /// Needs the event stream (`--events-path`); an error in prod mode.
+    /// File: `server.live_reload = true`.
+    #[arg(long, env = "HOTSWAP_LIVE_RELOAD")]
+    pub live_reload: bool,
+
     /// Socket address to listen on. Port 0 picks a free port; the startup line
     /// `Serving HTTP on http://ADDR/` shows the real one.
     /// File: `server.addr`.

@@ -34,6 +34,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("digest", 10),
     ("names", 10),
     ("kind", 10),
+    ("events", 10),
 ];
 
 /// The layer of the leaves, which import nothing of the crate.

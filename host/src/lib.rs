@@ -29,7 +29,9 @@
 //! shutdown); [`http`] and [`admin`]; [`route`]; [`reload`]; [`guest`]; [`component`];
 //! [`engine`]; [`config`]; [`wasi`]; and the leaves, which import nothing of the crate
 //! ([`cli`], [`metrics`], [`telemetry`], [`signals`], [`process`], [`watcher`],
-//! [`atomic_write`], [`private_dir`], [`digest`], [`names`], [`kind`]).
+//! [`atomic_write`], [`private_dir`], [`digest`], [`names`], [`kind`], and [`events`], the
+//! dev-mode bus that reloads and builds publish into and the public listener serves to
+//! browsers).
 //!
 //! **The process.** Listeners may be handed over instead of bound (systemd's socket
 //! activation, or the process this one replaces), systemd hears of readiness, and `SIGUSR2`
@@ -45,6 +47,7 @@ pub mod component;
 pub mod config;
 pub mod digest;
 pub mod engine;
+pub mod events;
 pub mod guest;
 pub mod http;
 pub mod kind;

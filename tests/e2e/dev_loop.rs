@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// How long a rebuild of guest-example may take on a busy 2-core machine.
-const BUILD_WAIT: Duration = Duration::from_secs(240);
+pub(crate) const BUILD_WAIT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_come_from_file_then_env_then_flags() {
@@ -182,7 +182,7 @@ async fn init_writes_a_starter_file_that_serve_accepts() {
 }
 
 /// Copies guest-example and the WIT it builds against into `dir`.
-fn copy_guest_sources(dir: &Path) {
+pub(crate) fn copy_guest_sources(dir: &Path) {
     let root = Path::new(ROOT);
     let guest = dir.join("guest-example");
     std::fs::create_dir_all(guest.join("src")).unwrap();
@@ -202,7 +202,7 @@ fn copy_guest_sources(dir: &Path) {
 }
 
 /// Rewrites the greeting in the copied guest's source.
-fn edit_greeting(dir: &Path, from: &str, to: &str) {
+pub(crate) fn edit_greeting(dir: &Path, from: &str, to: &str) {
     let lib = dir.join("guest-example/src/lib.rs");
     let text = std::fs::read_to_string(&lib).unwrap();
     assert!(

@@ -10,6 +10,7 @@ mod core_serving;
 mod deploy;
 mod dev_loop;
 mod guardrails;
+mod live_reload;
 mod loader_fuzz;
 mod registry;
 mod routes;

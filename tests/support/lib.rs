@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 pub mod admin;
+pub mod browser;
 pub mod client;
 pub mod fake_registry;
 pub mod guests;
@@ -14,6 +15,7 @@ pub mod otlp;
 pub mod raw;
 pub mod redis;
 pub mod server;
+pub mod sse;
 pub mod start;
 pub mod upstream;
 pub mod waits;

@@ -77,6 +77,8 @@ pub const DEFAULT_OTEL_SAMPLER: &str = "parentbased_always_on";
 pub const DEFAULT_OTEL_QUEUE_SIZE: usize = 2048;
 /// Default deadline of one export (OpenTelemetry's).
 pub const DEFAULT_OTEL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default path of the dev-mode event stream on the public listener.
+pub const DEFAULT_EVENTS_PATH: &str = "/_hotswap/events";
 /// Default mode.
 pub const DEFAULT_MODE: crate::cli::Mode = crate::cli::Mode::Dev;
 /// Default compiler tier mode.
@@ -144,6 +146,11 @@ pub fn shown() -> Vec<Shown> {
             Some("mode"),
             "server.mode",
             name(&|| DEFAULT_MODE.to_possible_value()),
+        ),
+        quoted(
+            Some("events_path"),
+            "server.events_path",
+            DEFAULT_EVENTS_PATH.to_string(),
         ),
         quoted(
             Some("shutdown_timeout"),
@@ -352,6 +359,8 @@ const STARTER: &str = r#"# hotswap.toml: settings for `hotswap serve`.
 # mode = {server.mode}  # dev | prod (prod: no builds, JSON logs, component required)
 # shutdown_timeout = {server.shutdown_timeout} # time in-flight requests get after SIGTERM/SIGINT
 # upgrade_timeout = {server.upgrade_timeout}  # time the new process of a SIGUSR2 upgrade gets to be ready
+# events_path = {server.events_path}  # dev mode: server-sent events of builds and swaps ("off": none)
+# live_reload = false        # dev mode: guests' HTML pages reload when their route's code changes
 
 [component]
 path = "app.wasm"            # the wasi:http/proxy component to serve and watch

@@ -196,6 +196,10 @@ pub struct ServerSection {
     pub upgrade_timeout: Option<Duration>,
     /// `[server.tls]`: serve HTTPS
     pub tls: Option<TlsSection>,
+    /// `events_path = "/_hotswap/events"` (dev mode; `"off"`: no event stream)
+    pub events_path: Option<String>,
+    /// `live_reload = true` (dev mode: pages reload when their route's code changes)
+    pub live_reload: Option<bool>,
 }
 
 /// `[server.tls]`: the listener's certificate and key, and more for other names.

@@ -6,6 +6,7 @@
 //! watched, so a wrong setting is an error message and exit code 1.
 
 pub mod defaults;
+pub mod dev;
 mod edge;
 pub mod file;
 mod limits;
@@ -15,6 +16,7 @@ pub mod reference;
 mod routes;
 
 pub use defaults::*;
+pub use dev::DevEvents;
 pub use limits::{ConnLimits, GuestLimits};
 pub use origin::{ComponentOrigin, OciSpec, SCHEME};
 
@@ -87,6 +89,8 @@ pub struct Config {
     /// The admin settings for an admin socket that systemd passes when no admin address is
     /// configured: the socket unit decides the address (its `addr` is unspecified).
     pub passed_admin: AdminConfig,
+    /// The dev-mode event stream and live reload, if on.
+    pub dev_events: Option<DevEvents>,
     /// Values served through `wasi:config/store`, from the file (re-read on reload).
     pub config_values: ConfigValues,
     /// `--config-var` values, on top of the file's.
@@ -184,6 +188,7 @@ impl Config {
         let tls = edge::tls(&args, f, l)?;
         let traces = edge::traces(&args, f)?;
         let (admin, passed_admin) = admin(&args, f, l)?;
+        let dev_events = dev::dev_events(&args, f, mode)?;
         ensure!(
             !tls.is_empty() || admin.as_ref().is_none_or(|a| a.client_ca.is_none()),
             "`--admin-client-ca` makes the admin listener serve HTTPS: give it the certificate \
@@ -228,6 +233,7 @@ impl Config {
             incremental_cache_size,
             admin,
             passed_admin,
+            dev_events,
             config_values: match l {
                 Some(loaded) => config_file::config_values(loaded)?,
                 None => ConfigValues::default(),

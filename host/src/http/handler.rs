@@ -8,19 +8,24 @@
 //!    route has a generation to serve;
 //! 2. [`run::serve`]: the guest runs on that generation and answers, or its failure does;
 //! 3. `Dispatcher::respond`: the response names the route and generation that served it, and
-//!    is counted.
+//!    is counted; with `--live-reload`, an HTML page gets its script ([`super::live_reload`]).
+//!
+//! In dev mode the event stream's path ([`super::events`]) is answered by the host itself,
+//! before any route is looked up.
 
 use crate::config::ConnLimits;
 use crate::engine::Runtime;
 use crate::guest::body::{HeldBody, ResponseBody};
 use crate::guest::respond::{plain, retry_shortly, too_large};
 use crate::guest::run::{self, Admitted};
+use crate::http::events::EventStream;
+use crate::http::live_reload;
 use crate::metrics::Metrics;
 use crate::route::{ROUTE_HEADER, Route, RouteTable};
 use crate::telemetry::traces::{RequestInfo, RequestSpan};
 use crate::wasi::stdio::RequestTag;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -42,15 +47,26 @@ pub struct Dispatcher {
     conn: ConnLimits,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    dev: Option<DevTools>,
+}
+
+/// The dev-mode tools of the public listener.
+pub struct DevTools {
+    /// The event stream, answered at its path.
+    pub stream: EventStream,
+    /// Guests' HTML pages get the live-reload script.
+    pub live_reload: bool,
 }
 
 impl Dispatcher {
-    /// A dispatcher serving the routes of `routes`, the request heads bounded by `conn`.
+    /// A dispatcher serving the routes of `routes`, the request heads bounded by `conn`, and
+    /// `dev`'s event stream and live reload (dev mode).
     pub fn new(
         runtime: Arc<Runtime>,
         routes: Arc<RouteTable>,
         conn: ConnLimits,
         metrics: Arc<Metrics>,
+        dev: Option<DevTools>,
     ) -> Self {
         Dispatcher {
             runtime,
@@ -58,6 +74,7 @@ impl Dispatcher {
             conn,
             next_id: AtomicU64::new(1),
             metrics,
+            dev,
         }
     }
 
@@ -79,6 +96,12 @@ impl Dispatcher {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(dev) = &self.dev
+            && req.uri().path() == dev.stream.path
+        {
+            return dev.stream.serve(&req);
+        }
+        let head = req.method() == Method::HEAD;
         let Some(route) = self.routes.find(req.uri().path()) else {
             self.metrics.unrouted.inc();
             let path: String = req.uri().path().chars().take(MAX_ECHOED_PATH).collect();
@@ -111,6 +134,12 @@ impl Dispatcher {
             .instrument(span.clone())
             .await;
         let response = respond(&route, response, generation, started, &span);
+        let response = match (&self.dev, generation) {
+            (Some(dev), Some(generation)) if dev.live_reload => {
+                live_reload::inject(response, head, &route.name, generation, &dev.stream.path)
+            }
+            _ => response,
+        };
         match trace {
             // The span ends when the response body is done (or dropped).
             Some(trace) => {

@@ -4,10 +4,12 @@
 //! Strategy: a debounced, recursive watch on the configured source paths sends "sources
 //! changed" into a channel of capacity one; one task runs builds from it, one at a time, so
 //! changes made during a build queue exactly one more. A failing build leaves the serving
-//! generation alone and puts the compiler's output in the log; a build that runs past its
-//! timeout is killed with its whole process group.
+//! generation alone and puts the compiler's output in the log (and, bounded, in a `build-failed`
+//! event of the dev-mode stream); a build that runs past its timeout is killed with its whole
+//! process group.
 
 use crate::config::BuildConfig;
+use crate::events::{Event, Events};
 use crate::metrics::RouteMetrics;
 use crate::reload::{Trigger, TriggerSender};
 use crate::telemetry::traces::{Steps, attr};
@@ -55,16 +57,19 @@ impl BuildResult {
 pub struct Builder {
     config: BuildConfig,
     metrics: RouteMetrics,
+    /// Where a failed build is published (dev mode).
+    events: Option<Arc<Events>>,
     /// Held while a build runs: the startup build and a rebuild on save never overlap.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Builder {
-    /// A builder for `config`.
-    pub fn new(config: BuildConfig, metrics: RouteMetrics) -> Self {
+    /// A builder for `config`; a failed build is published into `events`.
+    pub fn new(config: BuildConfig, metrics: RouteMetrics, events: Option<Arc<Events>>) -> Self {
         Builder {
             config,
             metrics,
+            events,
             turn: Arc::default(),
         }
     }
@@ -137,6 +142,7 @@ impl Builder {
             Ok(child) => child,
             Err(err) => {
                 tracing::warn!(route = %self.metrics.route(), error = %err, cmd = %self.config.cmd, "cannot start the build");
+                self.publish_failure(None, false, &format!("cannot start the build: {err}\n"));
                 self.metrics.build("failed");
                 return BuildResult::Failed;
             }
@@ -169,6 +175,11 @@ impl Builder {
                     "build did not finish within {:?}; stopped it; still serving the current generation",
                     self.config.timeout
                 );
+                let said = format!(
+                    "the build did not finish within {:?}; it was stopped\n",
+                    self.config.timeout
+                );
+                self.publish_failure(None, true, &said);
                 BuildResult::TimedOut
             }
             Ok((Ok(status), _out, _err)) if status.success() => {
@@ -177,6 +188,11 @@ impl Builder {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "build succeeded"
                 );
+                if let Some(events) = &self.events {
+                    events.publish(Event::Built {
+                        route: self.metrics.route().to_string(),
+                    });
+                }
                 BuildResult::Ok
             }
             Ok((status, out, err)) => {
@@ -187,7 +203,9 @@ impl Builder {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "build failed; still serving the current generation; compiler output follows"
                 );
-                log_output(self.metrics.route(), &out, &err);
+                let output = output_text(&out, &err);
+                log_output(self.metrics.route(), &output);
+                self.publish_failure(code, false, &output);
                 BuildResult::Failed
             }
         };
@@ -206,6 +224,20 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// A `build-failed` event for the route, if the event stream is on.
+    fn publish_failure(&self, exit_code: Option<i32>, timed_out: bool, output: &str) {
+        if let Some(events) = &self.events {
+            events.publish(Event::build_failed(
+                self.metrics.route(),
+                exit_code,
+                timed_out,
+                output,
+            ));
+        }
+    }
+}
+
 fn kill_group(child: &tokio::process::Child) {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on the process group this builder created for the build.
@@ -215,12 +247,16 @@ fn kill_group(child: &tokio::process::Child) {
     }
 }
 
-fn log_output(route: &str, stdout: &[u8], stderr: &[u8]) {
-    let text = [
+/// A build's output as text: stderr (where compilers write), then stdout.
+fn output_text(stdout: &[u8], stderr: &[u8]) -> String {
+    [
         String::from_utf8_lossy(stderr),
         String::from_utf8_lossy(stdout),
     ]
-    .concat();
+    .concat()
+}
+
+fn log_output(route: &str, text: &str) {
     for line in text
         .lines()
         .filter(|l| !l.trim().is_empty())

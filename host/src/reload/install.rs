@@ -2,14 +2,16 @@
 //! build of a generation that serves from its fast build (a tier-up), or a kept generation
 //! served again (a rollback). [`install`] puts it in the slot, and then does the bookkeeping
 //! every one of them needs: the serving metrics, the request series no longer needed, the
-//! compile cache entry (written after the swap: it must not delay new code), one log line, and
-//! the tier-up a fast build is owed.
+//! compile cache entry (written after the swap: it must not delay new code), one log line, the
+//! `serving` event of the dev-mode stream (sent once the generation is current; not for a
+//! tier-up, which serves the same code), and the tier-up a fast build is owed.
 
 use super::target::Pipeline;
 use super::tier_up;
 use super::trigger::Cause;
 use crate::component::load::{Compiled, Source};
 use crate::component::tier;
+use crate::events::Event;
 use crate::guest::slot::Generation;
 use crate::kind::Tier;
 use std::sync::Arc;
@@ -93,11 +95,21 @@ pub async fn install(pipeline: &Arc<Pipeline>, change: Change) -> Result<Arc<Gen
             (generation, None, Instant::now(), Said::RolledBack)
         }
     };
-    if target
+    let current = target
         .slot
         .current()
-        .is_some_and(|current| Arc::ptr_eq(&current, &generation))
-    {
+        .is_some_and(|current| Arc::ptr_eq(&current, &generation));
+    // Subscribers hear of new code only now that requests get it (a tier-up serves the same
+    // code: nothing for a page to reload).
+    if let (true, Some(events), Some(trigger)) = (current, &pipeline.events, said.trigger()) {
+        events.publish(Event::Serving {
+            route: target.name.to_string(),
+            generation: generation.number,
+            sha256: generation.short_hash(),
+            trigger: trigger.to_string(),
+        });
+    }
+    if current {
         target.metrics.serving(
             generation.number,
             generation.world().as_str(),
@@ -129,6 +141,15 @@ enum Said {
 }
 
 impl Said {
+    /// What brought new code to serve, for the event stream; `None` for a tier-up.
+    fn trigger(&self) -> Option<&'static str> {
+        match self {
+            Said::Loaded(cause) => Some(cause.name()),
+            Said::TieredUp => None,
+            Said::RolledBack => Some("rollback"),
+        }
+    }
+
     fn log(self, route: &str, generation: &Generation, total: Duration) {
         match self {
             Said::Loaded(cause) => log_loaded(route, generation, cause, total),

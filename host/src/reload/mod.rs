@@ -9,7 +9,8 @@
 //! before, otherwise compiles on a blocking thread, instantiates once as a check, and only then
 //! [`install`]s it: the one way a generation starts serving, for new builds, tier-ups
 //! (`tier_up`) and rollbacks alike. Any failure is logged with the path and the reason and
-//! leaves the serving generation untouched. Admin calls carry a reply channel and get the
+//! leaves the serving generation untouched (and is a `refused` event on the dev-mode stream,
+//! unless it repeats the failure before). Admin calls carry a reply channel and get the
 //! [`Report`] back.
 //!
 //! The pipeline holds what it needs of its route ([`Target`]), not the route.
@@ -33,6 +34,7 @@ pub use trigger::{Cause, Origin, Outcome, Report, Trigger, TriggerSender, channe
 
 use crate::component::tier;
 use crate::digest;
+use crate::events::Event;
 use crate::guest::slot::Generation;
 use crate::telemetry::traces::{Steps, attr};
 use std::path::Path;
@@ -400,6 +402,13 @@ impl Reloader {
         self.quiet = repeated;
         self.last_reason = Some(reason.clone());
         let trigger = cause.name();
+        if let (false, Some(events)) = (repeated, &self.pipeline.events) {
+            events.publish(Event::Refused {
+                route: target.name.to_string(),
+                reason: reason.clone(),
+                sha256: sha256.clone(),
+            });
+        }
         match &current {
             _ if repeated => {
                 tracing::debug!(route = %target.name, path = %path, trigger, "reload failed again: {reason}")

@@ -5,6 +5,7 @@
 use crate::cli::TierMode;
 use crate::component::cache::CompileCache;
 use crate::engine::{Runtime, StoreSettings};
+use crate::events::Events;
 use crate::guest::slot::Slot;
 use crate::metrics::{RouteMetrics, RouteName};
 use std::sync::Arc;
@@ -34,4 +35,7 @@ pub struct Pipeline {
     pub cache: Option<Arc<CompileCache>>,
     /// What it feeds.
     pub target: Target,
+    /// The dev-mode event bus: a generation that starts serving, or a component refused, is
+    /// published into it.
+    pub events: Option<Arc<Events>>,
 }

@@ -17,6 +17,7 @@ use crate::component::cache::CompileCache;
 use crate::component::oci;
 use crate::config::{ComponentOrigin, Config, RouteConfig};
 use crate::engine::Runtime;
+use crate::events::Events;
 use crate::guest::orphans::Orphans;
 use crate::guest::run::Bounds;
 use crate::guest::slot::Slot;
@@ -108,15 +109,18 @@ pub struct Host {
     pub cache_dir: Option<PathBuf>,
     /// A failed request's 500 body carries the guest's error (dev mode).
     pub expose_errors: bool,
+    /// The dev-mode event bus its reloads and builds publish into, if the stream is on.
+    pub events: Option<Arc<Events>>,
 }
 
 impl Host {
-    /// The shared parts of `config`'s routes.
+    /// The shared parts of `config`'s routes; `events`: the bus they publish into (dev mode).
     pub fn new(
         config: &Config,
         runtime: Arc<Runtime>,
         cache: Option<Arc<CompileCache>>,
         metrics: Arc<Metrics>,
+        events: Option<Arc<Events>>,
     ) -> Host {
         Host {
             runtime,
@@ -131,6 +135,7 @@ impl Host {
             require_component: config.require_component,
             cache_dir: config.cache_dir.clone(),
             expose_errors: config.mode == crate::cli::Mode::Dev,
+            events,
         }
     }
 }
@@ -185,7 +190,7 @@ pub async fn start(
     // Dev loop: build once now, then on every source change (one build at a time).
     let (first_build, sources) = match &config.build {
         Some(build) => {
-            let builder = Builder::new(build.clone(), route.metrics.clone());
+            let builder = Builder::new(build.clone(), route.metrics.clone(), host.events.clone());
             (Some(builder.clone()), Some(builder.start(triggers)?))
         }
         None => None.unzip(),
@@ -267,6 +272,7 @@ fn reloader(host: &Host, config: &RouteConfig, route: &Route) -> Result<Reloader
     let pipeline = Arc::new(Pipeline {
         runtime: host.runtime.clone(),
         cache: host.cache.clone(),
+        events: host.events.clone(),
         target: Target {
             name: route.name.clone(),
             source: route.source.clone(),

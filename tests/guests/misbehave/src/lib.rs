@@ -22,6 +22,7 @@
 //! | `/print-pieces`   | writes `start a print `, `1`, `2`, `3`, `4`, `\n` to stderr, each through a new `get-stderr()` handle, then 200 `ok` |
 //! | `/print-long?n=N` | writes N bytes of `x`, then the invalid UTF-8 bytes `ff fe fd` and `\n`, to stdout, then 200 `ok` |
 //! | `/leftovers`      | 200 `count=C dirty=D`: C is a static counter's value before this request bumps it, D the number of nonzero bytes in 8 fresh pages from `memory.grow`, which it then fills with 0xAB; a fresh instance sees `count=0 dirty=0` |
+//! | `/shaped?type=T&length=L&encoding=E` | 200 with a fixed small HTML document (`SHAPED_BODY`) as `text/html; charset=utf-8` (`type=html`, the default) or `text/plain` (`type=plain`); with a `content-length` unless `length=no` (then the body is written in two pieces, and the host streams it); with `content-encoding: E` if given (the bytes are not compressed: tests compare them) |
 //! | `/scatter`        | 200 `runs=72 changed=C`: C is how many of 72 bytes of a static in the memory image (one in every other 4 KiB page) no longer hold their initial value, which it then overwrites; a fresh instance sees `changed=0` |
 //!
 //! What it does alike with `misbehave-p3`, its WASI 0.3 twin (the query, the memory tricks, the
@@ -108,6 +109,7 @@ impl Guest for Component {
                 }
                 None => respond(out, 400, "expected ?ms=<milliseconds>"),
             },
+            "/shaped" => shaped(out, query),
             "/leftovers" => respond(out, 200, &leftovers()),
             "/scatter" => respond(out, 200, &scatter()),
             "/no-response" => drop(out),
@@ -146,6 +148,39 @@ fn late_log_after_head(out: ResponseOutparam, ms: u64) {
     sleep_ms(ms);
     print_late_log_done(ms);
     let _ = http::write_all(&stream, b"done\n");
+    drop(stream);
+    let _ = OutgoingBody::finish(body, None);
+}
+
+/// The body of `/shaped`.
+const SHAPED_BODY: &str =
+    "<!doctype html>\n<html><head><title>shaped</title></head><body><p>shaped</p></body></html>\n";
+
+/// `/shaped`: the same HTML bytes in the response shape the query asks for.
+fn shaped(out: ResponseOutparam, query: &str) {
+    let content_type: &[u8] = match query_param(query, "type").as_deref() {
+        Some("plain") => b"text/plain",
+        _ => b"text/html; charset=utf-8",
+    };
+    let mut fields = vec![("content-type".to_string(), content_type.to_vec())];
+    let length = query_param(query, "length").as_deref() != Some("no");
+    if length {
+        fields.push((
+            "content-length".to_string(),
+            SHAPED_BODY.len().to_string().into_bytes(),
+        ));
+    }
+    if let Some(encoding) = query_param(query, "encoding") {
+        fields.push(("content-encoding".to_string(), encoding.into_bytes()));
+    }
+    let headers = Fields::from_list(&fields).expect("valid header names and values");
+    let response = OutgoingResponse::new(headers);
+    let body = response.body().expect("body is taken only once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = body.write().expect("stream is taken only once");
+    let (first, rest) = SHAPED_BODY.split_at(SHAPED_BODY.len() / 2);
+    let _ = http::write_all(&stream, first.as_bytes());
+    let _ = http::write_all(&stream, rest.as_bytes());
     drop(stream);
     let _ = OutgoingBody::finish(body, None);
 }
