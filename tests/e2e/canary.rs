@@ -232,7 +232,7 @@ async fn a_good_candidate_is_promoted_and_the_old_current_is_kept_for_a_rollback
     );
     let candidate = host.deploy_candidate("ok2.").await;
     let addr = host.server.addr;
-    let _ = eventually(Duration::from_secs(30), || async {
+    eventually(Duration::from_secs(30), || async {
         let seen = hit(addr, "/canary", 40, 2, &[]).await;
         seen.iter()
             .all(|s| s.generation == Some(candidate) && s.role.as_deref() == Some("current"))
