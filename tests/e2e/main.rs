@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod bad_input;
+mod canary;
 mod client_limits;
 mod compat;
 mod conformance;

@@ -56,3 +56,18 @@ pub fn example_version(version: &str) -> Vec<u8> {
     cache.insert(version.to_string(), bytes.clone());
     bytes
 }
+
+/// The misbehaving guest at `path` with its `/canary` mode set to `mode` (four bytes: `ok..`,
+/// `fail`, `trap`, `slow`, `body`; any other is `ok` with other bytes): the same code, a new
+/// generation per mode.
+pub fn canary_build(path: &str, mode: &str) -> Vec<u8> {
+    const MARKER: &[u8] = b"CANARY-MODE:ok..";
+    assert_eq!(mode.len(), 4, "a canary mode is four bytes");
+    let mut bytes = self::bytes(path);
+    let at = bytes
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .unwrap_or_else(|| panic!("`{path}` has no canary marker"));
+    bytes[at + 12..at + 16].copy_from_slice(mode.as_bytes());
+    bytes
+}

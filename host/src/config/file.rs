@@ -91,6 +91,9 @@ pub struct FileConfig {
     /// `[otel]`: OpenTelemetry traces.
     #[serde(default)]
     pub otel: OtelSection,
+    /// `[canary]`: every route's canary policy (`[route.canary]` overrides it per key).
+    #[serde(default)]
+    pub canary: super::canary::CanaryKeys,
 }
 
 /// The limits of a route's guests, as `[limits]` sets them for every route and a `[[route]]`
@@ -144,6 +147,9 @@ pub struct RouteSection {
     pub keyvalue_namespace: Option<String>,
     /// `[route.build]`: this route's own rebuild on save
     pub build: Option<BuildSection>,
+    /// `[route.canary]`: this route's canary policy, key by key over `[canary]`
+    #[serde(default)]
+    pub canary: super::canary::CanaryKeys,
     /// Every other key: this route's guest limits, typed by [`load`] into `limits`.
     #[serde(flatten)]
     rest: toml::Table,

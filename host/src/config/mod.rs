@@ -5,6 +5,7 @@
 //! user input happens in [`Config::from_args`], before any socket is bound or any file is
 //! watched, so a wrong setting is an error message and exit code 1.
 
+pub mod canary;
 pub mod defaults;
 pub mod dev;
 mod edge;
@@ -333,6 +334,18 @@ fn route_defaults(args: &ServeArgs, f: &FileConfig) -> Result<RouteDefaults> {
             .map(|kv| parse_pair("--env", kv))
             .collect::<Result<Vec<_>>>()?
     };
+    let canary = f.canary.with(&canary::CanaryKeys {
+        weight: args.canary_weight,
+        min_requests: args.canary_min_requests,
+        max_duration: args.canary_max_duration,
+        on_timeout: args.canary_on_timeout,
+        max_error_increase: args.canary_max_error_increase,
+        max_p99_ratio: args.canary_max_p99_ratio,
+        p99_slack: args.canary_p99_slack,
+        min_failures: args.canary_min_failures,
+        sticky: args.canary_sticky.clone(),
+    });
+    let canary_policy = canary.policy()?;
     Ok(RouteDefaults {
         limits,
         outbound: OutboundPolicy::parse(&allow)?,
@@ -341,6 +354,8 @@ fn route_defaults(args: &ServeArgs, f: &FileConfig) -> Result<RouteDefaults> {
             .keyvalue_namespace
             .clone()
             .or(f.keyvalue.namespace.clone()),
+        canary,
+        canary_policy,
     })
 }
 

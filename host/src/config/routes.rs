@@ -33,6 +33,8 @@ pub struct RouteConfig {
     pub keyvalue_namespace: String,
     /// Its rebuild on save, if any (dev mode only).
     pub build: Option<BuildConfig>,
+    /// Its canary policy, if any: new generations serve beside the current one first.
+    pub canary: Option<super::canary::CanaryPolicy>,
 }
 
 /// What a route gets when nothing more specific is set: the global settings.
@@ -46,6 +48,10 @@ pub struct RouteDefaults {
     pub guest_env: Vec<(String, String)>,
     /// `--keyvalue-namespace` or `keyvalue.namespace`, if set.
     pub keyvalue_namespace: Option<String>,
+    /// The canary keys of `[canary]` and the `--canary-*` flags.
+    pub canary: super::canary::CanaryKeys,
+    /// The policy they make.
+    pub canary_policy: Option<super::canary::CanaryPolicy>,
 }
 
 /// A drop-in directory of components (`--apps`).
@@ -85,6 +91,7 @@ impl RouteConfig {
             outbound: defaults.outbound.clone(),
             guest_env: defaults.guest_env.clone(),
             build,
+            canary: defaults.canary_policy.clone(),
         }
     }
 }
@@ -308,6 +315,11 @@ fn from_section(
         None => parts::namespace(defaults.keyvalue_namespace.as_deref(), &origin),
     };
     let build = parts::build_config(None, section.build.as_ref(), l, mode, notes)?;
+    let canary = defaults
+        .canary
+        .with(&section.canary)
+        .policy()
+        .map_err(|e| in_file(l, &key("canary"), format!("{e:#}")))?;
     Ok(RouteConfig {
         name,
         prefix,
@@ -317,6 +329,7 @@ fn from_section(
         guest_env,
         keyvalue_namespace: namespace,
         build,
+        canary,
     })
 }
 

@@ -5,9 +5,12 @@
 //! freed when its last request ends.
 
 use crate::component::load::{Compiled, GuestPre, PreExt, Source};
+use crate::config::canary::CanaryPolicy;
 use crate::engine::incremental::Counts;
+use crate::guest::canary::{Canary, Decision, Role, Verdict};
 use crate::guest::reuse::Pool;
 use crate::kind::{Tier, World};
+use crate::metrics::RouteMetrics;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -119,7 +122,7 @@ impl Generation {
 
     /// No longer current: new requests go elsewhere, so reused instances take no more of them
     /// and are dropped once their requests end.
-    fn retire(&self) {
+    pub(crate) fn retire(&self) {
         let pool = self.reuse.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(pool) = pool {
             pool.retire();
@@ -169,9 +172,25 @@ impl Drop for InFlight {
     }
 }
 
-/// The swap slot: the current generation, the last few good ones, or why there is none.
+/// The generation a request runs on, and its side of the route's canary if one runs.
+pub type Picked = (Arc<Generation>, Option<(Role, Arc<Canary>)>);
+
+/// Candidates rolled back whose bytes are remembered (and refused if they come back).
+const ROLLED_BACK_KEPT: usize = 32;
+
+/// The swap slot: the current generation, the last few good ones, or why there is none; and,
+/// with a canary policy, the candidate serving beside the current one.
 pub struct Slot {
     current: ArcSwapOption<Generation>,
+    /// The route's canary policy: new generations become candidates.
+    canary_policy: Option<CanaryPolicy>,
+    /// The canary running, if any.
+    canary: ArcSwapOption<Canary>,
+    /// The sha256 of candidates rolled back, newest last: not tried again until the bytes
+    /// change.
+    rolled_back: Mutex<VecDeque<[u8; 32]>>,
+    /// The last canary's verdict, and its candidate's number.
+    last_verdict: Mutex<Option<(u64, Verdict)>>,
     next_number: AtomicU64,
     unavailable: ArcSwap<String>,
     /// Good generations kept compiled, oldest first; includes the current one.
@@ -180,10 +199,15 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// An empty slot that keeps the last `keep` good generations.
-    pub fn new(keep: usize) -> Self {
+    /// An empty slot that keeps the last `keep` good generations (and, with `canary`, runs
+    /// each new generation as a candidate first).
+    pub fn new(keep: usize, canary: Option<CanaryPolicy>) -> Self {
         Slot {
             current: ArcSwapOption::empty(),
+            canary_policy: canary,
+            canary: ArcSwapOption::empty(),
+            rolled_back: Mutex::new(VecDeque::new()),
+            last_verdict: Mutex::new(None),
             next_number: AtomicU64::new(1),
             unavailable: ArcSwap::from_pointee("no component has been loaded yet".to_string()),
             history: Mutex::new(VecDeque::new()),
@@ -253,6 +277,26 @@ impl Slot {
     /// running finish on the old one. `None` if the generation is no longer kept (a newer one
     /// pushed it out) or already tiered up.
     pub fn tier_up(&self, number: u64, optimized: Compiled) -> Option<Arc<Generation>> {
+        if let Some(canary) = self.canary()
+            && canary.candidate().number == number
+            && canary.candidate().tier != optimized.tier
+        {
+            let old = canary.candidate();
+            let generation = Arc::new(Generation {
+                loaded_at: old.loaded_at,
+                ..Generation::new(
+                    number,
+                    optimized,
+                    old.sha256,
+                    old.size,
+                    old.origin.clone(),
+                    old.digest.clone(),
+                )
+            });
+            canary.tier_up(generation.clone());
+            old.retire();
+            return Some(generation);
+        }
         let mut history = self.lock_history();
         let at = history
             .iter()
@@ -274,6 +318,167 @@ impl Slot {
             self.make_current(generation.clone());
         }
         Some(generation)
+    }
+
+    /// The route's canary policy, if it has one.
+    pub fn canary_policy(&self) -> Option<&CanaryPolicy> {
+        self.canary_policy.as_ref()
+    }
+
+    /// The canary running, if any.
+    pub fn canary(&self) -> Option<Arc<Canary>> {
+        self.canary.load_full()
+    }
+
+    /// The generation a request with these headers runs on, and its side (with a canary
+    /// running, the candidate serves its share); `None` if no generation serves.
+    pub fn pick(&self, headers: &http::HeaderMap) -> Option<Picked> {
+        let current = self.current()?;
+        let Some(canary) = self.canary.load_full() else {
+            return Some((current, None));
+        };
+        match canary.pick(headers) {
+            Role::Candidate => Some((canary.candidate(), Some((Role::Candidate, canary)))),
+            Role::Current => Some((current, Some((Role::Current, canary)))),
+        }
+    }
+
+    /// Starts a canary of `compiled` (numbered one past the last) beside the current
+    /// generation. A canary already running is replaced: its verdict (rolled back, cause
+    /// `replaced`) is returned with it, for the log.
+    pub fn start_canary(
+        &self,
+        compiled: Compiled,
+        sha256: [u8; 32],
+        size: usize,
+        origin: String,
+        digest: Option<String>,
+    ) -> (Arc<Canary>, Option<(Arc<Canary>, Verdict)>) {
+        let policy = self
+            .canary_policy
+            .clone()
+            .expect("start_canary is only called with a policy");
+        let generation = Arc::new(Generation::new(
+            self.next_number.fetch_add(1, Ordering::Relaxed),
+            compiled,
+            sha256,
+            size,
+            origin,
+            digest,
+        ));
+        let canary = Arc::new(Canary::new(generation.clone(), policy));
+        let replaced = self.canary.swap(Some(canary.clone())).and_then(|old| {
+            let verdict = old.decide(
+                Decision::Rollback,
+                "replaced",
+                format!(
+                    "generation {} replaces it as the candidate",
+                    generation.number
+                ),
+            )?;
+            old.candidate().retire();
+            Some((old, verdict))
+        });
+        (canary, replaced)
+    }
+
+    /// Whether a candidate with these bytes was rolled back (so they are not tried again).
+    pub fn was_rolled_back(&self, sha256: &[u8; 32]) -> bool {
+        self.lock_rolled_back().contains(sha256)
+    }
+
+    /// Carries out `verdict` on `canary`, if it is still this slot's canary: the candidate
+    /// becomes current (the old current stays kept, for a rollback), or is dropped (and its
+    /// bytes remembered, unless a newer build replaced it). Logs the verdict once, with the
+    /// numbers that decided it, and counts it. `false` if `canary` had already ended.
+    pub fn conclude(
+        &self,
+        canary: &Arc<Canary>,
+        verdict: &Verdict,
+        metrics: &RouteMetrics,
+    ) -> bool {
+        let candidate = canary.candidate();
+        let ours = self
+            .canary
+            .compare_and_swap(&Some(canary.clone()), None::<Arc<Canary>>);
+        if !ours.as_ref().is_some_and(|c| Arc::ptr_eq(c, canary)) {
+            return false;
+        }
+        let (current, numbers) = (verdict.current, verdict.candidate);
+        let serving = self.current().map(|g| g.number);
+        match verdict.decision {
+            Decision::Promote => {
+                {
+                    let mut history = self.lock_history();
+                    history.push_back(candidate.clone());
+                    while history.len() > self.keep {
+                        history.pop_front();
+                    }
+                }
+                self.make_current(candidate.clone());
+                tracing::info!(
+                    route = %metrics.route(),
+                    generation = candidate.number,
+                    previous = serving,
+                    cause = verdict.cause,
+                    candidate_requests = numbers.requests,
+                    candidate_errors = numbers.errors,
+                    candidate_p99_ms = numbers.p99.as_secs_f64() * 1e3,
+                    current_requests = current.requests,
+                    current_errors = current.errors,
+                    current_p99_ms = current.p99.as_secs_f64() * 1e3,
+                    "canary: promoted generation {} ({}): {}",
+                    candidate.number,
+                    candidate.short_hash(),
+                    verdict.reason
+                );
+            }
+            Decision::Rollback => {
+                candidate.retire();
+                if verdict.cause != "replaced" {
+                    let mut rolled_back = self.lock_rolled_back();
+                    rolled_back.push_back(candidate.sha256);
+                    while rolled_back.len() > ROLLED_BACK_KEPT {
+                        rolled_back.pop_front();
+                    }
+                }
+                tracing::warn!(
+                    route = %metrics.route(),
+                    generation = candidate.number,
+                    serving,
+                    cause = verdict.cause,
+                    candidate_requests = numbers.requests,
+                    candidate_errors = numbers.errors,
+                    candidate_p99_ms = numbers.p99.as_secs_f64() * 1e3,
+                    current_requests = current.requests,
+                    current_errors = current.errors,
+                    current_p99_ms = current.p99.as_secs_f64() * 1e3,
+                    "canary: rolled back generation {} ({}): {}; generation {} serves everything",
+                    candidate.number,
+                    candidate.short_hash(),
+                    verdict.reason,
+                    serving.unwrap_or(0)
+                );
+            }
+        }
+        metrics.canary_verdict(verdict.decision.as_str(), verdict.cause);
+        *self.last_verdict.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((candidate.number, verdict.clone()));
+        true
+    }
+
+    /// The last canary's verdict, and the number of its candidate.
+    pub fn last_verdict(&self) -> Option<(u64, Verdict)> {
+        self.last_verdict
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn lock_rolled_back(&self) -> std::sync::MutexGuard<'_, VecDeque<[u8; 32]>> {
+        self.rolled_back
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Serves `generation` from now on; the one it replaces is retired.

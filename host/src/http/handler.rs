@@ -16,6 +16,7 @@
 use crate::config::ConnLimits;
 use crate::engine::Runtime;
 use crate::guest::body::{HeldBody, ResponseBody};
+use crate::guest::canary::{Canary, Role};
 use crate::guest::respond::{plain, retry_shortly, too_large};
 use crate::guest::run::{self, Admitted};
 use crate::http::events::EventStream;
@@ -36,6 +37,10 @@ use tracing::field::Empty;
 
 /// Name of the response header that says which generation served a request.
 pub const GENERATION_HEADER: &str = "x-hotswap-generation";
+
+/// Name of the response header that says which side of a route's canary served a request
+/// (`current` or `candidate`), on every response of a route with a canary policy.
+pub const ROLE_HEADER: &str = "x-hotswap-role";
 
 /// Longest part of an unmatched path repeated in the 404 body.
 const MAX_ECHOED_PATH: usize = 200;
@@ -119,6 +124,7 @@ impl Dispatcher {
             path = %req.uri().path(),
             status = Empty,
             generation = Empty,
+            role = Empty,
             duration_ms = Empty,
         );
         // The request's trace span (when traces are on), its guest's span a child of it.
@@ -129,11 +135,11 @@ impl Dispatcher {
             route: (&route.name, &route.prefix),
             version: req.version(),
         });
-        let (response, generation) = self
+        let (response, generation, side) = self
             .serve(&route, id, started, req, trace.as_ref())
             .instrument(span.clone())
             .await;
-        let response = respond(&route, response, generation, started, &span);
+        let response = respond(&route, response, (generation, side), started, &span);
         let response = match (&self.dev, generation) {
             (Some(dev), Some(generation)) if dev.live_reload => {
                 live_reload::inject(response, head, &route.name, generation, &dev.stream.path)
@@ -150,8 +156,9 @@ impl Dispatcher {
         }
     }
 
-    /// Admits the request and runs its guest; the response, and the generation that served it
-    /// (`None` when the request was refused before any guest ran).
+    /// Admits the request and runs its guest; the response, the generation that served it
+    /// (`None` when the request was refused before any guest ran), and its side of the route's
+    /// canary, if one runs.
     async fn serve(
         &self,
         route: &Route,
@@ -159,10 +166,10 @@ impl Dispatcher {
         started: Instant,
         req: Request<Incoming>,
         trace: Option<&RequestSpan>,
-    ) -> (Response<ResponseBody>, Option<u64>) {
-        let admitted = match self.admit(route, id, &req).await {
+    ) -> (Response<ResponseBody>, Option<u64>, Option<Side>) {
+        let (admitted, side) = match self.admit(route, id, &req).await {
             Ok(admitted) => admitted,
-            Err(refusal) => return (refusal, None),
+            Err(refusal) => return (refusal, None, None),
         };
         let number = admitted.generation().number;
         let tag = RequestTag {
@@ -181,16 +188,17 @@ impl Dispatcher {
             req,
         )
         .await;
-        (response, Some(number))
+        (response, Some(number), side)
     }
 
-    /// Admission: the refusal to send, or the request's permit and generation.
+    /// Admission: the refusal to send, or the request's permit and generation (and its side of
+    /// the route's canary, if one runs).
     async fn admit(
         &self,
         route: &Route,
         id: u64,
         req: &Request<Incoming>,
-    ) -> Result<Admitted, Response<ResponseBody>> {
+    ) -> Result<(Admitted, Option<Side>), Response<ResponseBody>> {
         if let Some(refusal) = check_head(req, &self.conn) {
             return Err(refusal);
         }
@@ -228,40 +236,59 @@ impl Dispatcher {
                 "the server is at its concurrency limit; retry shortly\n",
             ));
         };
-        let Some(generation) = route.slot.current() else {
+        let Some((generation, side)) = route.slot.pick(req.headers()) else {
             // Building, compiling, or no valid component: a client may come back later.
             let reason = route.slot.unavailable_reason();
             return Err(retry_shortly(format!("{reason}\n")));
         };
-        Ok(Admitted::new(
-            permit,
-            &generation,
-            route.metrics.in_flight.clone(),
-        ))
+        let admitted = Admitted::new(permit, &generation, route.metrics.in_flight.clone());
+        Ok((admitted, side))
     }
 }
 
+/// A request's side of its route's canary, and the canary that judges it.
+type Side = (Role, Arc<Canary>);
+
 /// The response as it leaves: it names the route and the generation that served it (if one
-/// did), and is counted in the route's metrics and recorded in the request's span.
+/// did) and, on a route with a canary policy, its side; it is counted in the route's metrics
+/// (and its canary's numbers, which may decide a verdict here) and recorded in the request's
+/// span.
 fn respond(
     route: &Route,
     mut response: Response<ResponseBody>,
-    generation: Option<u64>,
+    (generation, side): (Option<u64>, Option<Side>),
     started: Instant,
     span: &tracing::Span,
 ) -> Response<ResponseBody> {
+    let role = match &side {
+        Some((role, _)) => Some(*role),
+        None => route.slot.canary_policy().map(|_| Role::Current),
+    };
     if let Some(generation) = generation {
         let headers = response.headers_mut();
         headers.insert(GENERATION_HEADER, HeaderValue::from(generation));
         headers.insert(ROUTE_HEADER, route.header.clone());
+        if let Some(role) = role {
+            headers.insert(ROLE_HEADER, HeaderValue::from_static(role.as_str()));
+        }
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    if let Some((role, canary)) = side {
+        let error = status >= 500;
+        route.metrics.canary_request(role.as_str(), error);
+        if let Some(verdict) = canary.record(role, error, elapsed) {
+            route.slot.conclude(&canary, &verdict, &route.metrics);
+        }
+    }
     let generation = generation.unwrap_or(0);
     route.metrics.request(status, generation, elapsed);
     if !span.is_disabled() {
         span.record("status", status);
         span.record("generation", generation);
+        if let Some(role) = role {
+            span.record("role", role.as_str());
+        }
         span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
         span.in_scope(|| tracing::debug!("response head sent"));
     }

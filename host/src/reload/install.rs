@@ -12,6 +12,7 @@ use super::trigger::Cause;
 use crate::component::load::{Compiled, Source};
 use crate::component::tier;
 use crate::events::Event;
+use crate::guest::canary::{Canary, Decision};
 use crate::guest::slot::Generation;
 use crate::kind::Tier;
 use std::sync::Arc;
@@ -67,14 +68,21 @@ pub async fn install(pipeline: &Arc<Pipeline>, change: Change) -> Result<Arc<Gen
         } => {
             let unsaved = compiled.unsaved.take();
             let size = bytes.len();
-            let generation =
-                target
-                    .slot
-                    .install(compiled, sha256, size, target.source.clone(), digest);
+            let (generation, said) =
+                if target.slot.canary_policy().is_some() && target.slot.current().is_some() {
+                    let canary = start_canary(pipeline, compiled, sha256, size, digest);
+                    (canary.candidate(), Said::Candidate(cause))
+                } else {
+                    let generation =
+                        target
+                            .slot
+                            .install(compiled, sha256, size, target.source.clone(), digest);
+                    (generation, Said::Loaded(cause))
+                };
             if tier::tiers_up(target.tier, generation.tier) {
                 owed_tier_up = Some((generation.number, bytes, sha256));
             }
-            (generation, unsaved, started, Said::Loaded(cause))
+            (generation, unsaved, started, said)
         }
         Change::TierUp {
             number,
@@ -91,6 +99,16 @@ pub async fn install(pipeline: &Arc<Pipeline>, change: Change) -> Result<Arc<Gen
             (generation, unsaved, started, Said::TieredUp)
         }
         Change::Rollback { to } => {
+            // A rollback is an operator's word: a canary running is aborted first.
+            if let Some(canary) = target.slot.canary()
+                && let Some(verdict) = canary.decide(
+                    Decision::Rollback,
+                    "operator",
+                    "a rollback was asked for".to_string(),
+                )
+            {
+                target.slot.conclude(&canary, &verdict, &target.metrics);
+            }
             let generation = target.slot.rollback(to)?;
             (generation, None, Instant::now(), Said::RolledBack)
         }
@@ -133,9 +151,57 @@ pub async fn install(pipeline: &Arc<Pipeline>, change: Change) -> Result<Arc<Gen
     Ok(generation)
 }
 
+/// Starts a canary of a new build beside the current generation (replacing a canary still
+/// running, which is logged), and the task that judges it at its `max_duration`.
+fn start_canary(
+    pipeline: &Arc<Pipeline>,
+    compiled: crate::component::load::Compiled,
+    sha256: [u8; 32],
+    size: usize,
+    digest: Option<String>,
+) -> Arc<Canary> {
+    let target = &pipeline.target;
+    let (canary, replaced) =
+        target
+            .slot
+            .start_canary(compiled, sha256, size, target.source.clone(), digest);
+    if let Some((old, verdict)) = replaced {
+        tracing::warn!(
+            route = %target.name,
+            generation = old.candidate().number,
+            cause = verdict.cause,
+            "canary: dropped candidate generation {} before a verdict: {}",
+            old.candidate().number,
+            verdict.reason
+        );
+        target
+            .metrics
+            .canary_verdict(verdict.decision.as_str(), verdict.cause);
+    }
+    target.metrics.canary_candidate(canary.candidate().number);
+    // The task holds the canary weakly: one that ends before its deadline is not kept alive.
+    let (slot, metrics, weak) = (
+        target.slot.clone(),
+        target.metrics.clone(),
+        Arc::downgrade(&canary),
+    );
+    let deadline = canary.policy.max_duration;
+    tokio::spawn(async move {
+        tokio::time::sleep(deadline).await;
+        if let Some(canary) = weak.upgrade()
+            && let Some(verdict) = canary.time_out()
+        {
+            slot.conclude(&canary, &verdict, &metrics);
+        }
+    });
+    canary
+}
+
 /// Which log line a change gets.
 enum Said {
     Loaded(Cause),
+    /// A new build that serves as the canary candidate.
+    Candidate(Cause),
     TieredUp,
     RolledBack,
 }
@@ -144,7 +210,7 @@ impl Said {
     /// What brought new code to serve, for the event stream; `None` for a tier-up.
     fn trigger(&self) -> Option<&'static str> {
         match self {
-            Said::Loaded(cause) => Some(cause.name()),
+            Said::Loaded(cause) | Said::Candidate(cause) => Some(cause.name()),
             Said::TieredUp => None,
             Said::RolledBack => Some("rollback"),
         }
@@ -153,6 +219,16 @@ impl Said {
     fn log(self, route: &str, generation: &Generation, total: Duration) {
         match self {
             Said::Loaded(cause) => log_loaded(route, generation, cause, total),
+            Said::Candidate(cause) => {
+                log_loaded(route, generation, cause, total);
+                tracing::info!(
+                    route = %route,
+                    generation = generation.number,
+                    "canary: generation {} serves beside the current one as the candidate until \
+                     it is promoted or rolled back",
+                    generation.number
+                );
+            }
             Said::TieredUp => tracing::info!(
                 route = %route,
                 generation = generation.number,

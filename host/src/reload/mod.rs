@@ -235,10 +235,19 @@ impl Reloader {
     /// registry tag moves.
     async fn rollback(&mut self, to: Option<u64>) -> Report {
         let installing = Instant::now();
+        let canary = self.target().slot.canary().map(|c| {
+            format!(
+                "the canary of generation {} was aborted (rolled back)",
+                c.candidate().number
+            )
+        });
         let installed = install(&self.pipeline, Change::Rollback { to }).await;
         self.steps.step("install", installing.elapsed(), Vec::new());
         match installed {
-            Ok(generation) => Report::new(Outcome::RolledBack, Some(generation.number)),
+            Ok(generation) => Report {
+                canary,
+                ..Report::new(Outcome::RolledBack, Some(generation.number))
+            },
             Err(reason) => Report::failed(self.target().slot.current().map(|g| g.number), reason),
         }
     }
@@ -326,6 +335,27 @@ impl Reloader {
                 return Some(self.not_saved(new.cause, path, reason, short));
             }
             return Some(self.unchanged(generation, &new.sha256));
+        }
+        if let Some(canary) = target.slot.canary()
+            && canary.candidate().sha256 == new.sha256
+            && canary.candidate().digest == new.digest
+        {
+            tracing::debug!(route = %target.name, origin = %self.origin.display(), trigger = new.cause.name(), candidate = canary.candidate().number, "component unchanged: it runs as the canary candidate");
+            if let Some(path) = save_to
+                && let Err(reason) = save(path, Arc::new(new.bytes.clone())).await
+            {
+                return Some(self.not_saved(new.cause, path, reason, short));
+            }
+            target.metrics.reload(Outcome::Unchanged.as_str());
+            return Some(
+                Report::new(Outcome::Unchanged, current.map(|g| g.number)).of(Some(short)),
+            );
+        }
+        if target.slot.was_rolled_back(&new.sha256) {
+            let reason =
+                "a canary rolled this build back; it is not tried again until its bytes change"
+                    .to_string();
+            return Some(self.fail(new.cause, reason, Some(short)));
         }
         if new.cause == Cause::FileChanged && self.last_failed == Some(new.sha256) {
             tracing::debug!(route = %target.name, origin = %self.origin.display(), "content unchanged since its last failure");

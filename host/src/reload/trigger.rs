@@ -177,6 +177,9 @@ pub struct Report {
     /// A validated upload could not be saved to disk (507).
     #[serde(skip)]
     pub not_saved: bool,
+    /// What the attempt did to the route's canary, if one ran (a rollback aborts it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
 }
 
 impl Report {
@@ -189,6 +192,7 @@ impl Report {
             error: None,
             cache_hit: false,
             not_saved: false,
+            canary: None,
         }
     }
 

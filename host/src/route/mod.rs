@@ -231,7 +231,7 @@ impl Route {
             name: metrics.route().clone(),
             prefix: config.prefix.clone(),
             source: config.origin.display(),
-            slot: Arc::new(Slot::new(host.keep_generations)),
+            slot: Arc::new(Slot::new(host.keep_generations, config.canary.clone())),
             guests: Arc::new(Bounds {
                 store: host.runtime.store_settings(config)?,
                 limits: config.limits.clone(),

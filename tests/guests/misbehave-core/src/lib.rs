@@ -13,6 +13,47 @@ use std::hint::black_box;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+// ----- /canary: one behaviour per build ----------------------------------------------------------
+
+/// What `/canary` does in this build, written in the component's data: the tests make a
+/// build that fails, traps, is slow or answers another body by overwriting the four bytes after
+/// `CANARY-MODE:` in the component (same length, so it stays valid) — each such build has
+/// other bytes, and so is a new generation, while the code is the same.
+#[used]
+static CANARY_MODE: [u8; 16] = *b"CANARY-MODE:ok..";
+
+/// What `/canary` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryMode {
+    /// 200 `canary ok` (the default, and any mode not named below).
+    Ok,
+    /// 500.
+    Fail,
+    /// Traps before answering.
+    Trap,
+    /// Answers 200 after 50 ms.
+    Slow,
+    /// 200 with another body (`canary differs`).
+    Body,
+}
+
+/// This build's `/canary` mode, read from its data at run time (volatile reads: the compiler
+/// must not fold the bytes the tests overwrite).
+pub fn canary_mode() -> CanaryMode {
+    let mut mode = [0u8; 4];
+    for (i, byte) in mode.iter_mut().enumerate() {
+        // SAFETY: reads within the static array.
+        *byte = unsafe { std::ptr::read_volatile(CANARY_MODE.as_ptr().add(12 + i)) };
+    }
+    match &mode {
+        b"fail" => CanaryMode::Fail,
+        b"trap" => CanaryMode::Trap,
+        b"slow" => CanaryMode::Slow,
+        b"body" => CanaryMode::Body,
+        _ => CanaryMode::Ok,
+    }
+}
+
 // ----- the query -----------------------------------------------------------------------------
 
 /// Returns the value of `key` in an `a=1&b=2` query string, percent-decoded

@@ -53,8 +53,8 @@ use bindings::wasi::http::types::{ErrorCode, Fields, Method, Request, Response, 
 use bindings::wit_future;
 use http::{BodyWriter, CHUNK, Reply, plain_headers, respond, streaming_response};
 use misbehave_core::{
-    hoard_memory, leftovers, number, outbound_error, print_hello, print_late_log_done, print_long,
-    query_param, spin_forever, split_url,
+    CanaryMode, canary_mode, hoard_memory, leftovers, number, outbound_error, print_hello,
+    print_late_log_done, print_long, query_param, spin_forever, split_url,
 };
 use wit_bindgen::StreamResult;
 
@@ -78,6 +78,16 @@ impl Guest for Component {
 async fn get(path: &str, query: &str) -> Reply {
     match path {
         "/ok" => respond(200, "ok"),
+        "/canary" => match canary_mode() {
+            CanaryMode::Ok => respond(200, "canary ok"),
+            CanaryMode::Fail => respond(500, "canary fails"),
+            CanaryMode::Trap => panic!("misbehave-p3: the canary traps"),
+            CanaryMode::Slow => {
+                sleep_ms(50).await;
+                respond(200, "canary ok")
+            }
+            CanaryMode::Body => respond(200, "canary differs"),
+        },
         "/loop" => spin_forever(),
         "/sleep-forever" => sleep_forever().await,
         "/alloc" => hoard_memory(),

@@ -51,8 +51,8 @@ use bindings::wasi::http::types::{
 use bindings::wasi::random::random;
 use http::respond;
 use misbehave_core::{
-    hoard_memory, leftovers, number, outbound_error, print_hello, print_late_log_done, print_long,
-    query_param, scatter, spin_forever, split_url,
+    CanaryMode, canary_mode, hoard_memory, leftovers, number, outbound_error, print_hello,
+    print_late_log_done, print_long, query_param, scatter, spin_forever, split_url,
 };
 
 struct Component;
@@ -66,6 +66,16 @@ impl Guest for Component {
         }
         match path {
             "/ok" => respond(out, 200, "ok"),
+            "/canary" => match canary_mode() {
+                CanaryMode::Ok => respond(out, 200, "canary ok"),
+                CanaryMode::Fail => respond(out, 500, "canary fails"),
+                CanaryMode::Trap => panic!("misbehave: the canary traps"),
+                CanaryMode::Slow => {
+                    monotonic_clock::subscribe_duration(50_000_000).block();
+                    respond(out, 200, "canary ok")
+                }
+                CanaryMode::Body => respond(out, 200, "canary differs"),
+            },
             "/loop" => spin_forever(),
             "/sleep-forever" => sleep_forever(),
             "/alloc" => hoard_memory(),

@@ -1,4 +1,10 @@
-//! Prometheus metrics, served as text by the admin listener's `GET /metrics`.
+//! Prometheus metrics, served as text by the admin listener's `GET /metrics`. The host's
+//! series and their labels are here; a route writes its own through [`RouteMetrics`]
+//! ([`route`]).
+
+mod route;
+
+pub use route::RouteMetrics;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -171,6 +177,35 @@ pub struct Metrics {
     /// Trace spans by what became of them (`exported`; `dropped`: the export queue was full;
     /// `failed`: the collector refused them or could not be reached).
     pub trace_spans: Family<ResultLabel, Counter>,
+    /// `hotswap_canary_requests_total{route,role,outcome}`
+    pub canary_requests: Family<CanaryRequestLabels, Counter>,
+    /// `hotswap_canary_verdicts_total{route,verdict,cause}`
+    pub canary_verdicts: Family<CanaryVerdictLabels, Counter>,
+    /// `hotswap_canary_candidate_generation{route}` (0: no canary runs)
+    pub canary_candidate: Family<RouteLabel, Gauge>,
+}
+
+/// Labels of a canary's request series: which side served, and how.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryRequestLabels {
+    /// The route's name.
+    pub route: RouteName,
+    /// `current` or `candidate`.
+    pub role: &'static str,
+    /// `ok` or `error` (a server error: 5xx, a trap, a deadline, memory, no response).
+    pub outcome: &'static str,
+}
+
+/// Labels of a canary verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryVerdictLabels {
+    /// The route's name.
+    pub route: RouteName,
+    /// `promoted` or `rolled_back`.
+    pub verdict: &'static str,
+    /// What decided it: `errors`, `latency`, `judged` (a promotion on the numbers), `timeout`,
+    /// `operator`, or `replaced` (a newer build took the candidate's place).
+    pub cause: &'static str,
 }
 
 impl Default for Metrics {
@@ -303,7 +338,29 @@ impl Default for Metrics {
              failed: the collector refused them or could not be reached)",
             trace_spans.clone(),
         );
+        let canary_requests = Family::<CanaryRequestLabels, Counter>::default();
+        registry.register(
+            "canary_requests",
+            "Requests of routes running a canary, by side (current, candidate) and outcome \
+             (ok, error: a server error)",
+            canary_requests.clone(),
+        );
+        let canary_verdicts = Family::<CanaryVerdictLabels, Counter>::default();
+        registry.register(
+            "canary_verdicts",
+            "Canary verdicts by route, verdict (promoted, rolled_back) and cause",
+            canary_verdicts.clone(),
+        );
+        let canary_candidate = Family::<RouteLabel, Gauge>::default();
+        registry.register(
+            "canary_candidate_generation",
+            "Generation each route runs as its canary candidate (0: none)",
+            canary_candidate.clone(),
+        );
         Metrics {
+            canary_requests,
+            canary_verdicts,
+            canary_candidate,
             trace_spans,
             tls_reloads,
             tls_expiry,
@@ -402,203 +459,5 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-/// One route's view of the metrics: every series it writes carries its `route` label. Cheap
-/// to clone; the per-request series are resolved once, when the route is made.
-#[derive(Clone)]
-pub struct RouteMetrics {
-    route: RouteName,
-    all: Arc<Metrics>,
-    /// Requests of this route holding a concurrency slot.
-    pub in_flight: Gauge,
-    request_seconds: Histogram,
-    generation: Gauge,
-    /// Request series of generations below this number have been dropped.
-    forgotten_below: Arc<AtomicU64>,
-    /// The world, tier and digest series currently set, so the next swap can remove them.
-    serving: Arc<Mutex<ServingSeries>>,
-}
-
-/// The label values of a route's serving series that are set now.
-#[derive(Default)]
-struct ServingSeries {
-    world: Option<&'static str>,
-    tier: Option<&'static str>,
-    digest: Option<String>,
-}
-
-impl RouteMetrics {
-    /// The route's name.
-    pub fn route(&self) -> &RouteName {
-        &self.route
-    }
-
-    /// The metrics of the whole host.
-    pub fn host(&self) -> &Arc<Metrics> {
-        &self.all
-    }
-
-    /// Counts one reload attempt.
-    pub fn reload(&self, result: &'static str) {
-        self.all.reloads.get_or_create(&self.result(result)).inc();
-    }
-
-    /// Counts one tier-up by result (`serving`, `failed`, or `dropped`: its generation was no
-    /// longer kept).
-    pub fn tier_up(&self, result: &'static str) {
-        self.all.tier_ups.get_or_create(&self.result(result)).inc();
-    }
-
-    /// Records the duration of one reload phase.
-    pub fn phase(&self, phase: &'static str, took: Duration) {
-        self.all
-            .reload_seconds
-            .get_or_create(&PhaseLabel {
-                route: self.route.clone(),
-                phase,
-            })
-            .observe(took.as_secs_f64());
-    }
-
-    /// Counts one finished request.
-    pub fn request(&self, status: u16, generation: u64, took: Duration) {
-        // `StatusCode` is 100..=999: 1xx..4xx by their hundreds, everything from 500 up 5xx.
-        let status_class = STATUS_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
-        self.all
-            .requests
-            .get_or_create(&RequestLabels {
-                route: self.route.clone(),
-                status_class,
-                generation,
-            })
-            .inc();
-        self.request_seconds.observe(took.as_secs_f64());
-    }
-
-    /// Drops the request series of generations older than `oldest_kept`: they can no longer be
-    /// served, and a label value per deploy would otherwise grow the exposition without bound.
-    /// (A request still running on one of them recreates its series when it ends.)
-    pub fn forget_generations_below(&self, oldest_kept: u64) {
-        let from = self
-            .forgotten_below
-            .fetch_max(oldest_kept, Ordering::Relaxed);
-        for generation in from..oldest_kept {
-            for status_class in STATUS_CLASSES {
-                self.all.requests.remove(&RequestLabels {
-                    route: self.route.clone(),
-                    status_class,
-                    generation,
-                });
-            }
-        }
-    }
-
-    /// Counts one guest failure.
-    pub fn trap(&self, kind: &'static str) {
-        self.all
-            .guest_traps
-            .get_or_create(&KindLabel {
-                route: self.route.clone(),
-                kind,
-            })
-            .inc();
-    }
-
-    /// Records that generation `number` now serves this route, speaking `world`
-    /// (`wasi:http@0.2` or `wasi:http@0.3`) with code of `tier` (`fast` or `optimized`), pulled
-    /// as manifest `digest` if it came from a registry: the generation gauge, and the world,
-    /// tier and digest series (the previous ones are removed, so a dashboard sees one of each
-    /// per route and replica).
-    pub fn serving(
-        &self,
-        number: u64,
-        world: &'static str,
-        tier: &'static str,
-        digest: Option<&str>,
-    ) {
-        self.generation.set(number as i64);
-        let mut last = self.serving.lock().unwrap_or_else(|p| p.into_inner());
-        let route = &self.route;
-        if last.world != Some(world) {
-            if let Some(old) = last.world.replace(world) {
-                self.all.serving_world.remove(&WorldLabel {
-                    route: route.clone(),
-                    world: old,
-                });
-            }
-            self.all
-                .serving_world
-                .get_or_create(&WorldLabel {
-                    route: route.clone(),
-                    world,
-                })
-                .set(1);
-        }
-        if last.tier != Some(tier) {
-            if let Some(old) = last.tier.replace(tier) {
-                self.all.serving_tier.remove(&TierLabel {
-                    route: route.clone(),
-                    tier: old,
-                });
-            }
-            self.all
-                .serving_tier
-                .get_or_create(&TierLabel {
-                    route: route.clone(),
-                    tier,
-                })
-                .set(1);
-        }
-        if last.digest.as_deref() != digest {
-            if let Some(old) = last.digest.take() {
-                self.all.serving_digest.remove(&DigestLabel {
-                    route: route.clone(),
-                    digest: old,
-                });
-            }
-            if let Some(digest) = digest {
-                self.all
-                    .serving_digest
-                    .get_or_create(&DigestLabel {
-                        route: route.clone(),
-                        digest: digest.to_string(),
-                    })
-                    .set(1);
-                last.digest = Some(digest.to_string());
-            }
-        }
-    }
-
-    /// Counts one registry poll.
-    pub fn registry_poll(&self, result: &'static str) {
-        self.all
-            .registry_polls
-            .get_or_create(&self.result(result))
-            .inc();
-    }
-
-    /// Counts one registry failure.
-    pub fn registry_error(&self, kind: &'static str) {
-        self.all
-            .registry_errors
-            .get_or_create(&RegistryErrorLabel {
-                route: self.route.clone(),
-                kind,
-            })
-            .inc();
-    }
-
-    /// Counts one build run.
-    pub fn build(&self, result: &'static str) {
-        self.all.builds.get_or_create(&self.result(result)).inc();
-    }
-
-    fn result(&self, result: &'static str) -> RouteResultLabels {
-        RouteResultLabels {
-            route: self.route.clone(),
-            result,
-        }
     }
 }

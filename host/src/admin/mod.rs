@@ -20,7 +20,11 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /reload` | reload every route |
 //! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
+//! | `GET /routes/{name}/canary` | JSON: the route's canary policy, the candidate, both sides' numbers ([`canary`]) |
+//! | `POST /routes/{name}/canary/promote`, `…/abort` | the operator's verdict on the running canary |
 //! | `POST /upgrade` | start the binary anew and hand it the listeners ([`crate::process`]); JSON: the new PID, or why this process serves on |
+
+mod canary;
 
 use crate::config::ConnLimits;
 use crate::guest::body::{ResponseBody, full};
@@ -209,6 +213,20 @@ impl Admin {
         };
         match (method, call) {
             (&Method::GET, "status") => json(StatusCode::OK, &route_status(&route)),
+            (&Method::GET, "canary") => canary::status(&route),
+            (&Method::POST, "canary/promote" | "canary/abort") => {
+                if let Some(refusal) = self.refuse_unauthorized(&req) {
+                    return refusal;
+                }
+                let decision = match call {
+                    "canary/promote" => crate::guest::canary::Decision::Promote,
+                    _ => crate::guest::canary::Decision::Rollback,
+                };
+                canary::decide(&route, decision)
+            }
+            (_, "canary" | "canary/promote" | "canary/abort") => {
+                plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
             (&Method::POST, "reload" | "rollback") | (&Method::PUT, "component") => {
                 if let Some(refusal) = self.refuse_unauthorized(&req) {
                     return refusal;
@@ -375,11 +393,11 @@ impl Admin {
         match run(route, Trigger::Rollback(target, tx), rx).await {
             Ok(report) if report.result == Outcome::RolledBack => json(
                 StatusCode::OK,
-                &serde_json::json!({ "result": report.result, "route": &*route.name, "generation": report.generation }),
+                &serde_json::json!({ "result": report.result, "route": &*route.name, "generation": report.generation, "canary": report.canary }),
             ),
             Ok(report) => json(
                 StatusCode::CONFLICT,
-                &serde_json::json!({ "result": report.result, "route": &*route.name, "error": report.error }),
+                &serde_json::json!({ "result": report.result, "route": &*route.name, "error": report.error, "canary": report.canary }),
             ),
             Err(reason) => plain(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
         }
@@ -503,6 +521,7 @@ fn route_status(route: &Route) -> serde_json::Value {
         "unavailable_reason": if current.is_none() { Some(route.slot.unavailable_reason().to_string()) } else { None },
         "history": route.slot.history().iter().map(|g| describe(g)).collect::<Vec<_>>(),
         "in_flight": route.in_flight(),
+        "canary": canary::describe(route),
     })
 }
 
