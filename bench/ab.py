@@ -19,7 +19,11 @@ or `'reuse=target/release/hotswap,@args=--instance-reuse 128'`), `@tls=1`, which
 with a self-signed ECDSA P-256 certificate made for the run (wrk then speaks TLS 1.3), and
 `@otlp=1`, which sends the variant's traces to an OTLP/HTTP sink started by this script (a
 collector that keeps nothing; add `@args=--admin-addr 127.0.0.1:0` to print the host's
-`hotswap_trace_spans_total` after each round, to see that no span was dropped). A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
+`hotswap_trace_spans_total` after each round, to see that no span was dropped), and
+`@candidate=1`, which deploys the guest again with other bytes (a custom section added) once the
+server is ready and waits until it runs as the route's canary candidate before warming up (give
+the variant a policy that will not judge it during the run, e.g.
+`@args=--canary-weight 10 --canary-min-requests 1000000000 --canary-max-duration 1h`). A variant whose name starts with `wasmtime` runs `BINARY serve -Scli` (BINARY may be
 `wasmtime` for the harness's cached wasmtime-cli 48), one whose name starts with `native` runs
 `BINARY 127.0.0.1:0` (bench/hello-native, built by run.sh into target/bench/release), any other
 `BINARY serve`.
@@ -94,6 +98,7 @@ def main() -> int:
     startup = {name: env.pop("@startup", "1") != "0" for name, _, env in variants}
     tls = {name: env.pop("@tls", "0") == "1" for name, _, env in variants}
     otlp = {name: env.pop("@otlp", "0") == "1" for name, _, env in variants}
+    candidate = {name: env.pop("@candidate", "0") == "1" for name, _, env in variants}
     work = Path(tempfile.mkdtemp(prefix="hotswap-ab-"))
     H.pin_self_to_client_cpu()
     cert, key = H.tls_pair(work) if any(tls.values()) else (None, None)
@@ -131,6 +136,11 @@ def main() -> int:
             try:
                 scheme = "https" if tls[name] else "http"
                 url = f"{scheme}://{server.wait_ready()}{args.path}"
+                if candidate[name]:
+                    staged = d / ".guest.wasm.new"
+                    staged.write_bytes(H.with_custom_section(guests[name], f"candidate-{rnd}"))
+                    os.replace(staged, component)
+                    server.wait_line(r"as the candidate until", 60)
                 H.run_wrk(url, 1, args.conns, script, headers)
                 before = H.cpu_seconds(server.proc.pid)
                 result = H.run_wrk(url, args.duration, args.conns, script, headers)

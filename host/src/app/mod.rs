@@ -165,4 +165,3 @@ pub async fn serve(
     }
     host.run(signals).await
 }
-

@@ -375,4 +375,3 @@ fn announce_startup_finished(
     });
     StartupFinished(rx)
 }
-

@@ -267,7 +267,25 @@ impl Canary {
             Role::Current => self.current_side.record(error, latency),
             Role::Candidate => self.candidate_side.record(error, latency),
         }
-        if self.decided.load(Ordering::Relaxed) {
+        // Only the candidate's requests can bring its verdict (the timer brings the rest), and
+        // only once it has enough of them or enough errors: until then a request costs four
+        // counter reads here, not a look at both histograms.
+        if role == Role::Current || self.decided.load(Ordering::Relaxed) {
+            return None;
+        }
+        let count = |side: &Side| {
+            (
+                side.requests.load(Ordering::Relaxed),
+                side.errors.load(Ordering::Relaxed),
+            )
+        };
+        let (requests, errors) = count(&self.candidate_side);
+        let (current_requests, current_errors) = count(&self.current_side);
+        let rate = |errors: u64, requests: u64| errors as f64 / requests.max(1) as f64;
+        let errors_broken = errors >= self.policy.min_failures
+            && rate(errors, requests)
+                > rate(current_errors, current_requests) + self.policy.max_error_increase;
+        if requests < self.policy.min_requests && !errors_broken {
             return None;
         }
         let (current, candidate) = self.numbers();
@@ -375,14 +393,15 @@ pub fn judge(
             return Some(verdict(Decision::Rollback, "latency", latency_reason()));
         }
     }
-    let within = format!("{}; {}", errors_reason(), latency_reason());
+    let within = || format!("{}; {}", errors_reason(), latency_reason());
     if candidate.requests >= policy.min_requests {
         return Some(verdict(
             Decision::Promote,
             "judged",
             format!(
-                "{} requests within the bounds: {within}",
-                candidate.requests
+                "{} requests within the bounds: {}",
+                candidate.requests,
+                within()
             ),
         ));
     }
@@ -395,8 +414,11 @@ pub fn judge(
             decision,
             "timeout",
             format!(
-                "no verdict within {:?} ({} of {} requests); {what} as `on_timeout` says: {within}",
-                policy.max_duration, candidate.requests, policy.min_requests
+                "no verdict within {:?} ({} of {} requests); {what} as `on_timeout` says: {}",
+                policy.max_duration,
+                candidate.requests,
+                policy.min_requests,
+                within()
             ),
         ));
     }

@@ -33,6 +33,8 @@ pub enum CanaryMode {
     Trap,
     /// Answers 200 after 50 ms.
     Slow,
+    /// Answers 200 after 150 ms (`s150`): three times `slow`.
+    Slower,
     /// 200 with another body (`canary differs`).
     Body,
 }
@@ -49,6 +51,7 @@ pub fn canary_mode() -> CanaryMode {
         b"fail" => CanaryMode::Fail,
         b"trap" => CanaryMode::Trap,
         b"slow" => CanaryMode::Slow,
+        b"s150" => CanaryMode::Slower,
         b"body" => CanaryMode::Body,
         _ => CanaryMode::Ok,
     }

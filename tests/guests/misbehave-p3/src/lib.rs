@@ -86,6 +86,10 @@ async fn get(path: &str, query: &str) -> Reply {
                 sleep_ms(50).await;
                 respond(200, "canary ok")
             }
+            CanaryMode::Slower => {
+                sleep_ms(150).await;
+                respond(200, "canary ok")
+            }
             CanaryMode::Body => respond(200, "canary differs"),
         },
         "/loop" => spin_forever(),

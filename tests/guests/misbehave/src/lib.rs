@@ -74,6 +74,10 @@ impl Guest for Component {
                     monotonic_clock::subscribe_duration(50_000_000).block();
                     respond(out, 200, "canary ok")
                 }
+                CanaryMode::Slower => {
+                    monotonic_clock::subscribe_duration(150_000_000).block();
+                    respond(out, 200, "canary ok")
+                }
                 CanaryMode::Body => respond(out, 200, "canary differs"),
             },
             "/loop" => spin_forever(),
