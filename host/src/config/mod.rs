@@ -469,6 +469,15 @@ impl Config {
         }
     }
 
+    /// Whether any route (or app) has a canary policy, and so serves two generations at once
+    /// for a while.
+    pub fn any_canary(&self) -> bool {
+        match &self.apps {
+            Some(_) => self.defaults.canary_policy.is_some(),
+            None => self.routes.iter().any(|r| r.canary.is_some()),
+        }
+    }
+
     /// The largest memory any route's guest may grow to.
     pub fn max_memory(&self) -> u64 {
         self.routes
