@@ -405,6 +405,7 @@ impl Metrics {
             generation,
             forgotten_below: Arc::new(AtomicU64::new(1)),
             serving: Arc::default(),
+            canary: Arc::default(),
         }
     }
 

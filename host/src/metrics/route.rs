@@ -17,6 +17,9 @@ pub struct RouteMetrics {
     pub(super) forgotten_below: Arc<AtomicU64>,
     /// The world, tier and digest series currently set, so the next swap can remove them.
     pub(super) serving: Arc<Mutex<ServingSeries>>,
+    /// The route's canary request series (current ok, current error, candidate ok, candidate
+    /// error), resolved on its first canary: a request counts without a label lookup.
+    pub(super) canary: Arc<std::sync::OnceLock<[Counter; 4]>>,
 }
 
 /// The label values of a route's serving series that are set now.
@@ -190,14 +193,26 @@ impl RouteMetrics {
 
     /// Counts one request of a route running a canary.
     pub fn canary_request(&self, role: &'static str, error: bool) {
-        self.all
-            .canary_requests
-            .get_or_create(&CanaryRequestLabels {
-                route: self.route.clone(),
-                role,
-                outcome: if error { "error" } else { "ok" },
+        let counters = self.canary.get_or_init(|| {
+            [
+                ("current", "ok"),
+                ("current", "error"),
+                ("candidate", "ok"),
+                ("candidate", "error"),
+            ]
+            .map(|(role, outcome)| {
+                self.all
+                    .canary_requests
+                    .get_or_create(&CanaryRequestLabels {
+                        route: self.route.clone(),
+                        role,
+                        outcome,
+                    })
+                    .clone()
             })
-            .inc();
+        });
+        let side = if role == "candidate" { 2 } else { 0 };
+        counters[side + usize::from(error)].inc();
     }
 
     /// Counts a canary verdict, and the candidate it leaves (none).
