@@ -66,16 +66,15 @@ def phase(server, admin, app, url, base, modes, conns, expect):
     wrk = subprocess.Popen(H.wrk_argv(url, 120, conns, None), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     time.sleep(1)
-    start = len(server.lines)
     before = admin_json(server, admin, "/routes/index/canary").get("last_verdict")
     for n, mode in enumerate(modes):
+        deployed = len(server.lines)
         deploy(app, build(base, mode))
-        at, _, _ = server.wait_line(r"as the candidate until", 60, start)
-        start = at + 1
+        at, _, _ = server.wait_line(r"as the candidate until", 60, deployed)
         if n < len(modes) - 1:
             time.sleep(1)
-    started_line = server.lines[start - 1][1]
-    j, m, _ = server.wait_line(r"canary: (promoted|rolled back) generation", 120, start)
+    started_line = server.lines[at][1]
+    j, m, _ = server.wait_line(r"canary: (promoted|rolled back) generation", 120, deployed)
     verdict_line = server.lines[j][1]
     time.sleep(1)
     out, err = H.stop_wrk(wrk)

@@ -66,10 +66,15 @@ pub async fn install(pipeline: &Arc<Pipeline>, change: Change) -> Result<Arc<Gen
             cause,
             started,
         } => {
-            let unsaved = compiled.unsaved.take();
+            let mut unsaved = compiled.unsaved.take();
             let size = bytes.len();
             let (generation, said) =
                 if target.slot.canary_policy().is_some() && target.slot.current().is_some() {
+                    // A candidate is not new code for everyone: its cache entry is written
+                    // before it serves, so that its log line comes before any verdict on it.
+                    if let Some(unsaved) = unsaved.take() {
+                        unsaved.write().await;
+                    }
                     let canary = start_canary(pipeline, compiled, sha256, size, digest);
                     (canary.candidate(), Said::Candidate(cause))
                 } else {
