@@ -129,6 +129,22 @@ impl Generation {
         }
     }
 
+    /// The same generation (number, bytes, origin, load time) with other machine code: its
+    /// tier-up.
+    fn rebuilt(&self, optimized: Compiled) -> Arc<Generation> {
+        Arc::new(Generation {
+            loaded_at: self.loaded_at,
+            ..Generation::new(
+                self.number,
+                optimized,
+                self.sha256,
+                self.size,
+                self.origin.clone(),
+                self.digest.clone(),
+            )
+        })
+    }
+
     /// Which `wasi:http` the component speaks.
     pub fn world(&self) -> World {
         self.pre.world()
@@ -170,6 +186,25 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.generation.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A verdict's log line at `level`, with the numbers that decided it as fields.
+macro_rules! verdict_event {
+    ($level:ident, $metrics:expr, $candidate:expr, $verdict:expr, $serving:expr, $($message:tt)+) => {
+        tracing::$level!(
+            route = %$metrics.route(),
+            generation = $candidate.number,
+            serving_before = $serving,
+            cause = $verdict.cause,
+            candidate_requests = $verdict.candidate.requests,
+            candidate_errors = $verdict.candidate.errors,
+            candidate_p99_ms = $verdict.candidate.p99.as_secs_f64() * 1e3,
+            current_requests = $verdict.current.requests,
+            current_errors = $verdict.current.errors,
+            current_p99_ms = $verdict.current.p99.as_secs_f64() * 1e3,
+            $($message)+
+        )
+    };
 }
 
 /// The generation a request runs on, and its side of the route's canary if one runs.
@@ -244,6 +279,25 @@ impl Slot {
             .cloned()
     }
 
+    /// `compiled` as the next generation: numbered one past the last.
+    fn next_generation(
+        &self,
+        compiled: Compiled,
+        sha256: [u8; 32],
+        size: usize,
+        origin: String,
+        digest: Option<String>,
+    ) -> Arc<Generation> {
+        Arc::new(Generation::new(
+            self.next_number.fetch_add(1, Ordering::Relaxed),
+            compiled,
+            sha256,
+            size,
+            origin,
+            digest,
+        ))
+    }
+
     /// Makes `compiled` the current generation, numbered one past the last, and returns it.
     /// Requests already running keep the generation they started with.
     pub fn install(
@@ -254,14 +308,7 @@ impl Slot {
         origin: String,
         digest: Option<String>,
     ) -> Arc<Generation> {
-        let generation = Arc::new(Generation::new(
-            self.next_number.fetch_add(1, Ordering::Relaxed),
-            compiled,
-            sha256,
-            size,
-            origin,
-            digest,
-        ));
+        let generation = self.next_generation(compiled, sha256, size, origin, digest);
         let mut history = self.lock_history();
         history.push_back(generation.clone());
         while history.len() > self.keep {
@@ -282,17 +329,7 @@ impl Slot {
             && canary.candidate().tier != optimized.tier
         {
             let old = canary.candidate();
-            let generation = Arc::new(Generation {
-                loaded_at: old.loaded_at,
-                ..Generation::new(
-                    number,
-                    optimized,
-                    old.sha256,
-                    old.size,
-                    old.origin.clone(),
-                    old.digest.clone(),
-                )
-            });
+            let generation = old.rebuilt(optimized);
             canary.tier_up(generation.clone());
             old.retire();
             return Some(generation);
@@ -302,17 +339,7 @@ impl Slot {
             .iter()
             .position(|g| g.number == number && g.tier != optimized.tier)?;
         let old = history[at].clone();
-        let generation = Arc::new(Generation {
-            loaded_at: old.loaded_at,
-            ..Generation::new(
-                number,
-                optimized,
-                old.sha256,
-                old.size,
-                old.origin.clone(),
-                old.digest.clone(),
-            )
-        });
+        let generation = old.rebuilt(optimized);
         history[at] = generation.clone();
         if self.current().is_some_and(|c| Arc::ptr_eq(&c, &old)) {
             self.make_current(generation.clone());
@@ -358,14 +385,7 @@ impl Slot {
             .canary_policy
             .clone()
             .expect("start_canary is only called with a policy");
-        let generation = Arc::new(Generation::new(
-            self.next_number.fetch_add(1, Ordering::Relaxed),
-            compiled,
-            sha256,
-            size,
-            origin,
-            digest,
-        ));
+        let generation = self.next_generation(compiled, sha256, size, origin, digest);
         let canary = Arc::new(Canary::new(generation.clone(), policy));
         let replaced = self.canary.swap(Some(canary.clone())).and_then(|old| {
             let verdict = old.decide(
@@ -404,7 +424,6 @@ impl Slot {
         if !ours.as_ref().is_some_and(|c| Arc::ptr_eq(c, canary)) {
             return false;
         }
-        let (current, numbers) = (verdict.current, verdict.candidate);
         let serving = self.current().map(|g| g.number);
         match verdict.decision {
             Decision::Promote => {
@@ -416,17 +435,12 @@ impl Slot {
                     }
                 }
                 self.make_current(candidate.clone());
-                tracing::info!(
-                    route = %metrics.route(),
-                    generation = candidate.number,
-                    previous = serving,
-                    cause = verdict.cause,
-                    candidate_requests = numbers.requests,
-                    candidate_errors = numbers.errors,
-                    candidate_p99_ms = numbers.p99.as_secs_f64() * 1e3,
-                    current_requests = current.requests,
-                    current_errors = current.errors,
-                    current_p99_ms = current.p99.as_secs_f64() * 1e3,
+                verdict_event!(
+                    info,
+                    metrics,
+                    candidate,
+                    verdict,
+                    serving,
                     "canary: promoted generation {} ({}): {}",
                     candidate.number,
                     candidate.short_hash(),
@@ -442,17 +456,12 @@ impl Slot {
                         rolled_back.pop_front();
                     }
                 }
-                tracing::warn!(
-                    route = %metrics.route(),
-                    generation = candidate.number,
+                verdict_event!(
+                    warn,
+                    metrics,
+                    candidate,
+                    verdict,
                     serving,
-                    cause = verdict.cause,
-                    candidate_requests = numbers.requests,
-                    candidate_errors = numbers.errors,
-                    candidate_p99_ms = numbers.p99.as_secs_f64() * 1e3,
-                    current_requests = current.requests,
-                    current_errors = current.errors,
-                    current_p99_ms = current.p99.as_secs_f64() * 1e3,
                     "canary: rolled back generation {} ({}): {}; generation {} serves everything",
                     candidate.number,
                     candidate.short_hash(),
