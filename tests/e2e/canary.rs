@@ -255,6 +255,16 @@ async fn a_good_candidate_is_promoted_and_the_old_current_is_kept_for_a_rollback
             Duration::from_secs(5),
         )
         .await;
+    let metrics = get(host.server.admin.unwrap(), "/metrics")
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains(&format!(
+            "hotswap_generation{{route=\"index\"}} {candidate}"
+        )),
+        "{metrics}"
+    );
     // The old current is kept: a rollback goes back to it.
     let (code, report) = admin_json(host.server.admin.unwrap(), "POST", "/rollback").await;
     assert_eq!(code, 200, "{report}");

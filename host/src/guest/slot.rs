@@ -435,6 +435,12 @@ impl Slot {
                     }
                 }
                 self.make_current(candidate.clone());
+                metrics.serving(
+                    candidate.number,
+                    candidate.world().as_str(),
+                    candidate.tier.as_str(),
+                    candidate.digest.as_deref(),
+                );
                 verdict_event!(
                     info,
                     metrics,
