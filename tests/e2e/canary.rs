@@ -316,6 +316,15 @@ async fn a_candidate_that_fails_or_traps_is_rolled_back_after_min_failures_in_bo
                 "{mode}: {after:?}"
             );
         }
+        // The trap's log line names the side it happened on.
+        assert!(
+            host.server
+                .log()
+                .lines()
+                .any(|l| l.contains("role=\"candidate\"") && l.contains("trap")),
+            "no trap logged with its role; log:\n{}",
+            host.server.log()
+        );
         // The same bytes again are not tried again.
         deploy_atomic(&canary_build(world.misbehave_guest(), "fail"), &host.app);
         let (code, report) = admin_json(host.server.admin.unwrap(), "POST", "/reload").await;

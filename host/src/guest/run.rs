@@ -235,6 +235,7 @@ async fn answer(
             tracing::warn!(
                 route = %tag.route,
                 request_id = tag.id,
+                role = tag.role,
                 method = %tag.method,
                 path = %tag.uri.path(),
                 generation = number,
@@ -441,6 +442,7 @@ fn log_failure(metrics: &RouteMetrics, tag: &RequestTag, generation: u64, failur
     tracing::warn!(
         route = %tag.route,
         request_id = tag.id,
+        role = tag.role,
         method = %tag.method,
         path = %tag.uri.path(),
         generation,

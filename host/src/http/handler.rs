@@ -178,6 +178,10 @@ impl Dispatcher {
             method: req.method().clone(),
             uri: req.uri().clone(),
             trace: Default::default(),
+            role: match &side {
+                Some((role, _)) => Some(role.as_str()),
+                None => route.slot.canary_policy().map(|_| Role::Current.as_str()),
+            },
         };
         let response = run::serve(
             &self.runtime,

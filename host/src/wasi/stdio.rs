@@ -48,6 +48,8 @@ pub struct RequestTag {
     pub uri: http::Uri,
     /// Where its guest's outbound calls hang in its trace (nothing when traces are off).
     pub trace: crate::telemetry::traces::TraceContext,
+    /// Its side of its route's canary (`current` or `candidate`), on a route with a policy.
+    pub role: Option<&'static str>,
 }
 
 /// How many bytes of output one request (or, on a reused instance, each of its requests) may
@@ -111,6 +113,7 @@ impl OutputBudget {
                 route = request.map(|r| tracing::field::display(&r.route)),
                 generation = self.generation,
                 request_id = request.map(|r| r.id),
+                role = request.and_then(|r| r.role),
                 method = request.map(|r| tracing::field::display(&r.method)),
                 path = request.map(|r| tracing::field::display(r.uri.path())),
                 limit = self.limit,
@@ -243,6 +246,7 @@ impl LineBuffer {
                 route = request.map(|r| tracing::field::display(&r.route)),
                 generation = self.generation,
                 request_id = request.map(|r| r.id),
+                role = request.and_then(|r| r.role),
                 method = request.map(|r| tracing::field::display(&r.method)),
                 path = request.map(|r| tracing::field::display(r.uri.path())),
                 stream = self.which.name(),
