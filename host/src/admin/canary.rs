@@ -84,35 +84,23 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
 /// `POST …/canary/promote` or `…/canary/abort`: 409 when no canary runs (or it ended in
 /// between).
 pub(super) fn decide(route: &Route, decision: Decision) -> Response<ResponseBody> {
-    let Some(canary) = route.slot.canary() else {
-        return json(
-            StatusCode::CONFLICT,
-            &serde_json::json!({ "route": &*route.name, "error": "no canary is running" }),
-        );
-    };
     let what = match decision {
         Decision::Promote => "promoted by the operator (POST …/canary/promote)",
         Decision::Rollback => "aborted by the operator (POST …/canary/abort)",
     };
-    let Some(verdict) = canary.decide(decision, "operator", what.to_string()) else {
-        return json(
+    match route.slot.decide_canary(decision, what, &route.metrics) {
+        Ok((canary, verdict)) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "route": &*route.name,
+                "candidate": canary.candidate().number,
+                "verdict": verdict_json(&verdict),
+                "current": route.slot.current().map(|g| g.number),
+            }),
+        ),
+        Err(why) => json(
             StatusCode::CONFLICT,
-            &serde_json::json!({ "route": &*route.name, "error": "the canary already has a verdict" }),
-        );
-    };
-    if !route.slot.conclude(&canary, &verdict, &route.metrics) {
-        return json(
-            StatusCode::CONFLICT,
-            &serde_json::json!({ "route": &*route.name, "error": "the canary ended in between" }),
-        );
+            &serde_json::json!({ "route": &*route.name, "error": why }),
+        ),
     }
-    json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "route": &*route.name,
-            "candidate": canary.candidate().number,
-            "verdict": verdict_json(&verdict),
-            "current": route.slot.current().map(|g| g.number),
-        }),
-    )
 }

@@ -402,6 +402,25 @@ impl Slot {
         (canary, replaced)
     }
 
+    /// An operator's verdict on the running canary (`cause` `operator`), carried out: the
+    /// canary and its verdict, or why there was none to take (no canary runs, or it already
+    /// has a verdict).
+    pub fn decide_canary(
+        &self,
+        decision: Decision,
+        reason: &str,
+        metrics: &RouteMetrics,
+    ) -> Result<(Arc<Canary>, Verdict), &'static str> {
+        let canary = self.canary().ok_or("no canary is running")?;
+        let verdict = canary
+            .decide(decision, "operator", reason.to_string())
+            .ok_or("the canary already has a verdict")?;
+        if !self.conclude(&canary, &verdict, metrics) {
+            return Err("the canary ended in between");
+        }
+        Ok((canary, verdict))
+    }
+
     /// Whether a candidate with these bytes was rolled back (so they are not tried again).
     pub fn was_rolled_back(&self, sha256: &[u8; 32]) -> bool {
         self.lock_rolled_back().contains(sha256)

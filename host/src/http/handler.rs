@@ -178,10 +178,7 @@ impl Dispatcher {
             method: req.method().clone(),
             uri: req.uri().clone(),
             trace: Default::default(),
-            role: match &side {
-                Some((role, _)) => Some(role.as_str()),
-                None => route.slot.canary_policy().map(|_| Role::Current.as_str()),
-            },
+            role: role_of(route, side.as_ref()).map(Role::as_str),
         };
         let response = run::serve(
             &self.runtime,
@@ -253,6 +250,15 @@ impl Dispatcher {
 /// A request's side of its route's canary, and the canary that judges it.
 type Side = (Role, Arc<Canary>);
 
+/// The side a request of `route` is on: its canary side, or `current` on a route with a
+/// policy and no canary running; `None` on a route without a policy.
+fn role_of(route: &Route, side: Option<&Side>) -> Option<Role> {
+    match side {
+        Some((role, _)) => Some(*role),
+        None => route.slot.canary_policy().map(|_| Role::Current),
+    }
+}
+
 /// The response as it leaves: it names the route and the generation that served it (if one
 /// did) and, on a route with a canary policy, its side; it is counted in the route's metrics
 /// (and its canary's numbers, which may decide a verdict here) and recorded in the request's
@@ -264,10 +270,7 @@ fn respond(
     started: Instant,
     span: &tracing::Span,
 ) -> Response<ResponseBody> {
-    let role = match &side {
-        Some((role, _)) => Some(*role),
-        None => route.slot.canary_policy().map(|_| Role::Current),
-    };
+    let role = role_of(route, side.as_ref());
     if let Some(generation) = generation {
         let headers = response.headers_mut();
         headers.insert(GENERATION_HEADER, HeaderValue::from(generation));

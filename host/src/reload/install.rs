@@ -104,16 +104,13 @@ pub async fn install(pipeline: &Arc<Pipeline>, change: Change) -> Result<Arc<Gen
             (generation, unsaved, started, Said::TieredUp)
         }
         Change::Rollback { to } => {
-            // A rollback is an operator's word: a canary running is aborted first.
-            if let Some(canary) = target.slot.canary()
-                && let Some(verdict) = canary.decide(
-                    Decision::Rollback,
-                    "operator",
-                    "a rollback was asked for".to_string(),
-                )
-            {
-                target.slot.conclude(&canary, &verdict, &target.metrics);
-            }
+            // A rollback is an operator's word: a canary running is aborted first (none
+            // running is nothing to abort).
+            let _ = target.slot.decide_canary(
+                Decision::Rollback,
+                "a rollback was asked for",
+                &target.metrics,
+            );
             let generation = target.slot.rollback(to)?;
             (generation, None, Instant::now(), Said::RolledBack)
         }
