@@ -629,15 +629,10 @@ async fn a_client_sending_an_ip_address_as_server_name_costs_no_log_line() {
     assert!(!log.contains("WARN"), "{log}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_certificate_that_does_not_check_out_at_startup_is_a_startup_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("test CA");
-    let (cert, _) = pair(dir.path(), "server", &ca, "server", &["localhost"]);
-    let (_, other_key) = ca.leaf("other", &["localhost"], -1, 1);
-    let key = dir.path().join("other.key");
-    std::fs::write(&key, other_key).unwrap();
-    let out = hotswap_tests::server::run_to_exit(
+/// `hotswap serve` of guest-example over HTTPS with `cert` and `key`, run until it exits (for
+/// pairs it must refuse at startup).
+fn serve_until_exit(cert: &Path, key: &Path) -> hotswap_tests::server::Exited {
+    hotswap_tests::server::run_to_exit(
         &[
             "serve",
             GUEST_EXAMPLE,
@@ -649,7 +644,18 @@ async fn a_certificate_that_does_not_check_out_at_startup_is_a_startup_error() {
             key.to_str().unwrap(),
         ],
         Duration::from_secs(30),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_that_does_not_check_out_at_startup_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, _) = pair(dir.path(), "server", &ca, "server", &["localhost"]);
+    let (_, other_key) = ca.leaf("other", &["localhost"], -1, 1);
+    let key = dir.path().join("other.key");
+    std::fs::write(&key, other_key).unwrap();
+    let out = serve_until_exit(&cert, &key);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("does not match"), "{}", out.stderr);
     assert!(!out.stdout.contains("Serving"), "{}", out.stdout);
@@ -664,19 +670,7 @@ async fn a_certificate_file_too_large_to_be_one_is_refused_unread() {
     let mut padded = std::fs::read(&cert).unwrap();
     padded.extend(std::iter::repeat_n(b'\n', 2 << 20));
     std::fs::write(&cert, padded).unwrap();
-    let out = hotswap_tests::server::run_to_exit(
-        &[
-            "serve",
-            GUEST_EXAMPLE,
-            "--addr",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
+    let out = serve_until_exit(&cert, &key);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(
         out.stderr

@@ -416,19 +416,7 @@ async fn a_collector_that_takes_connections_and_never_answers_costs_spans_not_re
             open.push(stream);
         }
     });
-    let server = Server::start(
-        Path::new(GUEST_EXAMPLE),
-        &[
-            "--otel-endpoint",
-            &endpoint,
-            "--otel-queue-size",
-            "64",
-            "--otel-timeout",
-            "1s",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ],
-    );
+    let server = exporting_to(&endpoint, "1s");
     let slowest = load(&server).await;
     assert!(
         slowest < Duration::from_millis(900),
@@ -439,6 +427,24 @@ async fn a_collector_that_takes_connections_and_never_answers_costs_spans_not_re
     held.abort();
 }
 
+/// A host on guest-example sending its spans to `endpoint` (a queue of 64, `timeout` per
+/// export), with the admin API to read its span counts from.
+fn exporting_to(endpoint: &str, timeout: &str) -> Server {
+    Server::start(
+        Path::new(GUEST_EXAMPLE),
+        &[
+            "--otel-endpoint",
+            endpoint,
+            "--otel-queue-size",
+            "64",
+            "--otel-timeout",
+            timeout,
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_collector_that_is_down_costs_spans_not_requests() {
     // A port nothing listens on, until the receiver starts on it later.
@@ -446,19 +452,7 @@ async fn a_collector_that_is_down_costs_spans_not_requests() {
     let addr = dead.local_addr().unwrap();
     drop(dead);
     let endpoint = format!("http://{addr}");
-    let server = Server::start(
-        Path::new(GUEST_EXAMPLE),
-        &[
-            "--otel-endpoint",
-            &endpoint,
-            "--otel-queue-size",
-            "64",
-            "--otel-timeout",
-            "2s",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ],
-    );
+    let server = exporting_to(&endpoint, "2s");
     // Load while exports fail: every request answered, none slowed by the exporter (one that
     // waited on an export would take its 2 s timeout).
     let slowest = load(&server).await;
