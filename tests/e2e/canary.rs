@@ -17,15 +17,15 @@ const LOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// A host on `world`'s misbehaving guest (mode `ok`) at `app.wasm` in a directory of its own,
 /// with the admin API (token `secret`) and `args`.
-struct Host {
+pub(crate) struct Host {
     _dir: tempfile::TempDir,
-    app: PathBuf,
-    server: Server,
+    pub(crate) app: PathBuf,
+    pub(crate) server: Server,
     world: World,
 }
 
 impl Host {
-    fn start(world: World, args: &[&str]) -> Host {
+    pub(crate) fn start(world: World, args: &[&str]) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let app = dir.path().join("app.wasm");
         std::fs::write(&app, canary_build(world.misbehave_guest(), "ok..")).unwrap();
@@ -41,7 +41,7 @@ impl Host {
     }
 
     /// Deploys the build of `mode` and waits until it runs as the candidate; its generation.
-    async fn deploy_candidate(&self, mode: &str) -> u64 {
+    pub(crate) async fn deploy_candidate(&self, mode: &str) -> u64 {
         let before = self.canary().await["candidate"]["generation"].as_u64();
         deploy_atomic(&canary_build(self.world.misbehave_guest(), mode), &self.app);
         eventually(LOAD_WAIT, || async {
@@ -58,14 +58,14 @@ impl Host {
     }
 
     /// `GET /routes/index/canary`.
-    async fn canary(&self) -> serde_json::Value {
+    pub(crate) async fn canary(&self) -> serde_json::Value {
         admin_json(self.server.admin.unwrap(), "GET", "/routes/index/canary")
             .await
             .1
     }
 
     /// Waits until the canary has a verdict; the last verdict.
-    async fn verdict(&self) -> serde_json::Value {
+    pub(crate) async fn verdict(&self) -> serde_json::Value {
         eventually(Duration::from_secs(30), || async {
             let canary = self.canary().await;
             canary["candidate"]
@@ -78,7 +78,11 @@ impl Host {
 }
 
 /// An admin call with the token: status and JSON.
-async fn admin_json(admin: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+pub(crate) async fn admin_json(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+) -> (u16, serde_json::Value) {
     let mut client = Client::connect(admin).await.unwrap();
     let reply = client
         .send_with(
@@ -95,14 +99,14 @@ async fn admin_json(admin: SocketAddr, method: &str, path: &str) -> (u16, serde_
 
 /// What one request saw: its status, generation and role.
 #[derive(Debug, Clone)]
-struct Seen {
-    status: u16,
-    generation: Option<u64>,
-    role: Option<String>,
+pub(crate) struct Seen {
+    pub(crate) status: u16,
+    pub(crate) generation: Option<u64>,
+    pub(crate) role: Option<String>,
 }
 
 /// `n` requests to `path` over `conns` keep-alive connections, each with `headers`.
-async fn hit(
+pub(crate) async fn hit(
     addr: SocketAddr,
     path: &str,
     n: usize,

@@ -3,7 +3,7 @@
 //! `POST /routes/{name}/canary/abort` (the operator's verdict, with the token).
 
 use super::json;
-use crate::config::canary::{CanaryPolicy, OnTimeout, Sticky};
+use crate::config::canary::{CanaryMode, CanaryPolicy, OnTimeout, Sticky};
 use crate::guest::body::ResponseBody;
 use crate::guest::canary::{Canary, Decision, Verdict};
 use crate::route::Route;
@@ -38,6 +38,9 @@ pub(super) fn describe(route: &Route) -> serde_json::Value {
                 "current": verdict.current.json(),
                 "candidate": verdict.candidate.json(),
             });
+            if let Some(shadow) = &verdict.shadow {
+                value["shadow"] = shadow.json();
+            }
             value
         }),
     })
@@ -53,6 +56,9 @@ fn policy_json(policy: &CanaryPolicy) -> serde_json::Value {
         "max_p99_ratio": policy.max_p99_ratio,
         "p99_slack_ms": policy.p99_slack.as_secs_f64() * 1e3,
         "min_failures": policy.min_failures,
+        "mode": match policy.mode { CanaryMode::Split => "split", CanaryMode::Shadow => "shadow" },
+        "deterministic": policy.deterministic,
+        "shadow_body_limit": policy.shadow_body_limit,
         "sticky": policy.sticky.as_ref().map(|s| match s {
             Sticky::Header(name) => format!("header:{name}"),
             Sticky::Cookie(name) => format!("cookie:{name}"),
@@ -69,6 +75,7 @@ fn running_json(canary: &Canary) -> serde_json::Value {
         "tier": generation.tier.as_str(),
         "running_ms": canary.started.elapsed().as_millis() as u64,
         "numbers": { "current": current.json(), "candidate": candidate.json() },
+        "shadow": canary.policy.shadow().then(|| canary.shadow_numbers().json()),
         "verdict": canary.verdict().as_ref().map(verdict_json),
     })
 }

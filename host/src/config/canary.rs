@@ -6,7 +6,7 @@
 //! sets beats the global one) and the `--canary-*` flags (which beat `[canary]`). A route has a
 //! policy when its merged `weight` is set and not 0.
 
-pub use crate::cli::OnTimeout;
+pub use crate::cli::{CanaryMode, OnTimeout};
 use anyhow::{Result, bail, ensure};
 use serde::Deserialize;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub const DEFAULT_CANARY_MAX_P99_RATIO: f64 = 1.5;
 pub const DEFAULT_CANARY_P99_SLACK: Duration = Duration::from_millis(5);
 /// Default server errors the candidate must have served before it can be rolled back early.
 pub const DEFAULT_CANARY_MIN_FAILURES: u64 = 5;
+/// Default largest request body copied to a shadow candidate.
+pub const DEFAULT_SHADOW_BODY_LIMIT: u64 = 64 << 10;
 
 /// The canary keys as given, each optional (a file section or the flags).
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -51,6 +53,13 @@ pub struct CanaryKeys {
     pub min_failures: Option<u64>,
     /// `sticky = "cookie:session"` or `"header:x-user"`: keeps a client on one side
     pub sticky: Option<String>,
+    /// `mode = "split" | "shadow"`: the candidate answers its share, or copies of it
+    pub mode: Option<CanaryMode>,
+    /// `deterministic = true`: a shadow response whose body differs is a mismatch
+    pub deterministic: Option<bool>,
+    /// `shadow_body_limit = "64KiB"`: largest request body copied to a shadow candidate
+    #[serde(default, deserialize_with = "super::file::de::size")]
+    pub shadow_body_limit: Option<u64>,
 }
 
 /// What keeps a client on one side: the value of a request header or cookie, hashed.
@@ -84,6 +93,19 @@ pub struct CanaryPolicy {
     pub min_failures: u64,
     /// What keeps a client on one side, if anything.
     pub sticky: Option<Sticky>,
+    /// Split (the candidate answers) or shadow (it answers copies, compared and dropped).
+    pub mode: CanaryMode,
+    /// Shadow: a response body that differs from the current's is a mismatch.
+    pub deterministic: bool,
+    /// Shadow: largest request body copied.
+    pub shadow_body_limit: u64,
+}
+
+impl CanaryPolicy {
+    /// Whether the candidate runs in shadow mode.
+    pub fn shadow(&self) -> bool {
+        self.mode == CanaryMode::Shadow
+    }
 }
 
 impl CanaryKeys {
@@ -99,6 +121,9 @@ impl CanaryKeys {
             p99_slack: over.p99_slack.or(self.p99_slack),
             min_failures: over.min_failures.or(self.min_failures),
             sticky: over.sticky.clone().or_else(|| self.sticky.clone()),
+            mode: over.mode.or(self.mode),
+            deterministic: over.deterministic.or(self.deterministic),
+            shadow_body_limit: over.shadow_body_limit.or(self.shadow_body_limit),
         }
     }
 
@@ -152,6 +177,9 @@ impl CanaryKeys {
             p99_slack: self.p99_slack.unwrap_or(DEFAULT_CANARY_P99_SLACK),
             min_failures,
             sticky,
+            mode: self.mode.unwrap_or(CanaryMode::Split),
+            deterministic: self.deterministic.unwrap_or(false),
+            shadow_body_limit: self.shadow_body_limit.unwrap_or(DEFAULT_SHADOW_BODY_LIMIT),
         }))
     }
 }

@@ -334,16 +334,20 @@ fn route_defaults(args: &ServeArgs, f: &FileConfig) -> Result<RouteDefaults> {
             .map(|kv| parse_pair("--env", kv))
             .collect::<Result<Vec<_>>>()?
     };
+    let flags = &args.canary;
     let canary = f.canary.with(&canary::CanaryKeys {
-        weight: args.canary_weight,
-        min_requests: args.canary_min_requests,
-        max_duration: args.canary_max_duration,
-        on_timeout: args.canary_on_timeout,
-        max_error_increase: args.canary_max_error_increase,
-        max_p99_ratio: args.canary_max_p99_ratio,
-        p99_slack: args.canary_p99_slack,
-        min_failures: args.canary_min_failures,
-        sticky: args.canary_sticky.clone(),
+        weight: flags.weight,
+        min_requests: flags.min_requests,
+        max_duration: flags.max_duration,
+        on_timeout: flags.on_timeout,
+        max_error_increase: flags.max_error_increase,
+        max_p99_ratio: flags.max_p99_ratio,
+        p99_slack: flags.p99_slack,
+        min_failures: flags.min_failures,
+        sticky: flags.sticky.clone(),
+        mode: flags.mode,
+        deterministic: flags.deterministic,
+        shadow_body_limit: flags.shadow_body_limit,
     });
     let canary_policy = canary.policy()?;
     Ok(RouteDefaults {

@@ -22,6 +22,51 @@ pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
         .boxed_unsync()
 }
 
+/// A request's body as its guest reads it: the client's stream, or a copy held in memory (the
+/// requests of a shadow canary, which the current generation and the candidate both read).
+pub enum RequestBody {
+    /// The client's body, read as it arrives.
+    Streaming(hyper::body::Incoming),
+    /// The whole body, read before the guest ran (`None` once handed over, or if empty).
+    Copied(Option<Bytes>),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut *self {
+            RequestBody::Streaming(incoming) => Pin::new(incoming).poll_frame(cx),
+            RequestBody::Copied(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Streaming(incoming) => incoming.is_end_stream(),
+            RequestBody::Copied(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Streaming(incoming) => incoming.size_hint(),
+            RequestBody::Copied(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
 /// A request body that fails once more than `limit` bytes have arrived, and records that it
 /// did so the host can answer 413.
 pub struct LimitedBody<B> {

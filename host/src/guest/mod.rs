@@ -7,6 +7,7 @@
 //! new generation serves beside the current one as its [`canary`] candidate first.
 
 pub mod body;
+pub mod bounds;
 pub mod canary;
 pub mod orphans;
 pub mod respond;

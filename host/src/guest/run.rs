@@ -10,20 +10,19 @@
 //! reads ([`GuestRun`], [`GuardedBody`]). The permit and the generation are released when the
 //! guest run ends. A guest whose client went away is handed to its route's [`Orphans`].
 
-use super::body::{GuardedBody, GuestRun, HeldBody, LimitedBody, ResponseBody};
-use super::orphans::{Orphan, Orphans};
+use super::body::{GuardedBody, GuestRun, HeldBody, LimitedBody, RequestBody, ResponseBody};
+pub use super::bounds::Bounds;
+use super::orphans::Orphan;
 use super::respond::{plain, retry_shortly, too_large};
 use super::reuse::{Pool, ReuseFailure};
 use super::slot::{Generation, InFlight};
 use crate::component::load::{GuestPre, PreExt};
-use crate::config::GuestLimits;
-use crate::engine::{HostState, Runtime, StoreSettings};
+use crate::engine::{HostState, Runtime};
 use crate::metrics::RouteMetrics;
 use crate::telemetry::traces::{GuestSpan, RequestSpan};
 use crate::wasi::stdio::RequestTag;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,20 +33,6 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpView, p3};
-
-/// What one route's guests run with, shared by its requests.
-pub struct Bounds {
-    /// What shapes their stores.
-    pub store: StoreSettings,
-    /// Their limits.
-    pub limits: GuestLimits,
-    /// The route's series of the metrics.
-    pub metrics: RouteMetrics,
-    /// Its guests whose client went away.
-    pub orphans: Orphans,
-    /// A failure's 500 body carries the guest's error (dev mode).
-    pub expose_errors: bool,
-}
 
 /// A request that may run: it holds one of its route's concurrency permits and the generation
 /// it runs on, until its guest run ends (or, on a reused instance, until its response body is
@@ -110,7 +95,7 @@ pub async fn serve(
     admitted: Admitted,
     (mut tag, trace): (RequestTag, Option<&RequestSpan>),
     started: Instant,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<ResponseBody> {
     let exceeded = Arc::new(AtomicBool::new(false));
     let generation = admitted.generation();
@@ -143,7 +128,7 @@ fn start(
     admitted: Admitted,
     (tag, guest_span): (&RequestTag, Option<GuestSpan>),
     started: Instant,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     exceeded: &Arc<AtomicBool>,
 ) -> (GuestRun<GuestFailure>, oneshot::Receiver<ResponseResult>) {
     let limits = &bounds.limits;
@@ -279,7 +264,7 @@ async fn run(
     admitted: Admitted,
     tag: &RequestTag,
     deadline: Instant,
-    req: Request<LimitedBody<Incoming>>,
+    req: Request<LimitedBody<RequestBody>>,
     response_tx: oneshot::Sender<ResponseResult>,
     span: &tracing::Span,
 ) -> Result<(), GuestFailure> {
@@ -326,7 +311,7 @@ async fn run_reused(
     admitted: Admitted,
     pre: &wasmtime_wasi_http::p3::bindings::ServicePre<HostState>,
     deadline: Instant,
-    req: Request<LimitedBody<Incoming>>,
+    req: Request<LimitedBody<RequestBody>>,
     response_tx: oneshot::Sender<ResponseResult>,
 ) -> Result<(), GuestFailure> {
     let generation = admitted.generation().clone();
@@ -374,7 +359,7 @@ fn failure_of(err: wasmtime::Error) -> GuestFailure {
 async fn call(
     store: &mut Store<HostState>,
     generation: &Generation,
-    req: Request<LimitedBody<Incoming>>,
+    req: Request<LimitedBody<RequestBody>>,
     response_tx: oneshot::Sender<ResponseResult>,
 ) -> wasmtime::Result<()> {
     match &*generation.pre {

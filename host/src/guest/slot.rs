@@ -202,6 +202,8 @@ macro_rules! verdict_event {
             current_requests = $verdict.current.requests,
             current_errors = $verdict.current.errors,
             current_p99_ms = $verdict.current.p99.as_secs_f64() * 1e3,
+            shadow_matched = $verdict.shadow.map(|s| s.matched),
+            shadow_mismatched = $verdict.shadow.map(|s| s.status_mismatches + s.body_mismatches),
             $($message)+
         )
     };

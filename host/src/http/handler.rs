@@ -15,12 +15,13 @@
 
 use crate::config::ConnLimits;
 use crate::engine::Runtime;
-use crate::guest::body::{HeldBody, ResponseBody};
+use crate::guest::body::{HeldBody, RequestBody, ResponseBody};
 use crate::guest::canary::{Canary, Role};
 use crate::guest::respond::{plain, retry_shortly, too_large};
 use crate::guest::run::{self, Admitted};
 use crate::http::events::EventStream;
 use crate::http::live_reload;
+use crate::http::shadow;
 use crate::metrics::Metrics;
 use crate::route::{ROUTE_HEADER, Route, RouteTable};
 use crate::telemetry::traces::{RequestInfo, RequestSpan};
@@ -161,7 +162,7 @@ impl Dispatcher {
     /// canary, if one runs.
     async fn serve(
         &self,
-        route: &Route,
+        route: &Arc<Route>,
         id: u64,
         started: Instant,
         req: Request<Incoming>,
@@ -180,6 +181,17 @@ impl Dispatcher {
             trace: Default::default(),
             role: role_of(route, side.as_ref()).map(Role::as_str),
         };
+        // A shadow canary gets a copy of its share of the requests.
+        let (req, copy) = match &side {
+            Some((Role::Current, canary)) if canary.copies() => {
+                match shadow::prepare(route, canary, req).await {
+                    Ok(prepared) => prepared,
+                    Err(refusal) => return (refusal, None, None),
+                }
+            }
+            _ => (req.map(RequestBody::Streaming), None),
+        };
+        let copy_tag = copy.as_ref().map(|_| tag.clone());
         let response = run::serve(
             &self.runtime,
             &route.guests,
@@ -189,6 +201,10 @@ impl Dispatcher {
             req,
         )
         .await;
+        let response = match (copy, copy_tag) {
+            (Some(copy), Some(tag)) => copy.start(&self.runtime, route, tag, response),
+            _ => response,
+        };
         (response, Some(number), side)
     }
 

@@ -183,6 +183,8 @@ pub struct Metrics {
     pub canary_verdicts: Family<CanaryVerdictLabels, Counter>,
     /// `hotswap_canary_candidate_generation{route}` (0: no canary runs)
     pub canary_candidate: Family<RouteLabel, Gauge>,
+    /// `hotswap_canary_shadow_total{route,outcome}`
+    pub canary_shadow: Family<CanaryShadowLabels, Counter>,
 }
 
 /// Labels of a canary's request series: which side served, and how.
@@ -193,6 +195,16 @@ pub struct CanaryRequestLabels {
     /// `current` or `candidate`.
     pub role: &'static str,
     /// `ok` or `error` (a server error: 5xx, a trap, a deadline, memory, no response).
+    pub outcome: &'static str,
+}
+
+/// Labels of a shadow canary's copies.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryShadowLabels {
+    /// The route's name.
+    pub route: RouteName,
+    /// `matched`, `status_mismatch`, `body_mismatch`, `incomplete`, or why a picked request
+    /// was not copied: `skipped_body`, `shed`.
     pub outcome: &'static str,
 }
 
@@ -357,7 +369,17 @@ impl Default for Metrics {
             "Generation each route runs as its canary candidate (0: none)",
             canary_candidate.clone(),
         );
+        let canary_shadow = Family::<CanaryShadowLabels, Counter>::default();
+        registry.register(
+            "canary_shadow",
+            "Requests picked for a shadow candidate, by outcome: how its answer compared with \
+             the current's (matched, status_mismatch, body_mismatch, incomplete), or why no copy \
+             ran (skipped_body: too large or of unknown length; shed: the route was near its \
+             concurrency cap)",
+            canary_shadow.clone(),
+        );
         Metrics {
+            canary_shadow,
             canary_requests,
             canary_verdicts,
             canary_candidate,

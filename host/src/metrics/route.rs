@@ -215,6 +215,17 @@ impl RouteMetrics {
         counters[side + usize::from(error)].inc();
     }
 
+    /// Counts a request picked for a shadow candidate, by `outcome`.
+    pub fn canary_shadow(&self, outcome: &'static str) {
+        self.all
+            .canary_shadow
+            .get_or_create(&CanaryShadowLabels {
+                route: self.route.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
     /// Counts a canary verdict, and the candidate it leaves (none).
     pub fn canary_verdict(&self, verdict: &'static str, cause: &'static str) {
         self.all

@@ -17,6 +17,7 @@
 mod host;
 mod memory;
 mod redis_store;
+mod scratch;
 mod sqlite;
 
 pub use host::{KvView, add_to_linker};
@@ -200,6 +201,8 @@ pub struct KeyValue {
     /// The default SQLite store is a file per namespace: the files opened so far, shared by
     /// every view of the same namespace (each file's lock is held by one connection).
     sqlite_files: Arc<Mutex<HashMap<String, Arc<Backend>>>>,
+    /// A shadow candidate's view: its writes go here, and the backend is only read.
+    scratch: Option<Arc<scratch::Scratch>>,
 }
 
 enum Backend {
@@ -240,6 +243,7 @@ impl KeyValue {
             metrics,
             failing: AtomicBool::new(false),
             sqlite_files,
+            scratch: None,
         })
     }
 
@@ -260,7 +264,22 @@ impl KeyValue {
             metrics: self.metrics.clone(),
             failing: AtomicBool::new(false),
             sqlite_files: self.sqlite_files.clone(),
+            scratch: None,
         })
+    }
+
+    /// The same namespace as a shadow candidate sees it: it reads the real state, but its
+    /// writes go to a scratch space of its own, dropped with the returned store
+    /// ([`scratch`](self::scratch)).
+    pub fn scratch(&self) -> KeyValue {
+        KeyValue {
+            backend: self.backend.clone(),
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+            failing: AtomicBool::new(false),
+            sqlite_files: self.sqlite_files.clone(),
+            scratch: Some(Arc::default()),
+        }
     }
 
     /// Times and counts one operation; logs a backend outage once and its end once.
@@ -330,6 +349,86 @@ impl KeyValue {
         bucket: &str,
         keys: Vec<String>,
     ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let Some(scratch) = &self.scratch else {
+            return self.backend_get_many(bucket, keys).await;
+        };
+        let seen: Vec<scratch::Seen> = keys.iter().map(|k| scratch.seen(bucket, k)).collect();
+        let unknown: Vec<String> = keys
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| matches!(s, scratch::Seen::Untouched))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut real = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            self.backend_get_many(bucket, unknown).await?
+        }
+        .into_iter();
+        Ok(seen
+            .into_iter()
+            .map(|s| match s {
+                scratch::Seen::Written(value) => Some(value),
+                scratch::Seen::Deleted => None,
+                scratch::Seen::Untouched => real.next().flatten(),
+            })
+            .collect())
+    }
+
+    async fn set_many(
+        &self,
+        bucket: &str,
+        pairs: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), BackendError> {
+        let Some(scratch) = &self.scratch else {
+            return self.backend_set_many(bucket, pairs).await;
+        };
+        Self::check_batch(pairs.len())?;
+        for (key, value) in &pairs {
+            self.check_value(key, value)?;
+        }
+        let pairs = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        scratch.write(bucket, pairs, self.settings.max_keys)
+    }
+
+    async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), BackendError> {
+        let Some(scratch) = &self.scratch else {
+            return self.backend_delete_many(bucket, keys).await;
+        };
+        Self::check_batch(keys.len())?;
+        for key in &keys {
+            self.check_key(key)?;
+        }
+        let deletes = keys.into_iter().map(|k| (k, None)).collect();
+        scratch.write(bucket, deletes, self.settings.max_keys)
+    }
+
+    async fn list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
+        let page = self.backend_list_keys(bucket, cursor).await?;
+        Ok(match &self.scratch {
+            Some(scratch) => scratch.list(bucket, cursor, page),
+            None => page,
+        })
+    }
+
+    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, BackendError> {
+        let Some(scratch) = &self.scratch else {
+            return self.backend_increment(bucket, key, delta).await;
+        };
+        self.check_key(key)?;
+        let now = self
+            .get_many(bucket, vec![key.to_string()])
+            .await?
+            .pop()
+            .flatten();
+        scratch.increment(bucket, key, now.as_deref(), delta, self.settings.max_keys)
+    }
+
+    async fn backend_get_many(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
         Self::check_batch(keys.len())?;
         for key in &keys {
             self.check_key(key)?;
@@ -342,7 +441,7 @@ impl KeyValue {
         }
     }
 
-    async fn set_many(
+    async fn backend_set_many(
         &self,
         bucket: &str,
         pairs: Vec<(String, Vec<u8>)>,
@@ -359,7 +458,11 @@ impl KeyValue {
         }
     }
 
-    async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), BackendError> {
+    async fn backend_delete_many(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<(), BackendError> {
         Self::check_batch(keys.len())?;
         for key in &keys {
             self.check_key(key)?;
@@ -375,7 +478,7 @@ impl KeyValue {
         }
     }
 
-    async fn list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
+    async fn backend_list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
         let ns = &self.settings.namespace;
         match &*self.backend {
             Backend::Memory(m) => Ok(m.list_keys(ns, bucket, cursor)),
@@ -384,7 +487,12 @@ impl KeyValue {
         }
     }
 
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, BackendError> {
+    async fn backend_increment(
+        &self,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> Result<u64, BackendError> {
         self.check_key(key)?;
         let (ns, max) = (&self.settings.namespace, self.settings.max_keys);
         match &*self.backend {

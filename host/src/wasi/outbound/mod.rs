@@ -171,6 +171,8 @@ impl Destination {
 #[derive(Debug, Clone, Default)]
 pub struct OutboundPolicy {
     rules: Arc<Vec<Rule>>,
+    /// A shadow candidate's: every request is denied, whatever the rules.
+    shadow: bool,
 }
 
 impl OutboundPolicy {
@@ -183,7 +185,17 @@ impl OutboundPolicy {
             .collect::<Result<Vec<_>>>()?;
         Ok(OutboundPolicy {
             rules: Arc::new(rules),
+            shadow: false,
         })
+    }
+
+    /// A shadow candidate's policy: no outbound request at all, so that a copy of a request
+    /// never acts on the world a second time.
+    pub fn shadow() -> OutboundPolicy {
+        OutboundPolicy {
+            rules: Arc::default(),
+            shadow: true,
+        }
     }
 
     /// The first rule that allows a request to `uri` by its host and port, if any.
@@ -316,6 +328,16 @@ impl WasiHttpHooks for OutboundHooks {
         let Some(destination) = Destination::of(request.uri()) else {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
         };
+        if self.policy.shadow {
+            // Expected of every shadow copy that calls out: not worth a warning each time.
+            tracing::debug!(
+                route = route.as_deref(),
+                generation,
+                host = %destination.name,
+                "outbound request denied: a shadow candidate makes no outbound requests"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
         let Some(rule) = self.policy.rule_for(&destination).cloned() else {
             tracing::warn!(
                 route = route.as_deref(),

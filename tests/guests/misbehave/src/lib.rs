@@ -1,11 +1,12 @@
 //! misbehave: a `wasi:http/proxy` test guest that misbehaves on request, so the
 //! host's tests can check that one bad request cannot hurt the host.
 //!
-//! Routes (all `GET`; anything else → 404 `not found`, a bad query → 400):
+//! Routes (all `GET` but `POST /canary`; anything else → 404 `not found`, a bad query → 400):
 //!
 //! | route             | behaviour |
 //! |-------------------|-----------|
 //! | `/ok`             | 200 `ok` |
+//! | `/canary`         | by the build's canary mode (`misbehave-core`): 200 `canary ok`, 500, a trap, 50 or 150 ms late, or 200 `canary differs`; `POST` reads the body and answers 200 `canary read N` (`canary differs N`; `fail`: 500) |
 //! | `/loop`           | spins forever on the CPU, never calling the host |
 //! | `/sleep-forever`  | blocks forever on a monotonic-clock pollable |
 //! | `/alloc`          | allocates and fills 1 MiB blocks without bound; when growth fails Rust aborts: a trap |
@@ -61,6 +62,14 @@ impl Guest for Component {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let target = request.path_with_query().unwrap_or_else(|| "/".to_string());
         let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+        if path == "/canary" && matches!(request.method(), Method::Post) {
+            let read = body_length(request);
+            return match canary_mode() {
+                CanaryMode::Fail => respond(out, 500, "canary fails"),
+                CanaryMode::Body => respond(out, 200, &format!("canary differs {read}")),
+                _ => respond(out, 200, &format!("canary read {read}")),
+            };
+        }
         if !matches!(request.method(), Method::Get) {
             return respond(out, 404, "not found");
         }
@@ -288,3 +297,18 @@ fn outbound_get(url: &str) -> Result<Result<u16, ErrorCode>, &'static str> {
 }
 
 bindings::export!(Component with_types_in bindings);
+
+/// Reads the request body to its end: how many bytes it had.
+fn body_length(request: IncomingRequest) -> usize {
+    let Ok(body) = request.consume() else {
+        return 0;
+    };
+    let Ok(stream) = body.stream() else {
+        return 0;
+    };
+    let mut read = 0;
+    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+        read += chunk.len();
+    }
+    read
+}

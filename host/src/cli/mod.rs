@@ -3,6 +3,9 @@
 //! Nothing here is validated beyond what clap parses; [`crate::config::Config::from_args`]
 //! turns these raw values into the one typed configuration the rest of the host uses.
 
+mod canary;
+
+pub use canary::{CanaryArgs, CanaryMode, OnTimeout};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -332,62 +335,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "HOTSWAP_KEYVALUE_MAX_KEYS")]
     pub keyvalue_max_keys: Option<u64>,
 
-    /// Canary: every route's new generations serve beside the current one, on this percentage
-    /// of the route's requests, until they are promoted or rolled back (0 < PERCENT < 100; 0:
-    /// no canary). Without it a new generation takes all the traffic at once.
-    /// File: `canary.weight` (`[route.canary]` for one route).
-    #[arg(long, value_name = "PERCENT", env = "HOTSWAP_CANARY_WEIGHT")]
-    pub canary_weight: Option<f64>,
-
-    /// Canary: requests the candidate serves, within the bounds, before it is promoted.
-    /// File: `canary.min_requests`.
-    #[arg(long, value_name = "N", env = "HOTSWAP_CANARY_MIN_REQUESTS")]
-    pub canary_min_requests: Option<u64>,
-
-    /// Canary: how long one may run without a verdict; then `--canary-on-timeout` decides.
-    /// File: `canary.max_duration`.
-    #[arg(long, value_name = "DURATION", env = "HOTSWAP_CANARY_MAX_DURATION", value_parser = parse_duration)]
-    pub canary_max_duration: Option<Duration>,
-
-    /// Canary: the verdict when `--canary-max-duration` passes first: `rollback` (default) or
-    /// `promote` (if no bound is broken). File: `canary.on_timeout`.
-    #[arg(long, value_name = "VERDICT", env = "HOTSWAP_CANARY_ON_TIMEOUT")]
-    pub canary_on_timeout: Option<OnTimeout>,
-
-    /// Canary: most the candidate's server-error rate (5xx, traps, deadlines, memory) may
-    /// exceed the current's, as a fraction (0.01: one percentage point).
-    /// File: `canary.max_error_increase`.
-    #[arg(
-        long,
-        value_name = "FRACTION",
-        env = "HOTSWAP_CANARY_MAX_ERROR_INCREASE"
-    )]
-    pub canary_max_error_increase: Option<f64>,
-
-    /// Canary: most the candidate's p99 latency may be, as a multiple of the current's (plus
-    /// `--canary-p99-slack`). File: `canary.max_p99_ratio`.
-    #[arg(long, value_name = "RATIO", env = "HOTSWAP_CANARY_MAX_P99_RATIO")]
-    pub canary_max_p99_ratio: Option<f64>,
-
-    /// Canary: latency added to the p99 bound, below which a difference is noise.
-    /// File: `canary.p99_slack`.
-    #[arg(long, value_name = "DURATION", env = "HOTSWAP_CANARY_P99_SLACK", value_parser = parse_duration)]
-    pub canary_p99_slack: Option<Duration>,
-
-    /// Canary: server errors the candidate must have answered before it can be rolled back
-    /// early (before `--canary-min-requests`). File: `canary.min_failures`.
-    #[arg(long, value_name = "N", env = "HOTSWAP_CANARY_MIN_FAILURES")]
-    pub canary_min_failures: Option<u64>,
-
-    /// Canary: keep a client on one side by a request header or cookie (`header:NAME` or
-    /// `cookie:NAME`, hashed); a request without it goes to a side at random.
-    /// File: `canary.sticky`.
-    #[arg(
-        long,
-        value_name = "header:NAME|cookie:NAME",
-        env = "HOTSWAP_CANARY_STICKY"
-    )]
-    pub canary_sticky: Option<String>,
+    /// The `--canary-*` flags.
+    #[command(flatten)]
+    pub canary: CanaryArgs,
 
     /// Time in-flight requests get to finish after SIGTERM or SIGINT before they are cut.
     /// File: `server.shutdown_timeout`.
@@ -499,16 +449,6 @@ pub struct ServeArgs {
     /// milliseconds, as `OTEL_EXPORTER_OTLP_TIMEOUT` is written). File: `otel.timeout`.
     #[arg(long, value_name = "DURATION", env = "OTEL_EXPORTER_OTLP_TIMEOUT", value_parser = parse_millis_or_duration)]
     pub otel_timeout: Option<Duration>,
-}
-
-/// What a canary that reaches its `--canary-max-duration` without a verdict gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnTimeout {
-    /// Dropped: the current generation keeps serving everything.
-    Rollback,
-    /// Promoted, if no bound is broken.
-    Promote,
 }
 
 /// Development or production behaviour; see `--mode`.
