@@ -13,6 +13,9 @@ wrk run of its own each, it deploys a new build by rename and waits for the verd
 - `good`: a candidate like the current one (promoted);
 - `replaced`: a candidate replaced by a newer build before its verdict, the newer one promoted.
 
+With `--mode shadow` (and `deterministic`), the candidate only answers copies of its share, so
+no client may see its failures at all; a `body` phase adds a candidate whose body differs.
+
 For each phase it prints the verdict line's numbers, the time from the candidate starting to
 its verdict and from the failure that crossed the bound to the verdict (the log's timestamps),
 and what wrk saw: non-2xx responses (in `fail` exactly the candidate's own 500s are expected:
@@ -92,6 +95,7 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("--weight", default="10")
     ap.add_argument("--min-requests", default="200")
+    ap.add_argument("--mode", choices=["split", "shadow"], default="split")
     args = ap.parse_args()
     base = Path(args.guest).read_bytes()
     if base.count(MARKER) != 1:
@@ -99,12 +103,16 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="hotswap-canary-"))
     H.pin_self_to_client_cpu()
     results = []
-    for name, first, modes, expect in [
+    shadow = args.mode == "shadow"
+    phases = [
         ("fail", "ok..", ["fail"], "rolled_back"),
         ("latency", "slow", ["s150"], "rolled_back"),
         ("good", "ok..", ["ok2."], "promoted"),
         ("replaced", "ok..", ["ok2.", "ok3."], "promoted"),
-    ]:
+    ]
+    if shadow:
+        phases.insert(1, ("body", "ok..", ["body"], "rolled_back"))
+    for name, first, modes, expect in phases:
         d = work / name
         d.mkdir()
         app = d / "app.wasm"
@@ -112,6 +120,8 @@ def main() -> int:
         argv = [str(Path(args.binary).resolve()), "serve", str(app), "--addr", "127.0.0.1:0",
                 "--admin-addr", "127.0.0.1:0", "--canary-weight", args.weight,
                 "--canary-min-requests", args.min_requests, "--shutdown-timeout", "2s"]
+        if shadow:
+            argv += ["--canary-mode", "shadow", "--canary-deterministic"]
         server = H.Server(f"canary-{name}", argv, work / "logs", {"XDG_CACHE_HOME": str(d / "cache")}, cwd=d)
         try:
             addr = server.wait_ready()
@@ -122,7 +132,7 @@ def main() -> int:
         finally:
             server.stop()
         results.append((name, verdict, took, wrk))
-    print(f"canary verdicts under load (weight {args.weight} %, min_requests {args.min_requests}, "
+    print(f"canary verdicts under load ({args.mode} mode, weight {args.weight} %, min_requests {args.min_requests}, "
           f"wrk c={args.conns} on /canary; server CPU {H.SERVER_CPU}, wrk CPU {H.CLIENT_CPU}, RUST_BACKTRACE=0)")
     ok = True
     for name, verdict, took, wrk in results:
@@ -131,8 +141,14 @@ def main() -> int:
         print(f"  {name:9s} {verdict['decision']:11s} cause {verdict['cause']:8s} after {took * 1e3:7.0f} ms: "
               f"candidate {cand['requests']} requests, {cand['errors']} errors, p99 {cand['p99_ms']:.1f} ms; "
               f"current {cur['requests']} requests, p99 {cur['p99_ms']:.1f} ms")
+        if "shadow" in verdict:
+            sh = verdict["shadow"]
+            print(f"            copies: {sh['matched']} matched, {sh['status_mismatches']} status and "
+                  f"{sh['body_mismatches']} body mismatches, {sh['incomplete']} incomplete, "
+                  f"not copied: {sh['not_copied']['body']} (body), {sh['not_copied']['shed']} (shed)")
         print(f"            wrk: {wrk.requests} requests, non-2xx {wrk.non_2xx}, socket errors {wrk.socket_errors}")
-        allowed = cand["errors"] if name == "fail" else 0
+        # In split mode the failing build's own 500s reach its clients; in shadow mode none may.
+        allowed = cand["errors"] if name == "fail" and not shadow else 0
         if wrk.non_2xx > allowed or wrk.socket_errors:
             print(f"            FAILED: {wrk.non_2xx - allowed} requests failed beyond the candidate's own errors")
             ok = False

@@ -3,7 +3,7 @@
 //! judge the candidate. A copy cannot act twice: no outbound call, no write to the real
 //! key-value state.
 
-use crate::canary::{Host, admin_json, hit};
+use crate::canary::{Host, Seen, admin_json, hit};
 use hotswap_tests::guests::{self, STATEFUL};
 use hotswap_tests::metrics;
 use hotswap_tests::upstream::Upstream;
@@ -13,6 +13,22 @@ use std::time::Duration;
 
 /// Shadow mode on 99 % of the requests (a request is left uncopied one time in a hundred).
 const SHADOW: [&str; 4] = ["--canary-mode", "shadow", "--canary-weight", "99"];
+
+/// A host on `world`'s misbehaving guest with a shadow canary on 99 % and `extra` arguments.
+fn shadow_host(world: World, extra: &[&str]) -> Host {
+    let mut args = SHADOW.to_vec();
+    args.extend_from_slice(extra);
+    Host::start(world, &args)
+}
+
+/// Asserts that every request of `seen` was answered 200 by generation `generation`.
+fn all_served_by(seen: &[Seen], generation: u64) {
+    assert!(
+        seen.iter()
+            .all(|s| s.status == 200 && s.generation == Some(generation)),
+        "{seen:?}"
+    );
+}
 
 /// `n` POSTs of `size` bytes to `/canary`: each answer's text and generation.
 async fn post(host: &Host, size: usize, n: usize) -> Vec<(String, Option<u64>)> {
@@ -31,15 +47,16 @@ async fn post(host: &Host, size: usize, n: usize) -> Vec<(String, Option<u64>)> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shadow_candidate_answers_copies_clients_never_see_and_is_promoted_or_flagged() {
-    let mut args = SHADOW.to_vec();
-    args.extend([
-        "--canary-deterministic",
-        "--canary-min-requests",
-        "150",
-        "--canary-shadow-body-limit",
-        "1KiB",
-    ]);
-    let host = Host::start(World::P2, &args);
+    let host = shadow_host(
+        World::P2,
+        &[
+            "--canary-deterministic",
+            "--canary-min-requests",
+            "150",
+            "--canary-shadow-body-limit",
+            "1KiB",
+        ],
+    );
     assert_eq!(host.deploy_candidate("ok2.").await, 2);
     // The current answers every client; the candidate only copies.
     let seen = hit(host.server.addr, "/canary", 60, 2, &[]).await;
@@ -243,30 +260,91 @@ async fn a_shadow_candidate_leaves_the_real_key_value_state_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn shadow_copies_are_shed_first_when_the_route_has_no_spare_permit() {
-    let mut args = SHADOW.to_vec();
-    args.extend(["--max-concurrency", "1"]);
-    let host = Host::start(World::P2, &args);
+async fn shadow_copies_are_shed_first_when_the_route_nears_its_cap() {
+    let host = shadow_host(World::P2, &["--max-concurrency", "4"]);
     assert_eq!(host.deploy_candidate("ok2.").await, 2);
-    let seen = hit(host.server.addr, "/canary", 30, 1, &[]).await;
+    let numbers = || async {
+        let canary = host.canary().await;
+        let candidate = &canary["candidate"];
+        (
+            candidate["numbers"]["candidate"]["requests"]
+                .as_u64()
+                .unwrap(),
+            candidate["shadow"]["not_copied"]["shed"].as_u64().unwrap(),
+        )
+    };
+    // With permits to spare, the copies run.
+    hit(host.server.addr, "/canary", 20, 1, &[]).await;
+    let copied = eventually(Duration::from_secs(10), || async {
+        let (copies, shed) = numbers().await;
+        (copies >= 15).then_some((copies, shed))
+    })
+    .await
+    .expect("copies ran");
+    assert_eq!(copied.1, 0, "nothing shed with permits to spare");
+    // The last copies (a millisecond each) have ended by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copied = numbers().await;
+    // Three slow requests hold three of the four permits: a client's request takes the last
+    // one, and no copy may take it from the next client.
+    let addr = host.server.addr;
+    let slow: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { hotswap_tests::get(addr, "/late-log?ms=3000").await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = std::time::Instant::now();
+    let seen = hit(host.server.addr, "/canary", 20, 1, &[]).await;
+    let (copies, shed) = numbers().await;
     assert!(
-        seen.iter()
-            .all(|s| s.status == 200 && s.generation == Some(1)),
-        "{seen:?}"
+        busy.elapsed() < Duration::from_millis(2000),
+        "the slow requests ended too soon"
     );
-    let canary = host.canary().await;
-    let candidate = &canary["candidate"];
-    assert_eq!(candidate["numbers"]["candidate"]["requests"], 0, "{canary}");
-    assert!(
-        candidate["shadow"]["not_copied"]["shed"].as_u64().unwrap() >= 25,
-        "{canary}"
-    );
+    all_served_by(&seen, 1);
+    assert_eq!(copies, copied.0, "no copy ran while the route was busy");
+    assert!(shed >= 15, "{shed} copies shed");
+    for request in slow {
+        assert_eq!(request.await.unwrap().unwrap().status, 200);
+    }
     let samples = metrics::scrape(&host.server).await;
-    let shed = metrics::value(
+    let counted = metrics::value(
         &samples,
         "hotswap_canary_shadow_total",
         "index",
         &[("outcome", "shed")],
     );
-    assert!(shed.is_some_and(|n| n >= 25.0), "{shed:?}");
+    assert_eq!(counted, Some(shed as f64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_p3_shadow_candidate_with_reused_instances_is_judged_on_its_copies() {
+    // The current generation serves from reused instances; each copy gets a fresh one of the
+    // candidate, so a promotion could not hand the clients an instance set up for copies.
+    let host = shadow_host(
+        World::P3,
+        &[
+            "--canary-deterministic",
+            "--canary-min-requests",
+            "40",
+            "--instance-reuse",
+            "8",
+        ],
+    );
+    assert_eq!(host.deploy_candidate("body").await, 2);
+    let seen = hit(host.server.addr, "/canary", 40, 2, &[]).await;
+    all_served_by(&seen, 1);
+    let verdict = host.verdict().await;
+    assert_eq!(
+        (&verdict["decision"], &verdict["cause"]),
+        (&"rolled_back".into(), &"errors".into()),
+        "{verdict}"
+    );
+    assert!(verdict["shadow"]["body_mismatches"].as_u64().unwrap() >= 5);
+    // A good one is promoted on its copies and then answers the clients.
+    assert_eq!(host.deploy_candidate("ok2.").await, 3);
+    hit(host.server.addr, "/canary", 80, 2, &[]).await;
+    let verdict = host.verdict().await;
+    assert_eq!(verdict["decision"], "promoted", "{verdict}");
+    assert_eq!(verdict["generation"], 3, "{verdict}");
+    let after = hit(host.server.addr, "/canary", 10, 1, &[]).await;
+    assert!(after.iter().all(|s| s.generation == Some(3)), "{after:?}");
 }

@@ -48,7 +48,8 @@ pub struct RequestTag {
     pub uri: http::Uri,
     /// Where its guest's outbound calls hang in its trace (nothing when traces are off).
     pub trace: crate::telemetry::traces::TraceContext,
-    /// Its side of its route's canary (`current` or `candidate`), on a route with a policy.
+    /// Its side of its route's canary (`current` or `candidate`; `shadow` for a shadow
+    /// candidate's copy), on a route with a policy.
     pub role: Option<&'static str>,
 }
 
