@@ -15,7 +15,6 @@ mod live_reload;
 mod loader_fuzz;
 mod registry;
 mod routes;
-mod shadow;
 mod shutdown;
 mod startup;
 mod state;

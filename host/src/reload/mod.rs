@@ -304,13 +304,29 @@ impl Reloader {
             cause: new.cause,
             started: new.started,
         };
+        let replacing = self.target().slot.canary().map(|c| c.candidate().number);
         let installed = install(&self.pipeline, change).await;
         self.steps.step("install", installing.elapsed(), Vec::new());
         match installed {
             Ok(generation) => {
+                let slot = &self.target().slot;
                 self.target().metrics.reload(Outcome::Loaded.as_str());
+                let current = slot.current().map(|g| g.number);
+                let canary = (current != Some(generation.number)).then(|| match replacing {
+                    Some(old) => format!(
+                        "generation {} runs as the canary candidate in place of generation {old}, \
+                         dropped before a verdict",
+                        generation.number
+                    ),
+                    None => format!(
+                        "generation {} runs as the canary candidate beside generation {}",
+                        generation.number,
+                        current.unwrap_or_default()
+                    ),
+                });
                 Report {
                     cache_hit: generation.code_source.cache_hit(),
+                    canary,
                     ..Report::new(Outcome::Loaded, Some(generation.number)).of(Some(short))
                 }
             }
@@ -340,16 +356,26 @@ impl Reloader {
             && canary.candidate().sha256 == new.sha256
             && canary.candidate().digest == new.digest
         {
-            tracing::debug!(route = %target.name, origin = %self.origin.display(), trigger = new.cause.name(), candidate = canary.candidate().number, "component unchanged: it runs as the canary candidate");
+            let said = format!(
+                "generation {} runs on as the canary candidate",
+                canary.candidate().number
+            );
+            // A file event for the same bytes is routine; an operator's reload is answered.
+            if new.cause == Cause::FileChanged {
+                tracing::debug!(route = %target.name, origin = %self.origin.display(), trigger = new.cause.name(), "component unchanged: {said}");
+            } else {
+                tracing::info!(route = %target.name, origin = %self.origin.display(), trigger = new.cause.name(), "component unchanged: {said}");
+            }
             if let Some(path) = save_to
                 && let Err(reason) = save(path, Arc::new(new.bytes.clone())).await
             {
                 return Some(self.not_saved(new.cause, path, reason, short));
             }
             target.metrics.reload(Outcome::Unchanged.as_str());
-            return Some(
-                Report::new(Outcome::Unchanged, current.map(|g| g.number)).of(Some(short)),
-            );
+            return Some(Report {
+                canary: Some(said),
+                ..Report::new(Outcome::Unchanged, current.map(|g| g.number)).of(Some(short))
+            });
         }
         if target.slot.was_rolled_back(&new.sha256) {
             let reason =

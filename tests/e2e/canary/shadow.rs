@@ -3,7 +3,7 @@
 //! judge the candidate. A copy cannot act twice: no outbound call, no write to the real
 //! key-value state.
 
-use crate::canary::{Host, Seen, admin_json, hit};
+use super::{Host, Seen, admin_json, hit};
 use hotswap_tests::guests::{self, STATEFUL};
 use hotswap_tests::metrics;
 use hotswap_tests::upstream::Upstream;
