@@ -7,6 +7,7 @@
 use crate::component::load::{Compiled, GuestPre, PreExt, Source};
 use crate::config::canary::CanaryPolicy;
 use crate::engine::incremental::Counts;
+use crate::events::{Event, Events};
 use crate::guest::canary::{Canary, Decision, Role, Verdict};
 use crate::guest::reuse::Pool;
 use crate::kind::{Tier, World};
@@ -219,6 +220,8 @@ const ROLLED_BACK_KEPT: usize = 32;
 /// with a canary policy, the candidate serving beside the current one.
 pub struct Slot {
     current: ArcSwapOption<Generation>,
+    /// Dev mode's event stream, told of promotions.
+    events: Option<Arc<Events>>,
     /// The route's canary policy: new generations become candidates.
     canary_policy: Option<CanaryPolicy>,
     /// The canary running, if any.
@@ -240,6 +243,7 @@ impl Slot {
     /// each new generation as a candidate first).
     pub fn new(keep: usize, canary: Option<CanaryPolicy>) -> Self {
         Slot {
+            events: None,
             current: ArcSwapOption::empty(),
             canary_policy: canary,
             canary: ArcSwapOption::empty(),
@@ -250,6 +254,12 @@ impl Slot {
             history: Mutex::new(VecDeque::new()),
             keep: keep.max(1),
         }
+    }
+
+    /// The same slot, telling `events` (dev mode's event stream) when a promoted candidate
+    /// starts serving: the other ways a generation starts serving are told by the reloader.
+    pub fn with_events(self, events: Option<Arc<Events>>) -> Self {
+        Slot { events, ..self }
     }
 
     /// The generation new requests should use, if any.
@@ -456,6 +466,14 @@ impl Slot {
                     }
                 }
                 self.make_current(candidate.clone());
+                if let Some(events) = &self.events {
+                    events.publish(Event::Serving {
+                        route: metrics.route().to_string(),
+                        generation: candidate.number,
+                        sha256: candidate.short_hash(),
+                        trigger: "canary".to_string(),
+                    });
+                }
                 metrics.serving(
                     candidate.number,
                     candidate.world().as_str(),

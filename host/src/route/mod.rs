@@ -231,7 +231,10 @@ impl Route {
             name: metrics.route().clone(),
             prefix: config.prefix.clone(),
             source: config.origin.display(),
-            slot: Arc::new(Slot::new(host.keep_generations, config.canary.clone())),
+            slot: Arc::new(
+                Slot::new(host.keep_generations, config.canary.clone())
+                    .with_events(host.events.clone()),
+            ),
             guests: Arc::new(Bounds {
                 store: host.runtime.store_settings(config)?,
                 limits: config.limits.clone(),

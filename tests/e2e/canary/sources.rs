@@ -1,9 +1,10 @@
 //! Every source of a new generation makes a candidate, and an operator's reload says what it
 //! did to the running canary: an upload, SIGHUP, `POST /reload` (file drops and registry tags
-//! are in `split`).
+//! are in `split`); a promotion tells dev mode's event stream that new code serves.
 
 use super::{Host, admin_json};
 use hotswap_tests::guests::canary_build;
+use hotswap_tests::sse::EventReader;
 use hotswap_tests::worlds::World;
 use hotswap_tests::{Client, eventually};
 use std::time::Duration;
@@ -81,4 +82,32 @@ async fn uploads_and_sighup_make_candidates_and_say_what_they_did_to_the_canary(
         (&1.into(), &3.into()),
         "{canary}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promotion_tells_the_dev_event_stream_and_a_candidate_does_not() {
+    let host = Host::start(
+        World::P2,
+        &["--canary-weight", "50", "--canary-min-requests", "1000000"],
+    );
+    let mut stream = EventReader::open(host.server.addr, "/_hotswap/events")
+        .await
+        .unwrap();
+    assert_eq!(host.deploy_candidate("ok2.").await, 2);
+    // A candidate serves only its share: a page is not told to reload for it.
+    let (serving, _) = stream
+        .next_named("serving", Duration::from_millis(500))
+        .await;
+    assert!(serving.is_none(), "{serving:?}");
+    let (code, answer) = admin_json(
+        host.server.admin.unwrap(),
+        "POST",
+        "/routes/index/canary/promote",
+    )
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    let (serving, before) = stream.next_named("serving", Duration::from_secs(5)).await;
+    let serving = serving.unwrap_or_else(|| panic!("no serving event: {before:?}"));
+    assert_eq!(serving.data["generation"], 2, "{}", serving.data);
+    assert_eq!(serving.data["trigger"], "canary", "{}", serving.data);
 }
