@@ -20,7 +20,7 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /reload` | reload every route |
 //! | `POST /rollback`, `PUT /component` | the route's call, when there is exactly one route |
-//! | `GET /routes/{name}/canary` | JSON: the route's canary policy, the candidate, both sides' numbers ([`canary`]) |
+//! | `GET /routes/{name}/canary` | JSON: the route's canary policy, the candidate, both sides' numbers (`admin/canary.rs`) |
 //! | `POST /routes/{name}/canary/promote`, `…/abort` | the operator's verdict on the running canary |
 //! | `POST /upgrade` | start the binary anew and hand it the listeners ([`crate::process`]); JSON: the new PID, or why this process serves on |
 

@@ -8,7 +8,7 @@
 //! case) costs no task spawn; one still running (streaming its body, or whose client went away)
 //! moves to a task of its own and runs to its end within its deadline, whether or not its client
 //! reads ([`GuestRun`], [`GuardedBody`]). The permit and the generation are released when the
-//! guest run ends. A guest whose client went away is handed to its route's [`Orphans`].
+//! guest run ends. A guest whose client went away is handed to its route's [`Orphans`](super::orphans::Orphans).
 
 use super::body::{GuardedBody, GuestRun, HeldBody, LimitedBody, RequestBody, ResponseBody};
 pub use super::bounds::Bounds;

@@ -1,6 +1,6 @@
 //! Prometheus metrics, served as text by the admin listener's `GET /metrics`. The host's
 //! series and their labels are here; a route writes its own through [`RouteMetrics`]
-//! ([`route`]).
+//! (`metrics/route.rs`).
 
 mod route;
 

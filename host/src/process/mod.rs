@@ -4,7 +4,7 @@
 //!
 //! **Upgrade.** On `SIGUSR2` (or `POST /upgrade` on the admin API) the running host starts the
 //! binary at its own path anew, with the same arguments, handing it its listening sockets as
-//! inherited descriptors ([`upgrade::spawn`]). The new process reads its configuration, loads
+//! inherited descriptors (`upgrade.rs`). The new process reads its configuration, loads
 //! its routes (from the compile cache: milliseconds), and only then says it is ready, over a
 //! socket pair the old process holds the other end of ([`upgrade::Handoff`]). The old process
 //! checks that the new one serves at least the routes it serves itself, tells it to go, stops

@@ -1,4 +1,4 @@
-//! What the host says about itself beyond metrics: its log lines ([`logs`]) and, when an OTLP
+//! What the host says about itself beyond metrics: its log lines (`telemetry/logs.rs`) and, when an OTLP
 //! endpoint is configured, OpenTelemetry traces ([`traces`]).
 //!
 //! A leaf: it imports nothing of the crate. Callers hand it plain values (names, numbers,

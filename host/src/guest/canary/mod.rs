@@ -14,7 +14,7 @@
 //! - **promoted** once it has served `min_requests` within both bounds;
 //! - at `max_duration` without a verdict, `on_timeout` decides.
 //!
-//! Only one verdict is ever taken per canary ([`Canary::claim`]); the slot carries it out
+//! Only one verdict is ever taken per canary (`Canary::claim`); the slot carries it out
 //! ([`crate::guest::slot::Slot::conclude`]).
 
 mod judge;

@@ -270,7 +270,7 @@ impl KeyValue {
 
     /// The same namespace as a shadow candidate sees it: it reads the real state, but its
     /// writes go to a scratch space of its own, dropped with the returned store
-    /// ([`scratch`](self::scratch)).
+    /// (`keyvalue/scratch.rs`).
     pub fn scratch(&self) -> KeyValue {
         KeyValue {
             backend: self.backend.clone(),
