@@ -220,7 +220,7 @@ const ROLLED_BACK_KEPT: usize = 32;
 /// with a canary policy, the candidate serving beside the current one.
 pub struct Slot {
     current: ArcSwapOption<Generation>,
-    /// Dev mode's event stream, told of promotions.
+    /// Dev mode's event stream, told when new code serves.
     events: Option<Arc<Events>>,
     /// The route's canary policy: new generations become candidates.
     canary_policy: Option<CanaryPolicy>,
@@ -256,8 +256,8 @@ impl Slot {
         }
     }
 
-    /// The same slot, telling `events` (dev mode's event stream) when a promoted candidate
-    /// starts serving: the other ways a generation starts serving are told by the reloader.
+    /// The same slot, telling `events` (dev mode's event stream) when new code starts serving
+    /// ([`Slot::serving_now`]).
     pub fn with_events(self, events: Option<Arc<Events>>) -> Self {
         Slot { events, ..self }
     }
@@ -321,12 +321,7 @@ impl Slot {
         digest: Option<String>,
     ) -> Arc<Generation> {
         let generation = self.next_generation(compiled, sha256, size, origin, digest);
-        let mut history = self.lock_history();
-        history.push_back(generation.clone());
-        while history.len() > self.keep {
-            history.pop_front();
-        }
-        self.make_current(generation.clone());
+        self.keep_and_serve(generation.clone());
         generation
     }
 
@@ -458,28 +453,8 @@ impl Slot {
         let serving = self.current().map(|g| g.number);
         match verdict.decision {
             Decision::Promote => {
-                {
-                    let mut history = self.lock_history();
-                    history.push_back(candidate.clone());
-                    while history.len() > self.keep {
-                        history.pop_front();
-                    }
-                }
-                self.make_current(candidate.clone());
-                if let Some(events) = &self.events {
-                    events.publish(Event::Serving {
-                        route: metrics.route().to_string(),
-                        generation: candidate.number,
-                        sha256: candidate.short_hash(),
-                        trigger: "canary".to_string(),
-                    });
-                }
-                metrics.serving(
-                    candidate.number,
-                    candidate.world().as_str(),
-                    candidate.tier.as_str(),
-                    candidate.digest.as_deref(),
-                );
+                self.keep_and_serve(candidate.clone());
+                self.serving_now(&candidate, Some("canary"), metrics);
                 verdict_event!(
                     info,
                     metrics,
@@ -533,6 +508,42 @@ impl Slot {
         self.rolled_back
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps `generation` (dropping the oldest kept beyond `keep`) and serves it from now on,
+    /// under the history's lock, so that a rollback sees both or neither.
+    fn keep_and_serve(&self, generation: Arc<Generation>) {
+        let mut history = self.lock_history();
+        history.push_back(generation.clone());
+        while history.len() > self.keep {
+            history.pop_front();
+        }
+        self.make_current(generation);
+    }
+
+    /// Says that `generation`, current now, serves: in the route's serving metrics and, for new
+    /// code (`trigger` names what brought it; `None` for a tier-up, the same code), on dev
+    /// mode's event stream.
+    pub fn serving_now(
+        &self,
+        generation: &Generation,
+        trigger: Option<&str>,
+        metrics: &RouteMetrics,
+    ) {
+        if let (Some(events), Some(trigger)) = (&self.events, trigger) {
+            events.publish(Event::Serving {
+                route: metrics.route().to_string(),
+                generation: generation.number,
+                sha256: generation.short_hash(),
+                trigger: trigger.to_string(),
+            });
+        }
+        metrics.serving(
+            generation.number,
+            generation.world().as_str(),
+            generation.tier.as_str(),
+            generation.digest.as_deref(),
+        );
     }
 
     /// Serves `generation` from now on; the one it replaces is retired.

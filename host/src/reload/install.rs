@@ -11,7 +11,6 @@ use super::tier_up;
 use super::trigger::Cause;
 use crate::component::load::{Compiled, Source};
 use crate::component::tier;
-use crate::events::Event;
 use crate::guest::canary::{Canary, Decision};
 use crate::guest::slot::Generation;
 use crate::kind::Tier;
@@ -121,21 +120,10 @@ pub async fn install(pipeline: &Arc<Pipeline>, change: Change) -> Result<Arc<Gen
         .is_some_and(|current| Arc::ptr_eq(&current, &generation));
     // Subscribers hear of new code only now that requests get it (a tier-up serves the same
     // code: nothing for a page to reload).
-    if let (true, Some(events), Some(trigger)) = (current, &pipeline.events, said.trigger()) {
-        events.publish(Event::Serving {
-            route: target.name.to_string(),
-            generation: generation.number,
-            sha256: generation.short_hash(),
-            trigger: trigger.to_string(),
-        });
-    }
     if current {
-        target.metrics.serving(
-            generation.number,
-            generation.world().as_str(),
-            generation.tier.as_str(),
-            generation.digest.as_deref(),
-        );
+        target
+            .slot
+            .serving_now(&generation, said.trigger(), &target.metrics);
     }
     if let Some(oldest) = target.slot.history().first() {
         target.metrics.forget_generations_below(oldest.number);
