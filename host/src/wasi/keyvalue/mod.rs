@@ -344,11 +344,18 @@ impl KeyValue {
         Ok(())
     }
 
+    // Each operation checks its arguments once, then goes to the backend or, for a shadow
+    // candidate, to its scratch space over the backend.
+
     async fn get_many(
         &self,
         bucket: &str,
         keys: Vec<String>,
     ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        Self::check_batch(keys.len())?;
+        for key in &keys {
+            self.check_key(key)?;
+        }
         let Some(scratch) = &self.scratch else {
             return self.backend_get_many(bucket, keys).await;
         };
@@ -380,77 +387,15 @@ impl KeyValue {
         bucket: &str,
         pairs: Vec<(String, Vec<u8>)>,
     ) -> Result<(), BackendError> {
-        let Some(scratch) = &self.scratch else {
-            return self.backend_set_many(bucket, pairs).await;
-        };
-        Self::check_batch(pairs.len())?;
-        for (key, value) in &pairs {
-            self.check_value(key, value)?;
-        }
-        let pairs = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        scratch.write(bucket, pairs, self.settings.max_keys)
-    }
-
-    async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), BackendError> {
-        let Some(scratch) = &self.scratch else {
-            return self.backend_delete_many(bucket, keys).await;
-        };
-        Self::check_batch(keys.len())?;
-        for key in &keys {
-            self.check_key(key)?;
-        }
-        let deletes = keys.into_iter().map(|k| (k, None)).collect();
-        scratch.write(bucket, deletes, self.settings.max_keys)
-    }
-
-    async fn list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
-        let page = self.backend_list_keys(bucket, cursor).await?;
-        Ok(match &self.scratch {
-            Some(scratch) => scratch.list(bucket, cursor, page),
-            None => page,
-        })
-    }
-
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, BackendError> {
-        let Some(scratch) = &self.scratch else {
-            return self.backend_increment(bucket, key, delta).await;
-        };
-        self.check_key(key)?;
-        let now = self
-            .get_many(bucket, vec![key.to_string()])
-            .await?
-            .pop()
-            .flatten();
-        scratch.increment(bucket, key, now.as_deref(), delta, self.settings.max_keys)
-    }
-
-    async fn backend_get_many(
-        &self,
-        bucket: &str,
-        keys: Vec<String>,
-    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        Self::check_batch(keys.len())?;
-        for key in &keys {
-            self.check_key(key)?;
-        }
-        let ns = &self.settings.namespace;
-        match &*self.backend {
-            Backend::Memory(m) => Ok(m.get_many(ns, bucket, &keys)),
-            Backend::Sqlite(s) => s.get_many(ns, bucket, &keys),
-            Backend::Redis(r) => r.get_many(ns, bucket, &keys).await,
-        }
-    }
-
-    async fn backend_set_many(
-        &self,
-        bucket: &str,
-        pairs: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), BackendError> {
         Self::check_batch(pairs.len())?;
         for (key, value) in &pairs {
             self.check_value(key, value)?;
         }
         let (ns, max) = (&self.settings.namespace, self.settings.max_keys);
+        if let Some(scratch) = &self.scratch {
+            let pairs = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            return scratch.write(bucket, pairs, max);
+        }
         match &*self.backend {
             Backend::Memory(m) => m.set_many(ns, bucket, pairs, max),
             Backend::Sqlite(s) => s.set_many(ns, bucket, &pairs, max),
@@ -458,14 +403,14 @@ impl KeyValue {
         }
     }
 
-    async fn backend_delete_many(
-        &self,
-        bucket: &str,
-        keys: Vec<String>,
-    ) -> Result<(), BackendError> {
+    async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), BackendError> {
         Self::check_batch(keys.len())?;
         for key in &keys {
             self.check_key(key)?;
+        }
+        if let Some(scratch) = &self.scratch {
+            let deletes = keys.into_iter().map(|k| (k, None)).collect();
+            return scratch.write(bucket, deletes, self.settings.max_keys);
         }
         let ns = &self.settings.namespace;
         match &*self.backend {
@@ -478,27 +423,48 @@ impl KeyValue {
         }
     }
 
-    async fn backend_list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
+    async fn list_keys(&self, bucket: &str, cursor: u64) -> Result<KeyPage, BackendError> {
         let ns = &self.settings.namespace;
-        match &*self.backend {
-            Backend::Memory(m) => Ok(m.list_keys(ns, bucket, cursor)),
-            Backend::Sqlite(s) => s.list_keys(ns, bucket, cursor),
-            Backend::Redis(r) => r.list_keys(ns, bucket, cursor).await,
-        }
+        let page = match &*self.backend {
+            Backend::Memory(m) => m.list_keys(ns, bucket, cursor),
+            Backend::Sqlite(s) => s.list_keys(ns, bucket, cursor)?,
+            Backend::Redis(r) => r.list_keys(ns, bucket, cursor).await?,
+        };
+        Ok(match &self.scratch {
+            Some(scratch) => scratch.list(bucket, cursor, page),
+            None => page,
+        })
     }
 
-    async fn backend_increment(
-        &self,
-        bucket: &str,
-        key: &str,
-        delta: u64,
-    ) -> Result<u64, BackendError> {
+    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, BackendError> {
         self.check_key(key)?;
         let (ns, max) = (&self.settings.namespace, self.settings.max_keys);
+        if let Some(scratch) = &self.scratch {
+            let now = self
+                .get_many(bucket, vec![key.to_string()])
+                .await?
+                .pop()
+                .flatten();
+            return scratch.increment(bucket, key, now.as_deref(), delta, max);
+        }
         match &*self.backend {
             Backend::Memory(m) => m.increment(ns, bucket, key, delta, max),
             Backend::Sqlite(s) => s.increment(ns, bucket, key, delta, max),
             Backend::Redis(r) => r.increment(ns, bucket, key, delta, max).await,
+        }
+    }
+
+    /// The backend's values of `keys` (checked by the caller).
+    async fn backend_get_many(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let ns = &self.settings.namespace;
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.get_many(ns, bucket, &keys)),
+            Backend::Sqlite(s) => s.get_many(ns, bucket, &keys),
+            Backend::Redis(r) => r.get_many(ns, bucket, &keys).await,
         }
     }
 }
