@@ -191,7 +191,7 @@ impl Dispatcher {
             }
             _ => (req.map(RequestBody::Streaming), None),
         };
-        let copy_tag = copy.as_ref().map(|_| tag.clone());
+        let copy = copy.map(|copy| (copy, tag.clone()));
         let response = run::serve(
             &self.runtime,
             &route.guests,
@@ -201,9 +201,9 @@ impl Dispatcher {
             req,
         )
         .await;
-        let response = match (copy, copy_tag) {
-            (Some(copy), Some(tag)) => copy.start(&self.runtime, route, tag, response),
-            _ => response,
+        let response = match copy {
+            Some((copy, tag)) => copy.start(&self.runtime, route, tag, response),
+            None => response,
         };
         (response, Some(number), side)
     }

@@ -107,16 +107,18 @@ impl Copy {
             return response;
         };
         let status = response.status().as_u16();
-        let (digest_tx, digest_rx) = oneshot::channel();
-        let response = if self.canary.policy.deterministic {
+        // Only a deterministic route's bodies are compared, and so hashed.
+        let (response, current_digest) = if self.canary.policy.deterministic {
             let declared = response
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse().ok());
-            response.map(|body| Hashing::new(body, declared, digest_tx).boxed_unsync())
+            let (digest_tx, digest_rx) = oneshot::channel();
+            let response =
+                response.map(|body| Hashing::new(body, declared, digest_tx).boxed_unsync());
+            (response, Some(digest_rx))
         } else {
-            drop(digest_tx);
-            response
+            (response, None)
         };
         let candidate = self.canary.candidate();
         let admitted = Admitted::new(permit, &candidate, route.metrics.in_flight.clone());
@@ -129,7 +131,7 @@ impl Copy {
                 ..tag
             },
         };
-        tokio::spawn(shadow.run(admitted, self.request, (status, digest_rx)));
+        tokio::spawn(shadow.run(admitted, self.request, (status, current_digest)));
         response
     }
 }
@@ -143,17 +145,18 @@ struct Shadow {
 }
 
 impl Shadow {
-    /// Runs the copy, compares its answer with the current's `(status, body digest)`, counts
-    /// and maybe logs the comparison, and records the candidate's request (an error if it
-    /// answered 5xx, or differently on a deterministic route), which may decide the verdict.
+    /// Runs the copy, compares its answer with the current's `(status, body digest)` (the
+    /// digest only on a deterministic route), counts and maybe logs the comparison, and records
+    /// the candidate's request (an error if it answered 5xx, or differently on a deterministic
+    /// route), which may decide the verdict.
     async fn run(
         self,
         admitted: Admitted,
         request: Request<RequestBody>,
-        (current, current_digest): (u16, oneshot::Receiver<[u8; 32]>),
+        (current, current_digest): (u16, Option<oneshot::Receiver<[u8; 32]>>),
     ) {
         let route = &self.route;
-        let deterministic = self.canary.policy.deterministic;
+        let deterministic = current_digest.is_some();
         let bounds = self.canary.shadow_bounds(&route.guests);
         let generation = admitted.generation().number;
         let started = Instant::now();
@@ -169,25 +172,23 @@ impl Shadow {
         let latency = started.elapsed();
         let status = response.status().as_u16();
         let deadline = tokio::time::Instant::from(started + route.guests.limits.request_timeout);
-        let digest = tokio::time::timeout_at(deadline, digest(response.into_body()))
-            .await
-            .ok()
-            .flatten();
-        let comparison = if status != current {
-            Comparison::Status {
+        let read =
+            tokio::time::timeout_at(deadline, read_to_end(response.into_body(), deterministic))
+                .await
+                .ok()
+                .flatten();
+        let comparison = match (read, current_digest) {
+            _ if status != current => Comparison::Status {
                 current,
                 candidate: status,
-            }
-        } else if digest.is_none() {
-            Comparison::Incomplete
-        } else if !deterministic {
-            Comparison::Matched
-        } else {
-            match tokio::time::timeout_at(deadline, current_digest).await {
-                Ok(Ok(theirs)) if Some(theirs) == digest => Comparison::Matched,
+            },
+            (None, _) => Comparison::Incomplete,
+            (Some(_), None) => Comparison::Matched,
+            (Some(ours), Some(theirs)) => match tokio::time::timeout_at(deadline, theirs).await {
+                Ok(Ok(theirs)) if Some(theirs) == ours => Comparison::Matched,
                 Ok(Ok(_)) => Comparison::Body { status },
                 _ => Comparison::Incomplete,
-            }
+            },
         };
         route.metrics.canary_shadow(comparison.as_str());
         if self.canary.compared(comparison) {
@@ -214,15 +215,15 @@ impl Shadow {
     }
 }
 
-/// Reads `body` to its end: the SHA-256 of its data, or `None` if it failed.
-async fn digest(mut body: ResponseBody) -> Option<[u8; 32]> {
-    let mut hasher = Sha256::new();
+/// Reads `body` to its end: `None` if it failed, else the SHA-256 of its data when `hash`.
+async fn read_to_end(mut body: ResponseBody, hash: bool) -> Option<Option<[u8; 32]>> {
+    let mut hasher = hash.then(Sha256::new);
     while let Some(frame) = body.frame().await {
-        if let Some(data) = frame.ok()?.data_ref() {
+        if let (Some(data), Some(hasher)) = (frame.ok()?.data_ref(), &mut hasher) {
             hasher.update(data);
         }
     }
-    Some(hasher.finalize().into())
+    Some(hasher.map(|h| h.finalize().into()))
 }
 
 /// A response body that hashes its data as it goes out, and sends the digest when it ends: at
