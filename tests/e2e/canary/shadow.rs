@@ -348,3 +348,46 @@ async fn a_wasi_p3_shadow_candidate_with_reused_instances_is_judged_on_its_copie
     let after = hit(host.server.addr, "/canary", 10, 1, &[]).await;
     assert!(after.iter().all(|s| s.generation == Some(3)), "{after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_read_for_a_copy_is_bounded_in_time() {
+    // A client that declares a body it never finishes sending: the copy's read of it ends at
+    // the request deadline with a 400, as the current's own read would end at it.
+    let host = shadow_host(World::P2, &["--request-timeout", "1s"]);
+    assert_eq!(host.deploy_candidate("ok2.").await, 2);
+    let slow = b"POST /canary HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\nConnection: close\r\n\r\nonly ten b";
+    let addr = host.server.addr;
+    let sent: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(async move {
+                hotswap_tests::raw::exchange(addr, slow, Duration::from_secs(10))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for outcome in sent {
+        let outcome = outcome.await.unwrap();
+        assert!(
+            outcome.elapsed < Duration::from_secs(4),
+            "answered after {:?}: {}",
+            outcome.elapsed,
+            outcome.text()
+        );
+        if outcome.status() == Some(400) {
+            assert!(
+                outcome
+                    .text()
+                    .contains("the request body could not be read")
+            );
+            refused += 1;
+        }
+    }
+    // Each request is copied (so read first) 99 times in 100.
+    assert!(refused >= 1, "log:\n{}", host.server.log());
+    assert_eq!(
+        host.canary().await["candidate"]["numbers"]["candidate"]["requests"],
+        0
+    );
+}

@@ -148,6 +148,18 @@ mod tests {
         // Rewriting a key it holds is fine; a third key is not.
         assert_eq!(scratch.increment("b", "k", Some(b"1"), 2, 2).unwrap(), 3);
         assert!(scratch.write("c", vec![("x".into(), None)], 2).is_err());
+        // Bytes are bounded too, whatever the key count allows.
+        let big = Scratch::default();
+        let half = vec![0u8; MAX_SCRATCH_BYTES / 2];
+        big.write("b", vec![("one".into(), Some(half.clone()))], 100)
+            .unwrap();
+        assert!(
+            big.write("b", vec![("two".into(), Some(half.clone()))], 100)
+                .is_err()
+        );
+        // Rewriting a key frees what it held.
+        big.write("b", vec![("one".into(), Some(half))], 100)
+            .unwrap();
         let page = (vec!["a".to_string(), "gone".to_string()], None);
         let (keys, _) = scratch.list("b", 0, page);
         assert_eq!(keys, ["a", "k"]);
